@@ -1,0 +1,148 @@
+"""The one place that reads configuration.
+
+Values come from `.run/stack.env` (written by `scripts/stack.sh up`) and are
+overridden by real environment variables. No other module reads `os.environ`:
+everything else receives a `Settings` (or calls `load_settings()`).
+
+`python -m ml.settings --shell` prints the merged values as `export` lines, so
+shell recipes (`make`, dbt on the command line) see exactly what Python sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import quote_plus
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Names exported to child processes (dbt's profiles.yml reads them via env_var()).
+EXPORTED = (
+    "MARIADB_HOST",
+    "MARIADB_PORT",
+    "MARIADB_DATABASE",
+    "MARIADB_USER",
+    "MARIADB_PASSWORD",
+    "MARIADB_READER_USER",
+    "MARIADB_READER_PASSWORD",
+    "REDIS_URL",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_ARTIFACT_ROOT",
+    "PREFECT_HOME",
+    "PREFECT_SERVER_ANALYTICS_ENABLED",
+    "DBT_PROFILES_DIR",
+    "API_PORT",
+    "API_ADMIN_TOKEN",
+    "VGSALES_CSV",
+)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a sh-sourceable KEY=value file (values may be single/double quoted)."""
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :]
+        key, sep, value = line.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"{path}:{lineno}: expected KEY=value, found {raw!r}")
+        parts = shlex.split(value) if value else [""]
+        values[key] = parts[0] if parts else ""
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Connection settings and paths shared by dbt, flows, training and the API."""
+
+    root: Path = ROOT
+    run_dir: Path = ROOT / ".run"
+    mariadb_host: str = "127.0.0.1"
+    mariadb_port: int = 33306
+    mariadb_database: str = "vgsales"
+    mariadb_user: str = "vgsales_writer"
+    mariadb_password: str = field(default="", repr=False)
+    mariadb_reader_user: str = "vgsales_reader"
+    mariadb_reader_password: str = field(default="", repr=False)
+    redis_url: str = field(default="redis://127.0.0.1:36379/0", repr=False)
+    mlflow_tracking_uri: str = f"sqlite:///{ROOT / '.run' / 'mlflow' / 'mlflow.db'}"
+    mlflow_artifact_root: str = str(ROOT / ".run" / "mlflow" / "artifacts")
+    prefect_home: str = str(ROOT / ".run" / "prefect")
+    prefect_server_analytics_enabled: str = "false"
+    dbt_profiles_dir: str = str(ROOT / "dbt_project")
+    api_port: int = 8000
+    api_admin_token: str = field(default="", repr=False)
+    vgsales_csv: str = ""
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return self.root / "dbt_project"
+
+    @property
+    def seeds_dir(self) -> Path:
+        return self.root / "seeds"
+
+    @property
+    def raw_database(self) -> str:
+        """dbt puts seeds in `<target schema>_raw` (a MariaDB schema is a database)."""
+        return f"{self.mariadb_database}_raw"
+
+    def sqlalchemy_url(self, *, reader: bool = False) -> str:
+        """SQLAlchemy URL; `reader=True` gives the read-only user (ML layer, API)."""
+        user = self.mariadb_reader_user if reader else self.mariadb_user
+        password = self.mariadb_reader_password if reader else self.mariadb_password
+        return (
+            f"mysql+pymysql://{quote_plus(user)}:{quote_plus(password)}"
+            f"@{self.mariadb_host}:{self.mariadb_port}/{self.mariadb_database}"
+            "?charset=utf8mb4"
+        )
+
+    def as_env(self) -> dict[str, str]:
+        """The exported names with their values, for child processes."""
+        values = {k.upper(): str(v) for k, v in asdict(self).items()}
+        return {name: values[name] for name in EXPORTED}
+
+
+def load_settings(
+    environ: dict[str, str] | None = None, env_file: Path | None = None
+) -> Settings:
+    """Merge defaults < `.run/stack.env` < environment into a `Settings`."""
+    environ = dict(os.environ if environ is None else environ)
+    run_dir = Path(environ.get("VGSALES_RUN_DIR", ROOT / ".run"))
+    merged = read_env_file(env_file or run_dir / "stack.env")
+    merged.update({k: v for k, v in environ.items() if k in EXPORTED})
+    kwargs: dict[str, object] = {"run_dir": run_dir}
+    for name in EXPORTED:
+        if name in merged:
+            key = name.lower()
+            kwargs[key] = int(merged[name]) if key.endswith("_port") else merged[name]
+    return Settings(**kwargs)
+
+
+def export_to_environ(settings: Settings) -> None:
+    """Make the settings visible to child processes and in-process dbt/Prefect."""
+    os.environ.update(settings.as_env())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shell", action="store_true", help="print export lines")
+    args = parser.parse_args()
+    settings = load_settings()
+    if args.shell:
+        for key, value in settings.as_env().items():
+            print(f"export {key}={shlex.quote(value)}")
+    else:
+        print(settings)
+
+
+if __name__ == "__main__":
+    main()
