@@ -37,6 +37,7 @@ EXPORTED = (
     "API_PORT",
     "API_ADMIN_TOKEN",
     "VGSALES_CSV",
+    "VGSALES_SEEDS_DIR",
 )
 
 
@@ -81,6 +82,7 @@ class Settings:
     api_port: int = 8000
     api_admin_token: str = field(default="", repr=False)
     vgsales_csv: str = ""
+    vgsales_seeds_dir: str = str(ROOT / "seeds")
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -88,7 +90,8 @@ class Settings:
 
     @property
     def seeds_dir(self) -> Path:
-        return self.root / "seeds"
+        """Where dbt finds the raw `vgsales.csv` (tests point it at a sample)."""
+        return Path(self.vgsales_seeds_dir)
 
     @property
     def raw_database(self) -> str:
