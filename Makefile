@@ -1,0 +1,83 @@
+# vgsales: `make run` (everything, then the API) and `make test` (everything, then
+# the tests) are the two commands a fresh machine needs. `make help` lists the rest.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Runs a command with ml.settings exported (.run/stack.env under the real env).
+WITH_ENV := scripts/with-env
+PYTEST_ARGS ?=
+
+.PHONY: help run pipeline serve test venv stack-up stack-down stack-status data \
+	lint docs docs-serve bench mlflow-ui lock clean distclean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+run: pipeline serve ## Set up everything, run the whole pipeline on the real data, serve the API
+
+pipeline: venv stack-up data ## Set up everything and run the pipeline (dbt, export, training, registry)
+	@echo "[pipeline] running the Prefect flow (flows/pipeline.py)"
+	$(WITH_ENV) python -m flows.pipeline
+
+serve: venv stack-up ## Serve the prediction API on 127.0.0.1:API_PORT (default 8000), foreground
+	$(WITH_ENV) python -m serve
+
+test: venv stack-up ## Set up everything and run the test suite
+	$(WITH_ENV) python -m pytest $(PYTEST_ARGS)
+
+venv: $(STAMP) ## Create .venv with the pinned dependencies
+
+$(STAMP): requirements.txt constraints.txt
+	@echo "[venv] installing pinned dependencies into $(VENV) (first run: a few minutes)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
+		else echo "[venv] error: '$(PYTHON) -m venv' failed; install python3-venv" >&2; exit 1; fi; }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --progress-bar off -r requirements.txt -c constraints.txt
+	@$(PY) -m pip check
+	@touch $@
+
+stack-up: ## Start MariaDB and Redis under .run/ (idempotent; installs them if missing)
+	@scripts/stack.sh up
+
+stack-down: ## Stop MariaDB and Redis (data stays in .run/)
+	@scripts/stack.sh down
+
+stack-status: ## Say what runs where
+	@scripts/stack.sh status
+
+data: venv ## Put the verified vgsales.csv into seeds/
+	@$(WITH_ENV) python -m ml.rawdata
+
+lint: venv stack-up ## sqlfluff (dbt templater) over the dbt models and tests
+	cd dbt_project && ../$(WITH_ENV) sqlfluff lint models tests
+
+docs: venv stack-up data ## Generate the dbt docs site into dbt_project/target/
+	cd dbt_project && ../$(WITH_ENV) dbt docs generate
+	@echo "[docs] open dbt_project/target/index.html, or: make docs-serve"
+
+docs-serve: docs ## Serve the dbt docs on 127.0.0.1:8080
+	cd dbt_project && ../$(WITH_ENV) dbt docs serve --port 8080
+
+bench: venv stack-up data ## Benchmarks: print tables, write bench/results/
+	$(WITH_ENV) python -m bench
+
+mlflow-ui: venv ## MLflow UI on 127.0.0.1:5000 over the local SQLite store
+	$(WITH_ENV) bash -c 'mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" \
+		--default-artifact-root "$$MLFLOW_ARTIFACT_ROOT" --host 127.0.0.1 --port 5000'
+
+lock: venv ## Regenerate constraints.txt from the venv
+	@{ echo "# Full lock for reproducible installs: pip install -r requirements.txt -c constraints.txt"; \
+	   echo "# Regenerate with: make lock"; $(PY) -m pip freeze --exclude-editable; } > constraints.txt
+
+clean: ## Stop the stack and delete generated state (.run/, dbt target, results)
+	-@scripts/stack.sh down
+	rm -rf .run dbt_project/target dbt_project/logs bench/results reports .pytest_cache
+
+distclean: clean ## clean, and also the venv and the copied raw data
+	rm -rf $(VENV) seeds/vgsales.csv

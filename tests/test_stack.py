@@ -1,0 +1,172 @@
+"""The local stack for real: a private instance under a temporary run dir.
+
+A separate instance (own ports, own .run) is used so that killing MariaDB here
+cannot disturb the shared stack other tests use.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+
+import pymysql
+import pytest
+import redis
+
+from ml.settings import ROOT, Settings, load_settings
+
+STACK = ROOT / "scripts" / "stack.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def private_stack(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("stack") / ".run"
+    env = {
+        **os.environ,
+        "VGSALES_RUN_DIR": str(run_dir),
+        "MARIADB_PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+    }
+
+    def stack(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(STACK), *args], env=env, capture_output=True, text=True, timeout=180
+        )
+
+    first = stack("up")
+    assert first.returncode == 0, first.stderr
+    settings = load_settings(environ={"VGSALES_RUN_DIR": str(run_dir)})
+    yield stack, settings, run_dir
+    stack("down")
+
+
+def connect(settings: Settings, *, reader: bool = False, database: str | None = None):
+    return pymysql.connect(
+        host=settings.mariadb_host,
+        port=settings.mariadb_port,
+        user=settings.mariadb_reader_user if reader else settings.mariadb_user,
+        password=settings.mariadb_reader_password if reader else settings.mariadb_password,
+        database=database or settings.mariadb_database,
+        charset="utf8mb4",
+        autocommit=True,
+    )
+
+
+def test_up_is_idempotent_and_status_reports(private_stack):
+    stack, settings, _ = private_stack
+    again = stack("up")
+    assert again.returncode == 0, again.stderr
+    assert "already running" in again.stderr
+    status = stack("status")
+    assert status.returncode == 0
+    assert f"127.0.0.1:{settings.mariadb_port}" in status.stdout
+    assert "redis:   running" in status.stdout
+
+
+def test_env_file_is_private_and_complete(private_stack):
+    _, settings, run_dir = private_stack
+    env_file = run_dir / "stack.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    text = env_file.read_text()
+    for name in (
+        "MARIADB_HOST", "MARIADB_PORT", "MARIADB_DATABASE", "MARIADB_USER",
+        "MARIADB_PASSWORD", "MARIADB_READER_USER", "MARIADB_READER_PASSWORD",
+        "REDIS_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME",
+    ):
+        assert f"\n{name}=" in text, name
+    assert len(settings.mariadb_password) >= 32
+    assert settings.mariadb_password != settings.mariadb_reader_password
+
+
+def test_env_overrides_file(private_stack):
+    _, _, run_dir = private_stack
+    settings = load_settings(
+        environ={"VGSALES_RUN_DIR": str(run_dir), "MARIADB_DATABASE": "vgsales_other"}
+    )
+    assert settings.mariadb_database == "vgsales_other"
+    assert settings.mariadb_reader_user == "vgsales_reader"
+
+
+def test_writer_round_trips_utf8mb4(private_stack):
+    _, settings, _ = private_stack
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("select @@character_set_server, @@collation_server")
+        assert cur.fetchone() == ("utf8mb4", "utf8mb4_unicode_ci")
+        cur.execute("create or replace table names (name varchar(64))")
+        cur.execute("insert into names values (%s)", ("Pokémon α 🎮",))
+        cur.execute("select name from names")
+        assert cur.fetchone() == ("Pokémon α 🎮",)
+
+
+def test_reader_can_read_but_not_write(private_stack):
+    _, settings, _ = private_stack
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("create or replace table readable (x int)")
+        cur.execute("insert into readable values (1)")
+    with connect(settings, reader=True) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from readable")
+        assert cur.fetchone() == (1,)
+        for statement in (
+            "insert into readable values (2)",
+            "create table nope (x int)",
+            "drop table readable",
+            "create database vgsales_nope",
+        ):
+            with pytest.raises(pymysql.err.OperationalError) as err:
+                cur.execute(statement)
+            assert err.value.args[0] in (1142, 1044), statement
+
+
+def test_redis_requires_auth_and_keeps_nothing(private_stack):
+    _, settings, _ = private_stack
+    url = settings.redis_url
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    anonymous = redis.Redis(host="127.0.0.1", port=port)
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        anonymous.ping()
+    client = redis.Redis.from_url(url)
+    assert client.ping()
+    assert client.config_get("save")["save"] == ""
+    assert client.config_get("appendonly")["appendonly"] == "no"
+    assert client.config_get("bind")["bind"] == "127.0.0.1"
+
+
+def test_services_listen_on_loopback_only(private_stack):
+    _, settings, _ = private_stack
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("select @@bind_address")
+        assert cur.fetchone() == ("127.0.0.1",)
+
+
+def test_recovers_after_kill_9_and_down_up(private_stack):
+    stack, settings, run_dir = private_stack
+    pid = int((run_dir / "mariadb" / "mariadb.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    recovered = stack("up")
+    assert recovered.returncode == 0, recovered.stderr
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from names")
+        assert cur.fetchone() == (1,)
+    assert stack("down").returncode == 0
+    assert stack("status").returncode != 0
+    assert stack("up").returncode == 0
+    with connect(settings, reader=True) as conn, conn.cursor() as cur:
+        cur.execute("select name from names")
+        assert cur.fetchone() == ("Pokémon α 🎮",)
