@@ -41,7 +41,7 @@ ensure_env_file() {
     chmod 700 "$RUN"
     if [ ! -f "$ENV_FILE" ]; then
         log "generating credentials in $ENV_FILE"
-        local redis_port=${REDIS_PORT:-36379} redis_password
+        local redis_password
         redis_password=$(gen_secret)
         umask 077
         cat >"$ENV_FILE" <<EOF
@@ -54,9 +54,9 @@ MARIADB_USER='vgsales_writer'
 MARIADB_PASSWORD='$(gen_secret)'
 MARIADB_READER_USER='vgsales_reader'
 MARIADB_READER_PASSWORD='$(gen_secret)'
-REDIS_PORT='$redis_port'
+REDIS_PORT='${REDIS_PORT:-36379}'
 REDIS_PASSWORD='$redis_password'
-REDIS_URL='redis://:$redis_password@127.0.0.1:$redis_port/0'
+REDIS_URL='redis://:$redis_password@127.0.0.1:${REDIS_PORT:-36379}/0'
 MLFLOW_TRACKING_URI='sqlite:///$RUN/mlflow/mlflow.db'
 MLFLOW_ARTIFACT_ROOT='$RUN/mlflow/artifacts'
 PREFECT_HOME='$RUN/prefect'

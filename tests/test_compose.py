@@ -1,0 +1,114 @@
+"""docker-compose.yml cannot run here (no Docker engine): check it statically
+against the local stack — services, build paths, variable names and ports."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ml.settings import EXPORTED, ROOT, Settings
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+STACK_SH = (ROOT / "scripts" / "stack.sh").read_text()
+# Names written to .run/stack.env by scripts/stack.sh.
+STACK_ENV_NAMES = set(re.findall(r"^([A-Z_]+)='", STACK_SH, flags=re.M))
+INTERPOLATION = re.compile(r"\$\{([A-Z_]+)(?::?[-?][^}]*)?\}")
+
+
+def stack_default(name: str) -> str:
+    match = re.search(rf"{name}='\$\{{{name}:-(\d+)\}}'", STACK_SH)
+    assert match, f"stack.sh has no default for {name}"
+    return match.group(1)
+
+
+def test_services_present():
+    assert set(SERVICES) == {"mariadb", "redis", "mlflow", "prefect", "worker", "api"}
+    assert SERVICES["mariadb"]["image"].startswith("mariadb:10.11")
+    assert SERVICES["redis"]["image"].startswith("redis:7")
+
+
+@pytest.mark.parametrize("service", ["worker", "api"])
+def test_build_paths_exist(service):
+    build = SERVICES[service]["build"]
+    context = ROOT / build["context"]
+    dockerfile = context / build["dockerfile"]
+    assert dockerfile.is_file()
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (context / source).exists(), f"{dockerfile}: COPY {source} missing"
+
+
+@pytest.mark.parametrize("service", ["worker", "api"])
+def test_app_env_uses_the_settings_names(service):
+    names = set(SERVICES[service]["environment"])
+    # PREFECT_API_URL is Prefect's own switch from ephemeral mode to a server.
+    assert names - {"PREFECT_API_URL"} <= set(EXPORTED)
+    required = {
+        "MARIADB_HOST", "MARIADB_PORT", "MARIADB_DATABASE", "MARIADB_USER",
+        "MARIADB_PASSWORD", "MARIADB_READER_USER", "MARIADB_READER_PASSWORD",
+        "REDIS_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME", "API_ADMIN_TOKEN",
+    }
+    assert required <= names
+
+
+def test_interpolated_variables_exist_in_stack_env():
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = set(INTERPOLATION.findall(text))
+    assert used, "compose should take its secrets from .run/stack.env"
+    assert used <= STACK_ENV_NAMES, used - STACK_ENV_NAMES
+
+
+def test_mariadb_users_match_the_local_stack():
+    env = SERVICES["mariadb"]["environment"]
+    for name in ("MARIADB_USER", "MARIADB_READER_USER", "MARIADB_DATABASE"):
+        default = INTERPOLATION.search(env[name]).group(0).split(":-")[1].rstrip("}")
+        assert default == getattr(Settings(), name.lower())
+    init = ROOT / "docker" / "mariadb-init" / "01-users.sh"
+    assert "GRANT SELECT, SHOW VIEW" in init.read_text()
+    command = " ".join(SERVICES["mariadb"]["command"])
+    assert "--character-set-server=utf8mb4" in command
+
+
+PORT = re.compile(r"(?P<ip>[\d.]+):(?P<host>\$\{[^}]+\}|\d+):(?P<container>\d+)")
+
+
+def published(service: str) -> list[tuple[str, str, str]]:
+    """(host ip, host port with defaults resolved, container port) per mapping."""
+    rows = []
+    for mapping in SERVICES[service].get("ports", []):
+        port = PORT.fullmatch(mapping)
+        assert port, f"{service}: unexpected port mapping {mapping!r}"
+        host = port["host"]
+        if host.startswith("${"):
+            host = host.split(":-")[1].rstrip("}")
+        rows.append((port["ip"], host, port["container"]))
+    return rows
+
+
+def test_ports_agree_with_local_stack_and_bind_loopback():
+    assert published("mariadb") == [("127.0.0.1", stack_default("MARIADB_PORT"), "3306")]
+    assert published("redis") == [("127.0.0.1", stack_default("REDIS_PORT"), "6379")]
+    assert published("api") == [("127.0.0.1", str(Settings().api_port), "8000")]
+    for service in SERVICES:
+        for host_ip, _, _ in published(service):
+            assert host_ip == "127.0.0.1", service
+
+
+def test_redis_requires_password_without_persistence():
+    command = SERVICES["redis"]["command"]
+    assert "--requirepass" in command
+    assert command[command.index("--save") + 1] == ""
+    assert command[command.index("--appendonly") + 1] == "no"
+
+
+@pytest.mark.parametrize("service", ["worker", "api"])
+def test_commands_name_existing_modules(service):
+    command = SERVICES[service]["command"]
+    module = command[command.index("-m") + 1]
+    package = ROOT / Path(*module.split("."))
+    assert package.with_suffix(".py").is_file() or (package / "__main__.py").is_file(), module
