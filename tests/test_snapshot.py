@@ -1,0 +1,145 @@
+"""The mart snapshot: exact Arrow IPC round trips, through bytes and a real Redis."""
+
+from __future__ import annotations
+
+import decimal
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+from pandas.testing import assert_frame_equal
+
+from ml import snapshot
+from tests.conftest import isolated_settings
+
+REDIS_DB = 3
+
+
+def frame_with_nulls() -> pd.DataFrame:
+    """One column per dtype the mart or features may use, each holding a null,
+    with a shuffled non-default index so order and index are checked too."""
+    df = pd.DataFrame(
+        {
+            "text": pd.array(["Wii Sports", None, "Tetris", "Halo"], dtype="str"),
+            "string": pd.array(["a", "b", None, "d"], dtype="string"),
+            "object": pd.Series(["x", "y", "z", None], dtype=object),
+            "category": pd.Categorical(
+                ["Sports", None, "Puzzle", "Sports"],
+                categories=["Shooter", "Sports", "Puzzle"],
+            ),
+            "ordered": pd.Categorical(
+                ["low", "high", None, "low"],
+                categories=["low", "mid", "high"],
+                ordered=True,
+            ),
+            "year": pd.array([2006, None, 1989, 2001], dtype="Int64"),
+            "generation": pd.array([7, 3, None, 6], dtype="Int32"),
+            "sales": [82.74, np.nan, 30.26, 0.01],
+            "share": pd.array([0.5, None, 0.25, 1.0], dtype="Float64"),
+            "flag": pd.array([True, None, False, True], dtype="boolean"),
+            "released": pd.to_datetime(["2006-11-19", None, "1989-06-14", "2001-11-15"]),
+            "decimal": pd.Series(
+                [decimal.Decimal("41.49"), None, decimal.Decimal("23.20"), decimal.Decimal("0.00")],
+                dtype=object,
+            ),
+        },
+        index=[10, 3, 7, 0],
+    )
+    return df.iloc[[2, 0, 3, 1]]
+
+
+@pytest.fixture(scope="module")
+def client(stack_settings, tmp_path_factory):
+    settings = isolated_settings(
+        stack_settings, "snapshot", REDIS_DB, tmp_path_factory.mktemp("snapshot")
+    )
+    client = snapshot.connect(settings.redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def test_ipc_round_trip_is_exact_for_every_dtype_with_nulls():
+    df = frame_with_nulls()
+    assert df.isna().any().all(), "every column must hold a null"
+    back = snapshot.ipc_to_frame(snapshot.frame_to_ipc(df))
+    assert_frame_equal(back, df, check_exact=True)
+    assert back["object"].iloc[3] is None
+    assert back["ordered"].cat.ordered
+    assert list(back["category"].cat.categories) == ["Shooter", "Sports", "Puzzle"]
+
+
+def test_ipc_round_trip_keeps_a_default_range_index_and_empty_frames():
+    df = frame_with_nulls().reset_index(drop=True)
+    assert_frame_equal(snapshot.ipc_to_frame(snapshot.frame_to_ipc(df)), df, check_exact=True)
+    empty = df.iloc[0:0]
+    assert_frame_equal(snapshot.ipc_to_frame(snapshot.frame_to_ipc(empty)), empty, check_exact=True)
+
+
+def test_content_digest_changes_with_values_dtypes_and_order():
+    df = frame_with_nulls()
+    digest = snapshot.content_digest(df)
+    assert digest == snapshot.content_digest(df.copy())
+    changed = df.copy()
+    changed.loc[changed.index[0], "sales"] = 30.27
+    as_float = df.assign(year=df["year"].astype("Float64"))
+    reordered = df.iloc[::-1]
+    others = {snapshot.content_digest(f) for f in (changed, as_float, reordered)}
+    assert digest not in others and len(others) == 3
+
+
+def test_publish_and_fetch_through_redis(client):
+    df = frame_with_nulls()
+    key = snapshot.publish(client, df, ttl=600, source="fp-one")
+    assert key == snapshot.snapshot_key(snapshot.content_digest(df))
+    assert key.startswith("vgsales:mart:ml_release_features:") and len(key.rsplit(":", 1)[1]) == 16
+    assert 0 < client.ttl(key) <= 600
+    assert 0 < client.ttl(snapshot.LATEST_KEY) <= 600
+
+    latest_key, latest = snapshot.fetch_latest(client)
+    assert latest_key == key
+    assert_frame_equal(latest, df, check_exact=True)
+    source_key, from_source = snapshot.fetch_for_source(client, "fp-one")
+    assert source_key == key
+    assert_frame_equal(from_source, df, check_exact=True)
+    assert snapshot.fetch_for_source(client, "fp-unknown") is None
+
+    # Publishing the same frame again is idempotent: same key, no new payload.
+    payloads_before = len(client.keys(f"{snapshot.KEY_PREFIX}:*"))
+    assert snapshot.publish(client, df.copy(), ttl=600, source="fp-one") == key
+    assert len(client.keys(f"{snapshot.KEY_PREFIX}:*")) == payloads_before
+
+
+def test_latest_follows_the_newest_and_mark_latest_restores_an_older_one(client):
+    first, second = frame_with_nulls(), frame_with_nulls().iloc[:2]
+    first_key = snapshot.publish(client, first, ttl=600, source="fp-first")
+    second_key = snapshot.publish(client, second, ttl=600, source="fp-second")
+    assert first_key != second_key
+    assert snapshot.fetch_latest(client)[0] == second_key
+
+    client.expire(first_key, 5)
+    assert snapshot.mark_latest(client, first_key, ttl=900, source="fp-first")
+    assert snapshot.fetch_latest(client)[0] == first_key
+    assert client.ttl(first_key) > 600
+
+    client.delete(second_key)
+    assert snapshot.fetch_for_source(client, "fp-second") is None
+    assert not snapshot.mark_latest(client, second_key, ttl=900)
+    assert snapshot.fetch_latest(client)[0] == first_key
+
+
+def test_fetch_latest_is_none_on_an_empty_database(client):
+    client.flushdb()
+    assert snapshot.fetch_latest(client) is None
+
+
+def test_connect_to_a_closed_port_raises_after_its_retries(stack_settings):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    client = snapshot.connect(f"redis://127.0.0.1:{closed_port}/0")
+    with pytest.raises(redis.ConnectionError):
+        snapshot.fetch_latest(client)
