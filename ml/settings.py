@@ -90,8 +90,11 @@ class Settings:
 
     @property
     def seeds_dir(self) -> Path:
-        """Where dbt finds the raw `vgsales.csv` (tests point it at a sample)."""
-        return Path(self.vgsales_seeds_dir)
+        """Where dbt finds the raw `vgsales.csv` (tests point it at a sample).
+
+        A relative value is relative to the dbt project, as dbt reads it.
+        """
+        return self.dbt_project_dir / self.vgsales_seeds_dir
 
     @property
     def raw_database(self) -> str:
@@ -111,6 +114,11 @@ class Settings:
     def as_env(self) -> dict[str, str]:
         """The exported names with their values, for child processes."""
         values = {k.upper(): str(v) for k, v in asdict(self).items()}
+        # dbt writes a seed's "compiled" SQL to target/run/<project>/<seed path>;
+        # with an absolute seed path that is the CSV itself, so dbt overwrote
+        # the data with SQL. A relative path keeps the write inside the project
+        # (target/run/seeds/ by default, dbt_project/tmp/... for a temp dir).
+        values["VGSALES_SEEDS_DIR"] = os.path.relpath(self.seeds_dir, self.dbt_project_dir)
         return {name: values[name] for name in EXPORTED}
 
 
