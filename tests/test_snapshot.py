@@ -143,3 +143,31 @@ def test_connect_to_a_closed_port_raises_after_its_retries(stack_settings):
     client = snapshot.connect(f"redis://127.0.0.1:{closed_port}/0")
     with pytest.raises(redis.ConnectionError):
         snapshot.fetch_latest(client)
+
+
+def test_reuse_or_publish_reads_the_mart_once_per_fingerprint(client):
+    client.flushdb()
+    df = frame_with_nulls()
+    reads = []
+
+    def read_mart():
+        reads.append(1)
+        return df
+
+    key, first, reused = snapshot.reuse_or_publish(client, "fp-a", read_mart, ttl=600)
+    assert (reused, len(reads)) == (False, 1)
+    assert_frame_equal(first, df, check_exact=True)
+
+    again_key, again, reused = snapshot.reuse_or_publish(client, "fp-a", read_mart, ttl=600)
+    assert (again_key, reused, len(reads)) == (key, True, 1)
+    assert_frame_equal(again, df, check_exact=True)
+
+    # Another fingerprint must read the mart, even if it yields the same rows.
+    other_key, _, reused = snapshot.reuse_or_publish(client, "fp-b", read_mart, ttl=600)
+    assert (other_key, reused, len(reads)) == (key, False, 2)
+
+    # An expired payload is published again rather than pointed to.
+    client.delete(key)
+    _, _, reused = snapshot.reuse_or_publish(client, "fp-a", read_mart, ttl=600)
+    assert (reused, len(reads)) == (False, 3)
+    assert client.exists(key)
