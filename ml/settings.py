@@ -11,6 +11,7 @@ shell recipes (`make`, dbt on the command line) see exactly what Python sees.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shlex
 from dataclasses import asdict, dataclass, field
@@ -119,7 +120,22 @@ class Settings:
         # the data with SQL. A relative path keeps the write inside the project
         # (target/run/seeds/ by default, dbt_project/tmp/... for a temp dir).
         values["VGSALES_SEEDS_DIR"] = os.path.relpath(self.seeds_dir, self.dbt_project_dir)
-        return {name: values[name] for name in EXPORTED}
+        env = {name: values[name] for name in EXPORTED}
+        # Derived, never read back: dbt records it with each load of the seed.
+        env["VGSALES_SEED_SHA256"] = self.seed_sha256()
+        return env
+
+    def seed_sha256(self) -> str:
+        """SHA-256 of `<seeds_dir>/vgsales.csv`, '' when there is no file.
+
+        dbt hashes only the path of seeds over 1 MiB; the seed's
+        `meta.file_sha256` (and so `seed_load_audit`) carries this instead.
+        """
+        path = self.seeds_dir / "vgsales.csv"
+        if not path.is_file():
+            return ""
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def load_settings(
