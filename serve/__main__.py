@@ -1,0 +1,56 @@
+"""`python -m serve [--host 127.0.0.1] [--port API_PORT]`: run the API under gunicorn.
+
+The gunicorn master runs in this process with the settings and hooks of
+`serve/gunicorn_conf.py`; each worker calls `serve.app.create_app` with the
+same `Settings` and the instance directory `.run/serve/<port>/`, which the
+workers share (champions file, Prometheus files) and nobody else touches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from gunicorn.app.base import Application
+
+from ml.settings import Settings, load_settings
+
+CONFIG = Path(__file__).with_name("gunicorn_conf.py")
+
+
+class GunicornServer(Application):
+    """Gunicorn configured from gunicorn_conf.py, serving `create_app`."""
+
+    def __init__(self, settings: Settings, host: str) -> None:
+        self.settings = settings
+        self.bind = f"{host}:{settings.api_port}"
+        self.instance_dir = settings.run_dir / "serve" / str(settings.api_port)
+        super().__init__()
+
+    def load_config(self) -> None:
+        self.load_config_from_module_name_or_filename(str(CONFIG))
+        self.cfg.set("bind", [self.bind])
+        # Read by prometheus_client when a worker first imports it.
+        self.cfg.set("raw_env", [f"PROMETHEUS_MULTIPROC_DIR={self.instance_dir / 'metrics'}"])
+        self.cfg.set("proc_name", f"vgsales-api:{self.settings.api_port}")
+
+    def load(self):
+        from serve.app import create_app
+
+        return create_app(self.settings, instance_dir=self.instance_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = load_settings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=settings.api_port,
+                        help="port to bind (default API_PORT=%(default)s)")
+    args = parser.parse_args(argv)
+    settings = dataclasses.replace(settings, api_port=args.port)
+    GunicornServer(settings, args.host).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""A registered model version, loaded and ready to predict.
+
+`load(name, version, settings)` fetches the pipeline from the MLflow
+registry, tries to compile it for single-row predictions (`serve.compiled`)
+and keeps the compiled predictor only if it reproduces `pipeline.predict`
+exactly on a sample drawn from the feature schema. Batches always go through
+the pipeline itself on the frame `ml.features.model_input` builds, as in
+training.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ml.features import model_input, spec, to_sales
+from ml.point_in_time import LOOKED_UP, PointInTime
+from ml.settings import Settings
+from serve.compiled import CompiledPredictor, NotCompilable, compile_pipeline, known_categories, verify
+
+log = logging.getLogger(__name__)
+
+CHAMPION_ALIAS = "champion"
+# Rows of the schema-driven sample a compiled predictor must reproduce.
+VERIFY_ROWS = 256
+POINT_IN_TIME_ARTIFACT = "point_in_time.parquet"
+UNSEEN_PROBE = "\x00unseen category probe"
+
+
+class NoChampion(LookupError):
+    """The registry has no champion for a model (train first)."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model version with what `/model` reports about it."""
+
+    name: str
+    version: str
+    run_id: str
+    pipeline: Any
+    compiled: CompiledPredictor | None
+    fast_path_detail: str
+    known: Mapping[str, frozenset[str]]
+    trained_at: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    data_digest: str | None = None
+    point_in_time: PointInTime | None = None
+
+    def complete(self, record: Mapping[str, object]) -> dict[str, object]:
+        """The record with its point-in-time features looked up (prerelease)."""
+        if self.point_in_time is None:
+            return dict(record)
+        return self.point_in_time.complete(record)
+
+    def predict_one(self, record: Mapping[str, object]) -> float:
+        """Global sales for one record keyed by feature name."""
+        if self.compiled is not None:
+            raw = np.array([self.compiled.predict_one(record)])
+        else:
+            raw = self.pipeline.predict(model_input(self.name, [record]))
+        return float(to_sales(self.name, raw)[0])
+
+    def predict_many(self, records: Sequence[Mapping[str, object]]) -> np.ndarray:
+        """Global sales for many records, through the pipeline in one call."""
+        raw = self.pipeline.predict(model_input(self.name, records))
+        return to_sales(self.name, raw)
+
+    def unseen(self, record: Mapping[str, object]) -> list[str]:
+        """Feature names whose category the model never saw in training."""
+        return [
+            column
+            for column, seen in self.known.items()
+            if record.get(column) is not None and record[column] not in seen
+        ]
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "trained_at": self.trained_at,
+            "metrics": dict(self.metrics),
+            "data_digest": self.data_digest,
+            "fast_path": self.compiled is not None,
+            "fast_path_detail": self.fast_path_detail,
+            "features": spec(self.name).columns,
+        }
+
+
+def _client(settings: Settings):
+    import mlflow
+    from mlflow import MlflowClient
+
+    # The served app talks to one registry; MLflow's loaders read the global URIs.
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+
+
+def champion_version(name: str, settings: Settings) -> str:
+    """The version the `champion` alias points at, or `NoChampion`."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client(settings).get_model_version_by_alias(name, CHAMPION_ALIAS).version)
+    except MlflowException as error:
+        raise NoChampion(
+            f"no {CHAMPION_ALIAS!r} version of model {name!r} in the registry at "
+            f"{settings.mlflow_tracking_uri} ({error.error_code}); run `make pipeline` first"
+        ) from None
+
+
+def load(name: str, version: str, settings: Settings) -> ServedModel:
+    """Load `name` version `version` from the registry and prepare it to serve."""
+    import mlflow.sklearn
+
+    client = _client(settings)
+    model_version = client.get_model_version(name, version)
+    run = client.get_run(model_version.run_id)
+    pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    _single_threaded(pipeline)
+    compiled, detail = _compile_verified(name, pipeline)
+    history = None
+    if any(column in LOOKED_UP for column in spec(name).columns):
+        history = PointInTime(_training_mart(client, run, settings))
+    log.info("loaded %s version %s (fast path: %s)", name, version, detail)
+    return ServedModel(
+        name=name,
+        version=str(version),
+        run_id=model_version.run_id,
+        pipeline=pipeline,
+        compiled=compiled,
+        fast_path_detail=detail,
+        known=known_categories(pipeline),
+        trained_at=_utc(run.info.start_time),
+        metrics={k: float(v) for k, v in run.data.metrics.items()},
+        data_digest=_data_digest(run),
+        point_in_time=history,
+    )
+
+
+def _utc(millis: int | None) -> str | None:
+    if millis is None:
+        return None
+    return dt.datetime.fromtimestamp(millis / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
+def _data_digest(run) -> str | None:
+    for key in ("data_digest", "snapshot_digest", "snapshot_key"):
+        value = run.data.tags.get(key) or run.data.params.get(key)
+        if value:
+            return value
+    inputs = getattr(run, "inputs", None)
+    for dataset_input in getattr(inputs, "dataset_inputs", None) or []:
+        return dataset_input.dataset.digest
+    return None
+
+
+def _training_mart(client, run, settings: Settings):
+    """The mart rows the run was trained on, for point-in-time lookups.
+
+    Preferably the table logged with the model (immutable, beside it); else
+    the Redis snapshot the run names, if it has not expired.
+    """
+    import pandas as pd
+
+    from ml import snapshot
+
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    if POINT_IN_TIME_ARTIFACT in logged:
+        path = client.download_artifacts(run.info.run_id, POINT_IN_TIME_ARTIFACT)
+        return pd.read_parquet(path)
+    key = run.data.tags.get("snapshot_key")
+    if key:
+        frame = snapshot.fetch(snapshot.connect(settings.redis_url), key)
+        if frame is not None:
+            return frame
+    raise LookupError(
+        f"run {run.info.run_id} has neither a {POINT_IN_TIME_ARTIFACT} artifact nor a "
+        "live snapshot_key: the point-in-time features of a forecast cannot be looked up"
+    )
+
+
+def _single_threaded(pipeline: Any) -> None:
+    """Predict on the worker's own thread: workers already fill every core."""
+    for step in getattr(pipeline, "named_steps", {}).values():
+        for estimator in (step, getattr(step, "regressor_", None)):
+            if estimator is not None and hasattr(estimator, "n_jobs"):
+                estimator.n_jobs = 1
+
+
+def _compile_verified(name: str, pipeline: Any) -> tuple[CompiledPredictor | None, str]:
+    try:
+        compiled = compile_pipeline(pipeline)
+    except NotCompilable as reason:
+        log.warning("%s: single predictions use pipeline.predict: %s", name, reason)
+        return None, f"not compiled: {reason}"
+    sample = model_input(name, schema_sample(name, known_categories(pipeline)))
+    ok, detail = verify(compiled, pipeline, sample)
+    if not ok:
+        log.warning("%s: compiled predictor disagrees (%s); using pipeline.predict", name, detail)
+        return None, f"compiled predictor rejected: {detail}"
+    return compiled, f"compiled, verified: {detail}"
+
+
+def schema_sample(
+    name: str, known: Mapping[str, frozenset[str]], rows: int = VERIFY_ROWS, seed: int = 0
+) -> list[dict[str, object]]:
+    """Records spanning the schema: every known category, an unseen one,
+    numbers across their allowed range, and missing optional values."""
+    rng = np.random.default_rng(seed)
+    records: list[dict[str, object]] = []
+    for i in range(rows):
+        record: dict[str, object] = {}
+        for feature in spec(name).features:
+            missing = not feature.required and i % 7 == 3
+            if missing:
+                record[feature.name] = None
+            elif feature.kind == "category":
+                values = sorted(known.get(feature.name, ())) + [UNSEEN_PROBE]
+                record[feature.name] = values[(i * 7 + len(record)) % len(values)]
+            else:
+                low = 0.0 if feature.minimum is None else feature.minimum
+                high = low + 100.0 if feature.maximum is None else feature.maximum
+                # Mostly small values, where the training data and the splits are.
+                record[feature.name] = float(low + (high - low) * rng.random() ** 4)
+        records.append(record)
+    return records
+

@@ -1,0 +1,166 @@
+"""Request and response bodies, derived from the one feature schema.
+
+Request models are built from `ml.features.SPECS` (names, kinds, required
+flags, ranges), so a feature added there is validated and documented here
+without an edit. Validation is strict: a number must be a JSON number (not
+"2006"), text must be a JSON string, NaN/Infinity and unknown fields are
+refused, and every error names its field.
+
+Two naming conventions meet here. `POST /predict` keeps the original design's
+body, whose names are the raw CSV headers (`Platform`, `NA_Sales`, ...);
+`POST /v1/forecast` uses the feature names themselves (`platform`, ...).
+Categories the model never saw are accepted and flagged: see `Prediction`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
+
+from ml.features import MAX_CATEGORY_LENGTH, Feature, spec
+
+# Largest batch accepted by the batch endpoints, and the largest body at all.
+MAX_BATCH_ROWS = 1000
+MAX_BODY_BYTES = 1024 * 1024
+
+# The original design's JSON names: the vgsales.csv headers of the features.
+ORIGINAL_NAMES = {
+    "platform": "Platform",
+    "year": "Year",
+    "genre": "Genre",
+    "na_sales": "NA_Sales",
+    "eu_sales": "EU_Sales",
+    "jp_sales": "JP_Sales",
+    "other_sales": "Other_Sales",
+}
+
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _field_type(feature: Feature) -> Any:
+    if feature.kind == "category":
+        # At least one non-blank character, as ml.features demands.
+        return Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=MAX_CATEGORY_LENGTH, pattern=r"\S"),
+        ]
+    return Annotated[float, Field(ge=feature.minimum, le=feature.maximum)]
+
+
+def record_model(model_name: str, class_name: str, *, original_names: bool) -> type[BaseModel]:
+    """A pydantic model of one input record of `model_name`.
+
+    Attribute names are the feature names (what `ml.features.model_input`
+    reads); JSON names are the same, or the CSV headers when
+    `original_names`. Optional features may be omitted or null.
+    """
+    fields: dict[str, Any] = {}
+    for feature in spec(model_name).features:
+        alias = ORIGINAL_NAMES.get(feature.name, feature.name) if original_names else feature.name
+        kind = _field_type(feature)
+        if feature.required:
+            fields[feature.name] = (kind, Field(alias=alias, description=feature.description))
+        else:
+            fields[feature.name] = (
+                kind | None,
+                Field(None, alias=alias, description=f"{feature.description} (optional)"),
+            )
+    return create_model(class_name, __config__=_STRICT, **fields)
+
+
+def batch_of(model: type[BaseModel]) -> TypeAdapter:
+    """A JSON array of 1 to `MAX_BATCH_ROWS` records of `model`."""
+    return TypeAdapter(
+        Annotated[list[model], Field(min_length=1, max_length=MAX_BATCH_ROWS)]
+    )
+
+
+PredictRequest = record_model("global_from_regional", "PredictRequest", original_names=True)
+ForecastRequest = record_model("prerelease", "ForecastRequest", original_names=False)
+PredictBatch = batch_of(PredictRequest)
+ForecastBatch = batch_of(ForecastRequest)
+
+
+class Prediction(BaseModel):
+    """One prediction. `unseen` lists the request fields whose category the
+    model never saw in training: the prediction is still made (the pipeline
+    encodes them as unknown) but is less reliable."""
+
+    global_sales: float = Field(description="predicted global sales, millions")
+    unseen: list[str] = Field(description="fields with a category unseen in training")
+
+
+class Served(BaseModel):
+    model: str = Field(description="registered model name")
+    version: str = Field(description="registered model version")
+    request_id: str = Field(description="X-Request-ID, echoed or generated")
+
+
+class PredictResponse(Prediction, Served):
+    pass
+
+
+class ForecastPrediction(Prediction):
+    features: dict[str, str | float | None] = Field(
+        description="the model's full input: the request plus the point-in-time "
+        "features looked up in the snapshot the model was trained on"
+    )
+
+
+class ForecastResponse(ForecastPrediction, Served):
+    pass
+
+
+class BatchResponse(Served):
+    predictions: list[Prediction]
+
+
+class ForecastBatchResponse(Served):
+    predictions: list[ForecastPrediction]
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="where: a JSON name, `[i].name` in a batch, or `body`")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="a machine-readable code, e.g. validation_error")
+    message: str
+    detail: list[ErrorDetail] = []
+    request_id: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: dict[str, str | None] = Field(description="model name -> served version")
+    problems: list[str] = []
+
+
+class ModelDescription(BaseModel):
+    name: str
+    version: str
+    run_id: str
+    trained_at: str | None = Field(description="UTC time of the training run")
+    metrics: dict[str, float]
+    data_digest: str | None = Field(description="digest of the training data snapshot")
+    fast_path: bool = Field(description="single predictions skip pandas (verified equal)")
+    fast_path_detail: str
+    features: list[str]
+
+
+class ModelsResponse(BaseModel):
+    models: dict[str, ModelDescription]
+    worker_pid: int
+
+
+class ReloadResponse(BaseModel):
+    previous: dict[str, str | None]
+    current: dict[str, str | None]
+    changed: bool
+    problems: list[str] = []
