@@ -100,7 +100,7 @@ def create_app(
     def batch(name: str, records: list[dict], endpoint: str):
         model = served(name)
         values = model.predict_many(records).tolist()
-        unseen = [model.unseen(r) for r in records]
+        unseen = model.unseen_many(records)
         _count(metrics, model, len(records), [u for row in unseen for u in row])
         predictions_log.record(endpoint, g.request_id, model.name, model.version,
                                records, values, unseen)

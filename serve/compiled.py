@@ -18,9 +18,11 @@ that a compiled predictor agrees with the pipeline before it is used.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,8 +45,8 @@ from sklearn.preprocessing import (
 from sklearn.tree import DecisionTreeRegressor
 
 Record = Mapping[str, object]
-# One input column through one fitted step: a scalar in, a scalar (or, for a
-# one-hot encoder, a tuple of floats) out.
+# One input column through one fitted step: a scalar in, a scalar out (a
+# one-hot encoder, always last, is an `_OneHot` instead).
 ColumnStep = Callable[[object], object]
 
 
@@ -52,30 +54,77 @@ class NotCompilable(Exception):
     """The pipeline holds a step this module does not reproduce."""
 
 
+@dataclass(frozen=True)
+class _OneHot:
+    """The last step of a one-hot encoded column: category -> hot position."""
+
+    index: dict[object, int]
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One input column's way into the transformed row."""
+
+    name: str
+    steps: list[ColumnStep]
+    start: int
+    one_hot: dict[object, int] | None
+
+
 class CompiledPredictor:
-    """`predict_one(record)` equal to `pipeline.predict(frame_of([record]))[0]`."""
+    """`predict_one(record)` equal to `pipeline.predict(frame_of([record]))[0]`,
+    and `predict_many(records)` equal to `pipeline.predict(frame_of(records))`."""
 
     def __init__(
         self,
-        columns: list[tuple[str, list[ColumnStep], slice]],
+        columns: list[_Column],
         n_outputs: int,
         forest: _Forest,
         inverse: Callable[[np.ndarray], np.ndarray] | None,
+        final_step: Any,
     ) -> None:
         self._columns = columns
         self._n_outputs = n_outputs
         self._forest = forest
         self._inverse = inverse
+        self._final_step = final_step
+        self._final_names = getattr(final_step, "feature_names_in_", None)
 
     def transform_one(self, record: Record) -> np.ndarray:
         """The row the regressor sees (what the pipeline's transformers output)."""
         row = np.zeros(self._n_outputs, dtype=np.float64)
-        for name, steps, where in self._columns:
-            value = record.get(name)
-            for step in steps:
+        for column in self._columns:
+            value = record.get(column.name)
+            for step in column.steps:
                 value = step(value)
-            row[where] = value
+            if column.one_hot is None:
+                row[column.start] = value
+            else:
+                hot = column.one_hot.get(value)
+                if hot is not None:
+                    row[column.start + hot] = 1.0
         return row
+
+    def transform_many(self, records: Sequence[Record]) -> np.ndarray:
+        """`transform_one` of each record, column by column."""
+        out = np.zeros((len(records), self._n_outputs), dtype=np.float64)
+        for column in self._columns:
+            values = [record.get(column.name) for record in records]
+            if column.one_hot is None and all(hasattr(s, "many") for s in column.steps):
+                numbers = np.array(values, dtype=np.float64)
+                for step in column.steps:
+                    numbers = step.many(numbers)
+                out[:, column.start] = numbers
+                continue
+            for step in column.steps:
+                values = [step(value) for value in values]
+            if column.one_hot is None:
+                out[:, column.start] = np.array(values, dtype=np.float64)
+            else:
+                hot = np.array([column.one_hot.get(v, -1) for v in values], dtype=np.intp)
+                rows = np.flatnonzero(hot >= 0)
+                out[rows, column.start + hot[rows]] = 1.0
+        return out
 
     def predict_one(self, record: Record) -> float:
         """The prediction for one record keyed by the pipeline's input columns."""
@@ -83,6 +132,19 @@ class CompiledPredictor:
         if self._inverse is None:
             return raw
         return float(np.asarray(self._inverse(np.array([[raw]]))).ravel()[0])
+
+    def predict_many(self, records: Sequence[Record]) -> np.ndarray:
+        """Predictions for many records: sklearn's compiled tree code on the
+        compiled transform (faster than a numpy walk once there are many rows)."""
+        features = self.transform_many(records)
+        if self._forest.trees is not None:
+            raw = self._forest.predict_rows(features)
+            if self._inverse is None:
+                return raw
+            return np.asarray(self._inverse(raw.reshape(-1, 1)), dtype=np.float64).ravel()
+        if self._final_names is not None:
+            features = pd.DataFrame(features, columns=self._final_names)
+        return np.asarray(self._final_step.predict(features), dtype=np.float64).ravel()
 
 
 def compile_pipeline(model: object) -> CompiledPredictor:
@@ -97,29 +159,31 @@ def compile_pipeline(model: object) -> CompiledPredictor:
             f"first step is {type(transformer).__name__}, not a ColumnTransformer"
         )
     columns, n_outputs = _compile_column_transformer(transformer)
-    inverse = None
+    final_step, inverse = regressor, None
     if isinstance(regressor, TransformedTargetRegressor):
         if regressor.transformer is not None or regressor.inverse_func is None:
             raise NotCompilable("TransformedTargetRegressor needs func/inverse_func")
         inverse = regressor.inverse_func
         regressor = regressor.regressor_
-    return CompiledPredictor(columns, n_outputs, _Forest.of(regressor), inverse)
+    return CompiledPredictor(columns, n_outputs, _Forest.of(regressor), inverse, final_step)
 
 
 def verify(
     compiled: CompiledPredictor, model: object, frame: pd.DataFrame
 ) -> tuple[bool, str]:
-    """Do compiled and pipeline predictions agree exactly on every row of `frame`?
+    """Do compiled and pipeline predictions agree exactly on every row of `frame`,
+    one by one and as a batch?
 
     Returns `(ok, detail)`; `detail` names the first disagreeing row.
     """
     expected = np.asarray(model.predict(frame), dtype=np.float64).ravel()
-    records = frame.to_dict(orient="records")
+    records = [_nan_to_none(r) for r in frame.to_dict(orient="records")]
+    together = compiled.predict_many(records)
     for i, record in enumerate(records):
-        got = compiled.predict_one(_nan_to_none(record))
-        if not (got == expected[i] or (math.isnan(got) and math.isnan(expected[i]))):
-            return False, f"row {i}: compiled {got!r} != pipeline {expected[i]!r}"
-    return True, f"{len(records)} rows identical"
+        for how, got in (("one by one", compiled.predict_one(record)), ("batch", together[i])):
+            if not (got == expected[i] or (math.isnan(got) and math.isnan(expected[i]))):
+                return False, f"row {i} ({how}): compiled {got!r} != pipeline {expected[i]!r}"
+    return True, f"{len(records)} rows identical, one by one and as a batch"
 
 
 def known_categories(model: object) -> dict[str, frozenset[str]]:
@@ -161,9 +225,9 @@ def _nan_to_none(record: dict) -> dict:
 
 def _compile_column_transformer(
     ct: ColumnTransformer,
-) -> tuple[list[tuple[str, list[ColumnStep], slice]], int]:
+) -> tuple[list[_Column], int]:
     names = list(getattr(ct, "feature_names_in_", []))
-    columns: list[tuple[str, list[ColumnStep], slice]] = []
+    columns: list[_Column] = []
     n_outputs = 0
     for name, transformer, selection in ct.transformers_:
         where = ct.output_indices_[name]
@@ -175,7 +239,8 @@ def _compile_column_transformer(
         for j, column in enumerate(selected):
             steps, width = _column_steps(transformer, j)
             if width:
-                columns.append((column, steps, slice(position, position + width)))
+                one_hot = steps.pop().index if steps and isinstance(steps[-1], _OneHot) else None
+                columns.append(_Column(column, steps, position, one_hot))
             position += width
         if position != where.stop:
             raise NotCompilable(
@@ -238,6 +303,12 @@ def _to_float(value: object) -> float:
     return math.nan if value is None else float(value)
 
 
+# Numeric steps also carry `many`, the same arithmetic on a float64 array
+# (None already NaN), so batches skip a Python call per value.
+_to_float.many = lambda x: x
+
+
+
 def _dropped(step: object) -> np.ndarray:
     """Which input columns `step` leaves out of its output: the all-missing
     ones, for an imputer without `keep_empty_features`."""
@@ -250,7 +321,13 @@ def _imputer_step(imputer: SimpleImputer, j: int) -> ColumnStep:
     if imputer.add_indicator or not _is_missing(imputer.missing_values):
         raise NotCompilable("SimpleImputer with indicator or custom missing marker")
     fill = imputer.statistics_[j]
-    return lambda value: fill if _is_missing(value) else value
+
+    def step(value: object) -> object:
+        return fill if _is_missing(value) else value
+
+    if isinstance(fill, (float, np.floating)) and not math.isnan(fill):
+        step.many = lambda x: np.where(np.isnan(x), fill, x)
+    return step
 
 
 def _scaler_step(scaler: StandardScaler, j: int) -> ColumnStep:
@@ -261,6 +338,7 @@ def _scaler_step(scaler: StandardScaler, j: int) -> ColumnStep:
         # sklearn subtracts then divides in float64; so do we.
         return (np.float64(_to_float(value)) - mean) / scale
 
+    step.many = lambda x: (x - mean) / scale
     return step
 
 
@@ -279,10 +357,8 @@ def _one_hot_steps(encoder: OneHotEncoder, j: int) -> tuple[list[ColumnStep], in
     if encoder.handle_unknown not in ("ignore", "infrequent_if_exist"):
         raise NotCompilable("OneHotEncoder(handle_unknown='error')")
     index = _category_index(encoder, j)
-    width = len(index)
-    unseen = tuple([0.0] * width)
-    rows = {c: tuple(1.0 if k == i else 0.0 for k in range(width)) for c, i in index.items()}
-    return [lambda value: rows.get(value, unseen)], width
+    # An unseen category (or None) sets no position: an all-zero block.
+    return [_OneHot(index)], len(index)
 
 
 def _ordinal_step(encoder: OrdinalEncoder, j: int) -> ColumnStep:
@@ -338,12 +414,15 @@ class _Forest:
     scale: float
     init: float | None
     divide_by: int | None
+    # The fitted trees of a forest, for batches (None for boosting).
+    trees: list | None = None
 
     @classmethod
     def of(cls, regressor: object) -> _Forest:
         if isinstance(regressor, (RandomForestRegressor, ExtraTreesRegressor)):
             trees = list(regressor.estimators_)
-            return cls._build(trees, scale=1.0, init=None, divide_by=len(trees))
+            forest = cls._build(trees, scale=1.0, init=None, divide_by=len(trees))
+            return dataclasses.replace(forest, trees=[t.tree_ for t in trees])
         if isinstance(regressor, DecisionTreeRegressor):
             return cls._build([regressor], scale=1.0, init=None, divide_by=None)
         if isinstance(regressor, GradientBoostingRegressor):
@@ -387,6 +466,16 @@ class _Forest:
             init=init,
             divide_by=divide_by,
         )
+
+    def predict_rows(self, rows: np.ndarray) -> np.ndarray:
+        """A forest's mean over many rows, as `ForestRegressor.predict` sums it
+        (tree by tree, in order, then divided) minus its per-tree overhead."""
+        features = np.ascontiguousarray(rows, dtype=np.float32)
+        total = np.zeros(len(features), dtype=np.float64)
+        for tree in self.trees:
+            total += tree.predict(features)[:, 0]
+        total /= self.divide_by
+        return total
 
     def predict_row(self, row: np.ndarray) -> float:
         # sklearn casts inputs to float32 before comparing with the thresholds.

@@ -67,8 +67,11 @@ class ServedModel:
         return float(to_sales(self.name, raw)[0])
 
     def predict_many(self, records: Sequence[Mapping[str, object]]) -> np.ndarray:
-        """Global sales for many records, through the pipeline in one call."""
-        raw = self.pipeline.predict(model_input(self.name, records))
+        """Global sales for many records in one call."""
+        if self.compiled is not None:
+            raw = self.compiled.predict_many(records)
+        else:
+            raw = self.pipeline.predict(model_input(self.name, records))
         return to_sales(self.name, raw)
 
     def unseen(self, record: Mapping[str, object]) -> list[str]:
@@ -78,6 +81,16 @@ class ServedModel:
             for column, seen in self.known.items()
             if record.get(column) is not None and record[column] not in seen
         ]
+
+    def unseen_many(self, records: Sequence[Mapping[str, object]]) -> list[list[str]]:
+        """`unseen` of each record, column by column (cheaper for batches)."""
+        flagged: list[list[str]] = [[] for _ in records]
+        for column, seen in self.known.items():
+            for i, record in enumerate(records):
+                value = record.get(column)
+                if value is not None and value not in seen:
+                    flagged[i].append(column)
+        return flagged
 
     def describe(self) -> dict[str, object]:
         return {

@@ -29,7 +29,7 @@ import redis
 log = logging.getLogger(__name__)
 
 STREAM = "vgsales:predictions"
-MAXLEN = 100_000
+MAXLEN = 10_000
 QUEUE_SIZE = 10_000
 BATCH = 256
 # Back-off between attempts while Redis is unreachable.

@@ -1,0 +1,140 @@
+"""Champion models in a private MLflow registry, for the serve tests and bench.
+
+`mart_frame(csv)` turns a vgsales-shaped CSV (the real file or one from
+`ml.synthetic`) into a frame with the `ml_release_features` columns, without
+a warehouse: point-in-time history comes from `ml.point_in_time`, launch
+years from the committed `ref_platforms` seed. It is test data, close enough
+to the mart for the models to be realistic; the warehouse stays the source
+of truth for real training.
+
+`register_champions(settings, frame)` trains both models on it and registers
+them with the `champion` alias in `settings`' registry.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml.features import MODEL_NAMES, label, model_input, spec, training_rows
+from ml.point_in_time import MART_COLUMNS, PointInTime
+from ml.settings import ROOT, Settings
+
+REF_PLATFORMS = ROOT / "dbt_project" / "seeds" / "ref_platforms.csv"
+FIRST_TEST_YEAR = 2014
+
+
+def mart_frame(csv: Path) -> pd.DataFrame:
+    """Mart-shaped rows from a vgsales CSV (rows the warehouse would reject dropped)."""
+    raw = pd.read_csv(csv, na_values=["N/A"], keep_default_na=False)
+    platforms = pd.read_csv(REF_PLATFORMS, keep_default_na=False)
+    frame = pd.DataFrame({
+        "release_id": raw["Rank"].astype(str),
+        "name": raw["Name"].astype(str),
+        "platform": raw["Platform"].astype(str),
+        "genre": raw["Genre"].astype(str),
+        "publisher": raw["Publisher"].fillna("Unknown").astype(str),
+        "year": pd.to_numeric(raw["Year"], errors="coerce").astype("Int64"),
+        "na_sales": raw["NA_Sales"].astype(float),
+        "eu_sales": raw["EU_Sales"].astype(float),
+        "jp_sales": raw["JP_Sales"].astype(float),
+        "other_sales": raw["Other_Sales"].astype(float),
+        "global_sales": raw["Global_Sales"].astype(float),
+    })
+    sales = frame[["na_sales", "eu_sales", "jp_sales", "other_sales"]]
+    keep = (
+        frame["platform"].isin(platforms["platform_code"])
+        & (sales >= 0).all(axis=1)
+        & (frame["name"].str.strip() != "")
+        & frame["year"].between(1970, 2040).fillna(True).astype(bool)
+    )
+    frame = frame[keep].drop_duplicates("release_id").reset_index(drop=True)
+    launch = pd.to_numeric(platforms.set_index("platform_code")["launch_year"], errors="coerce")
+    frame["decade"] = (frame["year"] // 10 * 10).astype("Int64")
+    frame["log_global_sales"] = np.log1p(frame["global_sales"])
+    frame["platform_age_years"] = (frame["year"] - frame["platform"].map(launch)).astype("Int64")
+    history = PointInTime(frame[list(MART_COLUMNS)])
+    dated = frame["year"].notna()
+    looked_up = pd.DataFrame(
+        [history.complete(r) for r in frame.loc[dated, ["publisher", "platform", "year"]].to_dict("records")],
+        index=frame.index[dated],
+    )
+    for column in ("publisher_prior_titles", "publisher_prior_mean_log_sales",
+                   "platform_titles_that_year"):
+        frame[column] = looked_up[column].astype("float64")
+    frame["publisher_prior_titles"] = frame["publisher_prior_titles"].fillna(0)
+    frame["series_key"] = frame["name"].str.lower().str.split(":").str[0].str.strip()
+    frame["series_prior_titles"] = 0
+    frame["series_prior_mean_log_sales"] = np.nan
+    frame["title_platform_count"] = frame.groupby("name")["platform"].transform("nunique")
+    frame["split_random"] = np.where(
+        frame["release_id"].map(lambda r: zlib.crc32(r.encode()) % 100 < 70), "train", "test"
+    )
+    frame["split_time"] = np.where(
+        frame["year"].isna(), None,
+        np.where(frame["year"].fillna(0) >= FIRST_TEST_YEAR, "test", "train"),
+    )
+    return frame
+
+
+def register_champions(
+    settings: Settings, frame: pd.DataFrame, *, n_estimators: int = 100, seed: int = 0,
+    models: tuple[str, ...] = MODEL_NAMES,
+) -> dict[str, str]:
+    """Train each model on `frame`, register it and make it the champion.
+
+    Returns the new version of each model.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+    versions = {}
+    for name in models:
+        rows = training_rows(name, frame)
+        train = rows[rows[spec(name).split] == "train"]
+        pipeline = _pipeline(name, n_estimators, seed).fit(model_input(name, train), label(name, train))
+        experiment = f"serve-{name}"
+        if client.get_experiment_by_name(experiment) is None:
+            client.create_experiment(experiment, artifact_location=f"{settings.mlflow_artifact_root}/{experiment}")
+        mlflow.set_experiment(experiment)
+        with mlflow.start_run() as run:
+            mlflow.log_metric("train_rows", len(train))
+            mlflow.set_tag("data_digest", f"test-frame-{len(frame)}-{seed}")
+            logged = mlflow.sklearn.log_model(
+                pipeline, name="model", input_example=model_input(name, train.head(3)),
+                serialization_format="cloudpickle",
+            )
+            if name == "prerelease":
+                with tempfile.TemporaryDirectory() as folder:
+                    table = Path(folder) / "point_in_time.parquet"
+                    frame[list(MART_COLUMNS)].to_parquet(table)
+                    mlflow.log_artifact(str(table))
+        version = mlflow.register_model(logged.model_uri, name).version
+        client.set_registered_model_alias(name, "champion", str(version))
+        versions[name] = str(version)
+    return versions
+
+
+def _pipeline(name: str, n_estimators: int, seed: int):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    model = spec(name)
+    encode = ColumnTransformer([
+        ("categories", OneHotEncoder(handle_unknown="ignore"), model.categorical),
+        ("numbers", SimpleImputer(strategy="median", keep_empty_features=True), model.numeric),
+    ])
+    forest = RandomForestRegressor(
+        n_estimators=n_estimators, min_samples_leaf=2, random_state=seed, n_jobs=1
+    )
+    return Pipeline([("encode", encode), ("forest", forest)])
