@@ -1,0 +1,227 @@
+"""The analytics report: its numbers, its sections and charts, and a real build.
+
+Unit tests render the report from small generated frames (every section and
+chart present, images real PNGs, numbers right); the champion section is
+tested with a champion trained and registered in a private MLflow store; one
+integration test builds the warehouse with dbt and renders the report from
+its marts, the no-champion path included.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml import evaluate, features, registry, report, train
+from ml import report_tables as tables
+from ml.report_data import MartData, typed_releases
+from ml.report_model import MissingChampion, ModelFindings, champion_findings, recorded_scores
+from tests.conftest import isolated_settings
+
+DATA_CHARTS = [
+    "bars_platform", "bars_genre", "bars_publisher",
+    "hist_global", "hist_regional", "box_genre", "box_platform", "heatmap_correlation",
+    "lines_year", "lines_decade",
+    "rq1_genre_region_decade", "rq1_manufacturer_region_decade",
+    "rq3_platform_years", "rq3_genre_years",
+]
+SECTIONS = ["overview", "categories", "distributions", "time", "rq1", "rq2", "rq3", "model"]
+PLATFORMS = {"PS2": "Sony", "Wii": "Nintendo", "X360": "Microsoft", "DS": "Nintendo", "PC": "Various"}
+GENRES = ["Action", "Sports", "Puzzle", "Role-Playing", "Shooter"]
+
+
+def generated_releases(n_rows: int = 900, seed: int = 0) -> pd.DataFrame:
+    """Release rows shaped like `read_marts().releases`, across three decades."""
+    rng = np.random.default_rng(seed)
+    regional = np.round(rng.lognormal(-2.3, 1.3, size=(n_rows, 4)), 2)
+    regional[rng.random((n_rows, 4)) < 0.2] = 0.0
+    year = rng.integers(1990, 2017, n_rows).astype(float)
+    year[:12] = np.nan
+    platform = rng.choice(list(PLATFORMS), n_rows)
+    frame = pd.DataFrame(
+        {
+            "release_id": [f"r{i:05d}" for i in range(n_rows)],
+            "name": [f"Game {i % 400}" for i in range(n_rows)],
+            "platform": platform,
+            "manufacturer": [PLATFORMS[p] for p in platform],
+            "genre": rng.choice(GENRES, n_rows),
+            "publisher": rng.choice([f"Publisher {i}" for i in range(25)], n_rows),
+            "year": year,
+            "decade": np.floor(year / 10) * 10,
+            "na_sales": regional[:, 0],
+            "eu_sales": regional[:, 1],
+            "jp_sales": regional[:, 2],
+            "other_sales": regional[:, 3],
+        }
+    )
+    frame["global_sales"] = regional.sum(axis=1).round(2)
+    return typed_releases(frame)
+
+
+def generated_mart(releases: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
+    """An `ml_release_features`-shaped frame from generated releases."""
+    rng = np.random.default_rng(seed)
+    n_rows = len(releases)
+    mart = releases.rename(columns={"manufacturer": "platform_manufacturer"}).copy()
+    mart["platform_kind"] = "home"
+    mart["platform_generation"] = 7
+    mart["log_global_sales"] = np.log1p(mart["global_sales"])
+    mart["publisher_prior_titles"] = rng.integers(0, 60, n_rows)
+    mart["publisher_prior_mean_log_sales"] = rng.uniform(0, 1, n_rows)
+    mart["series_key"] = mart["name"].str.lower()
+    mart["series_prior_titles"] = rng.integers(0, 5, n_rows)
+    mart["series_prior_mean_log_sales"] = rng.uniform(0, 1, n_rows)
+    mart["platform_age_years"] = rng.integers(0, 8, n_rows)
+    mart["platform_titles_that_year"] = rng.integers(10, 300, n_rows)
+    mart["title_platform_count"] = rng.integers(1, 4, n_rows)
+    mart["split_random"] = np.where(rng.random(n_rows) < 0.7, "train", "test")
+    mart["split_time"] = np.where(mart["year"].astype(float) >= 2012, "test", "train")
+    mart.loc[mart["year"].isna(), "split_time"] = None
+    return mart[list(features.MART_DTYPES)].astype(features.MART_DTYPES)
+
+
+def chart_images(page: str) -> dict[str, bytes]:
+    found = re.findall(r'data-chart="([^"]+)"><img alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
+    return {name: base64.b64decode(data) for name, data in found}
+
+
+def assert_complete_page(page: str, charts: list[str]) -> None:
+    """Every section, every chart as a real embedded PNG, nothing fetched."""
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in page, section
+    images = chart_images(page)
+    assert sorted(images) == sorted(charts)
+    for name, png in images.items():
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5_000, name
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+
+
+@pytest.fixture(scope="module")
+def releases() -> pd.DataFrame:
+    return generated_releases()
+
+
+@pytest.fixture(scope="module")
+def mart_data(releases) -> MartData:
+    rejected = pd.DataFrame({"reason_code": ["invalid_year", "duplicate_release"], "raw_rows": [4, 2]})
+    return MartData(releases=releases, rejected=rejected)
+
+
+def test_page_without_champions_has_every_section_and_chart(mart_data):
+    missing = [MissingChampion(m, "no champion in this store") for m in features.MODEL_NAMES]
+    sections = report.build_sections(mart_data, missing, "vgsales_unit", progress=lambda _: None)
+    page = report.render(sections, "unit test")
+    assert_complete_page(page, DATA_CHARTS)
+    for model_name in features.MODEL_NAMES:
+        # Once under RQ2, once in the model section.
+        assert page.count(f'data-missing-champion="{model_name}"') == 2
+    assert "900 accepted releases" in page and "6 raw rows were quarantined" in page
+
+
+def test_region_shares_add_up_and_leaders_are_the_largest(releases):
+    shares = tables.region_share_by_decade(releases)
+    region_columns = [c for c in shares.columns if c.endswith(" %")]
+    assert list(shares.decade) == ["1990s", "2000s", "2010s"]
+    assert np.allclose(shares[region_columns].sum(axis=1), 100)
+    leaders = tables.leaders_by_region_decade(releases)
+    row = leaders[(leaders.decade == "2000s") & (leaders.region == "Japan")].iloc[0]
+    decade = releases[releases.decade == 2000]
+    by_genre = decade.groupby("genre")["jp_sales"].sum()
+    assert row["top genre"] == by_genre.idxmax()
+    assert row["genre share %"] == pytest.approx(100 * by_genre.max() / by_genre.sum())
+
+
+def test_genre_mix_per_region_decade_sums_to_100(releases):
+    mix = tables.share_within_region_decade(releases, "genre")
+    assert mix.shape == (len(GENRES), 4 * 3)
+    assert np.allclose(mix.sum(axis=0), 100)
+    genres = tables.genre_share_by_decade(releases)
+    decade_columns = [c for c in genres.columns if c.endswith("s %")]
+    assert np.allclose(genres[decade_columns].sum(axis=0), 100)
+    assert genres["change, points"].is_monotonic_decreasing
+
+
+def test_small_decades_are_left_out_of_comparisons(releases):
+    few = generated_releases(60, seed=3).assign(year=1985, decade=1980).iloc[:10]
+    combined = typed_releases(pd.concat([releases, few], ignore_index=True))
+    assert tables.comparable_decades(combined) == [1990, 2000, 2010]
+
+
+def test_platform_lifecycle_peak_is_the_busiest_year():
+    rows = typed_releases(pd.DataFrame({
+        "release_id": [f"r{i}" for i in range(6)],
+        "platform": ["Wii"] * 5 + ["DS"], "manufacturer": "Nintendo", "genre": "Action",
+        "publisher": "P", "name": "G",
+        "year": [2006, 2007, 2007, 2007, 2010, 2005], "decade": [2000] * 5 + [2000],
+        "na_sales": 1.0, "eu_sales": 0.0, "jp_sales": 0.0, "other_sales": 0.0,
+        "global_sales": 1.0,
+    }))
+    wii = tables.platform_lifecycles(rows).set_index("platform").loc["Wii"]
+    assert (wii["first year"], wii["peak year"], wii["peak-year releases"], wii["last year"]) == (
+        2006, 2007, 3, 2010)
+    assert wii["years active"] == 5 and wii["releases"] == 5
+
+
+def test_recorded_scores_read_the_evaluation_metric_names():
+    metrics = {
+        "time_test_r2": 0.4, "time_test_rmse": 0.5, "random_test_r2": 0.45,
+        "baseline_median_time_test_r2": -0.01, "baseline_label_encoded_forest_time_test_r2": 0.2,
+        "cv_r2_mean": 0.3, "time_train_r2": 0.9,
+    }
+    scores = recorded_scores("prerelease", metrics).set_index(["split", "candidate"])
+    assert scores.loc[("time", "model"), "r2"] == 0.4
+    assert scores.loc[("time", "median"), "r2"] == -0.01
+    assert scores.loc[("random", "model"), "r2"] == 0.45
+    assert ("random", "median") not in scores.index
+    assert recorded_scores("prerelease", {}).empty
+
+
+@pytest.fixture(scope="module")
+def registered(stack_settings, tmp_path_factory, releases):
+    """A prerelease champion trained on a generated mart, in a private MLflow."""
+    settings = isolated_settings(
+        stack_settings, "report_unit", 9, tmp_path_factory.mktemp("report_mlflow")
+    )
+    mart = generated_mart(releases)
+    fitted = train.fit("prerelease", mart)
+    registration = registry.register(fitted, evaluate.evaluate(fitted, mart), settings)
+    assert registration.promoted
+    return settings, mart, registration
+
+
+def test_champion_findings_come_from_the_registry(registered):
+    settings, mart, registration = registered
+    found = champion_findings("prerelease", settings, mart)
+    assert isinstance(found, ModelFindings)
+    assert (found.version, found.run_id) == (registration.version, registration.run_id)
+    test_rows = (mart.split_time == "test").sum()
+    assert len(found.actual) == len(found.predicted) == test_rows
+    spec = features.spec("prerelease")
+    assert sorted(found.importance.feature) == sorted(spec.columns)
+    assert found.importance.permutation_r2_drop.is_monotonic_decreasing
+    scores = found.scores.set_index(["split", "candidate"])
+    assert {("time", "model"), ("time", "median"), ("time", "label_encoded_forest")} <= set(scores.index)
+    assert set(found.segments.dimension) == {"platform", "genre", "decade"}
+    assert found.segments.loc[found.segments.dimension == "platform", "rows"].sum() == test_rows
+    other = champion_findings("global_from_regional", settings, mart)
+    assert isinstance(other, MissingChampion) and "no champion" in other.reason
+
+
+def test_page_with_a_champion_shows_importance_metrics_and_residuals(registered, mart_data):
+    settings, mart, _ = registered
+    findings = [champion_findings(m, settings, mart) for m in features.MODEL_NAMES]
+    page = report.render(
+        report.build_sections(mart_data, findings, "vgsales_unit", progress=lambda _: None), "unit"
+    )
+    assert_complete_page(
+        page,
+        DATA_CHARTS + ["rq2_importance_prerelease", "metrics_prerelease", "residuals_prerelease"],
+    )
+    assert page.count('data-missing-champion="global_from_regional"') == 2
+    assert "data-missing-champion=\"prerelease\"" not in page
+    top = findings[1].importance.feature.iloc[0]
+    assert f"the most important inputs are {top} (R² drop" in page
