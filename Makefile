@@ -11,9 +11,11 @@ STAMP := $(VENV)/.installed
 # Runs a command with ml.settings exported (.run/stack.env under the real env).
 WITH_ENV := scripts/with-env
 PYTEST_ARGS ?=
+# Total privacy budget of `make dp-release`.
+EPSILON ?= 1.0
 
 .PHONY: help run pipeline serve test venv stack-up stack-down stack-status data \
-	lint docs docs-serve bench mlflow-ui lock clean distclean
+	lint docs docs-serve bench mlflow-ui lock clean distclean report dp-release
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -63,6 +65,12 @@ docs: venv stack-up data ## Generate the dbt docs site into dbt_project/target/
 
 docs-serve: docs ## Serve the dbt docs on 127.0.0.1:8080
 	cd dbt_project && ../$(WITH_ENV) dbt docs serve --port 8080
+
+report: venv stack-up ## Analytics report of the last run's warehouse and champions: reports/index.html
+	$(WITH_ENV) python -m ml.report --out reports
+
+dp-release: venv stack-up ## Differentially private sales aggregates (EPSILON=1.0) into reports/dp/
+	$(WITH_ENV) python -m ml.dp_release --epsilon $(EPSILON) --out reports/dp
 
 bench: venv stack-up data ## Benchmarks: print tables, write bench/results/
 	$(WITH_ENV) python -m bench
