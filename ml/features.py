@@ -1,0 +1,344 @@
+"""The one feature schema: what each model reads, in which type and range.
+
+Training, the API's request validation and drift checks all go through this
+module, so adding a feature is one edit here (plus the mart column it comes
+from). Two models are served:
+
+- `global_from_regional`: the original design's contract. Global sales is the
+  sum of the regional columns by construction, so this model can only
+  reproduce arithmetic; it is kept as the reference run next to the sum.
+- `prerelease`: global sales forecast from what is known before release
+  (platform, genre, publisher, year and the mart's point-in-time history),
+  trained on log1p(global sales). Regional sales are deliberately absent.
+
+`model_input()` turns either a mart frame or API-style records into the exact
+frame a pipeline expects: categories as Python `str` (None when missing),
+numbers as float64, so that MLflow's schema enforcement sees the same types
+at logging and at serving time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+MODEL_NAMES = ("global_from_regional", "prerelease")
+
+# Column types of the `ml_release_features` mart as Python reads it
+# (`ml.warehouse.read_ml_mart`): text that identifies is `str`, text that groups
+# is `category`, nullable integers are `Int64`, measures are float64.
+MART_DTYPES: dict[str, str] = {
+    "release_id": "str",
+    "name": "str",
+    "platform": "category",
+    "genre": "category",
+    "publisher": "category",
+    "year": "Int64",
+    "decade": "Int64",
+    "platform_manufacturer": "category",
+    "platform_kind": "category",
+    "platform_generation": "Int64",
+    "na_sales": "float64",
+    "eu_sales": "float64",
+    "jp_sales": "float64",
+    "other_sales": "float64",
+    "global_sales": "float64",
+    "log_global_sales": "float64",
+    "publisher_prior_titles": "Int64",
+    "publisher_prior_mean_log_sales": "float64",
+    "series_key": "str",
+    "series_prior_titles": "Int64",
+    "series_prior_mean_log_sales": "float64",
+    "platform_age_years": "Int64",
+    "platform_titles_that_year": "Int64",
+    "title_platform_count": "Int64",
+    "split_random": "category",
+    "split_time": "category",
+}
+
+# Free-text categories: any non-empty string up to this length is accepted.
+# Values the model never saw in training are encoded as "unknown" inside the
+# pipeline (see ml.pipelines), never rejected: a new publisher is a normal
+# pre-release question.
+MAX_CATEGORY_LENGTH = 100
+
+Kind = Literal["category", "number"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input: name, kind, whether a request must carry it, range."""
+
+    name: str
+    kind: Kind
+    description: str
+    required: bool = True
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model reads, what it predicts and how it is judged.
+
+    `label` is a mart column; `log_label` says the model predicts
+    log1p(sales) and `to_sales()` undoes it. `split` is the mart column that
+    separates train from held-out rows for the served model; `held_out_metric`
+    is the metric the champion gate compares.
+    """
+
+    name: str
+    features: tuple[Feature, ...]
+    label: str
+    log_label: bool
+    split: str
+    held_out_metric: str
+    greater_is_better: bool
+    extra_splits: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "category"]
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "number"]
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The served split first, then the ones only reported."""
+        return (self.split, *self.extra_splits)
+
+
+_PLATFORM = Feature("platform", "category", "platform code, e.g. PS4, Wii, PC")
+_GENRE = Feature("genre", "category", "genre, e.g. Action, Sports")
+_YEAR = Feature("year", "number", "release year", minimum=1970, maximum=2040)
+
+
+def _sales(region: str) -> Feature:
+    return Feature(
+        f"{region}_sales", "number", f"{region.upper()} sales, millions",
+        minimum=0, maximum=100,
+    )
+
+
+SPECS: dict[str, ModelSpec] = {
+    "global_from_regional": ModelSpec(
+        name="global_from_regional",
+        features=(
+            _PLATFORM,
+            _YEAR,
+            _GENRE,
+            _sales("na"),
+            _sales("eu"),
+            _sales("jp"),
+            _sales("other"),
+        ),
+        label="global_sales",
+        log_label=False,
+        split="split_random",
+        held_out_metric="random_test_rmse",
+        greater_is_better=False,
+    ),
+    "prerelease": ModelSpec(
+        name="prerelease",
+        features=(
+            _PLATFORM,
+            _GENRE,
+            Feature("publisher", "category", "publisher; 'Unknown' if not known"),
+            _YEAR,
+            Feature(
+                "publisher_prior_titles", "number",
+                "titles by the publisher in strictly earlier years",
+                required=False, minimum=0, maximum=100_000,
+            ),
+            Feature(
+                "publisher_prior_mean_log_sales", "number",
+                "mean ln(1 + global sales) of those titles; empty if none",
+                required=False, minimum=0, maximum=5,
+            ),
+            Feature(
+                "series_prior_titles", "number",
+                "titles of the same series in strictly earlier years",
+                required=False, minimum=0, maximum=10_000,
+            ),
+            Feature(
+                "series_prior_mean_log_sales", "number",
+                "mean ln(1 + global sales) of those titles; empty if none",
+                required=False, minimum=0, maximum=5,
+            ),
+            Feature(
+                "platform_age_years", "number",
+                "release year minus the platform's launch year",
+                required=False, minimum=-5, maximum=60,
+            ),
+            Feature(
+                "platform_titles_that_year", "number",
+                "releases on the platform that year (release schedule)",
+                required=False, minimum=0, maximum=100_000,
+            ),
+            Feature(
+                "title_platform_count", "number",
+                "platforms the title ships on",
+                required=False, minimum=1, maximum=50,
+            ),
+        ),
+        label="log_global_sales",
+        log_label=True,
+        split="split_time",
+        extra_splits=("split_random",),
+        held_out_metric="time_test_r2",
+        greater_is_better=True,
+    ),
+}
+
+
+class FeatureError(ValueError):
+    """Input that does not fit a model's schema; the message says where."""
+
+
+def spec(model_name: str) -> ModelSpec:
+    """The spec of `model_name`, or an error listing the known models."""
+    try:
+        return SPECS[model_name]
+    except KeyError:
+        raise FeatureError(
+            f"unknown model {model_name!r}; expected one of {', '.join(MODEL_NAMES)}"
+        ) from None
+
+
+def _to_frame(data: pd.DataFrame | Iterable[Mapping[str, object]]) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data
+    return pd.DataFrame.from_records(list(data))
+
+
+def _category_values(column: pd.Series) -> pd.Series:
+    """Text as Python str, missing as None, in an object column."""
+    values = column.astype(object)
+    return values.where(values.notna(), None).map(
+        lambda v: v if v is None else str(v)
+    ).astype(object)
+
+
+def model_input(
+    model_name: str, data: pd.DataFrame | Iterable[Mapping[str, object]]
+) -> pd.DataFrame:
+    """The frame `model_name`'s pipeline reads, from a mart frame or records.
+
+    Only the model's columns are kept, in schema order; other columns (labels,
+    regional sales for `prerelease`, ids) are dropped, so nothing unknown
+    before release can leak in. A missing optional column becomes NaN; a
+    missing required column is an error. Values are type-converted, not
+    range-checked: use `validate_records` for untrusted input.
+    """
+    model = spec(model_name)
+    frame = _to_frame(data)
+    missing = [
+        f.name for f in model.features if f.required and f.name not in frame.columns
+    ]
+    if missing:
+        raise FeatureError(
+            f"{model_name}: missing required column(s) {', '.join(missing)}; "
+            f"expected {', '.join(model.columns)}"
+        )
+    out = pd.DataFrame(index=frame.index)
+    for feature in model.features:
+        if feature.name not in frame.columns:
+            column = pd.Series(np.nan, index=frame.index)
+        else:
+            column = frame[feature.name]
+        if feature.kind == "category":
+            out[feature.name] = _category_values(column)
+        else:
+            try:
+                out[feature.name] = pd.to_numeric(column).astype("float64")
+            except (TypeError, ValueError) as exc:
+                raise FeatureError(
+                    f"{model_name}: column {feature.name!r} must be numeric: {exc}"
+                ) from None
+    return out.reset_index(drop=True)
+
+
+def _check_value(feature: Feature, value: object) -> str | None:
+    """Why `value` is not acceptable for `feature`, or None if it is."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "is required" if feature.required else None
+    if feature.kind == "category":
+        if not isinstance(value, str) or not value.strip():
+            return f"expected a non-empty string, found {value!r}"
+        if len(value) > MAX_CATEGORY_LENGTH:
+            return f"expected at most {MAX_CATEGORY_LENGTH} characters, found {len(value)}"
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number, found {value!r}"
+    if not math.isfinite(value):
+        return f"expected a finite number, found {value!r}"
+    low = -math.inf if feature.minimum is None else feature.minimum
+    high = math.inf if feature.maximum is None else feature.maximum
+    if not low <= value <= high:
+        return f"expected a number between {feature.minimum:g} and {feature.maximum:g}, found {value!r}"
+    return None
+
+
+def validate_records(
+    model_name: str, records: Iterable[Mapping[str, object]]
+) -> list[str]:
+    """Problems in API-style records, one message per bad field; [] if clean.
+
+    Messages name the record index and field, e.g.
+    `record 2, field 'year': expected a number between 1970 and 2040, found 3000`.
+    Unknown fields are reported too, since a misspelt optional feature would
+    otherwise be silently ignored.
+    """
+    model = spec(model_name)
+    known = set(model.columns)
+    errors: list[str] = []
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            errors.append(f"record {index}: expected an object, found {type(record).__name__}")
+            continue
+        for feature in model.features:
+            problem = _check_value(feature, record.get(feature.name))
+            if problem:
+                errors.append(f"record {index}, field {feature.name!r}: {problem}")
+        for name in sorted(set(record) - known):
+            errors.append(
+                f"record {index}, field {name!r}: not an input of {model_name} "
+                f"(expected {', '.join(model.columns)})"
+            )
+    return errors
+
+
+def training_rows(model_name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Mart rows a model can learn from: label, year and served split known.
+
+    Releases of unknown year are left out of both models: `prerelease` has no
+    point-in-time history for them and no place in the time split, and the
+    original design dropped them too.
+    """
+    model = spec(model_name)
+    needed = [model.label, "year", model.split]
+    return frame.dropna(subset=needed).reset_index(drop=True)
+
+
+def label(model_name: str, frame: pd.DataFrame) -> pd.Series:
+    """The training target of `model_name` from a mart frame, as float64."""
+    return frame[spec(model_name).label].astype("float64").reset_index(drop=True)
+
+
+def to_sales(model_name: str, predictions: np.ndarray) -> np.ndarray:
+    """Model output as global sales in millions (undoes log1p, never negative)."""
+    values = np.asarray(predictions, dtype="float64")
+    if spec(model_name).log_label:
+        values = np.expm1(values)
+    return np.clip(values, 0.0, None)
