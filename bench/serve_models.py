@@ -7,20 +7,20 @@ years from the committed `ref_platforms` seed. It is test data, close enough
 to the mart for the models to be realistic; the warehouse stays the source
 of truth for real training.
 
-`register_champions(settings, frame)` trains both models on it and registers
-them with the `champion` alias in `settings`' registry.
+`register_champions(settings, frame)` trains both models on it with the
+project's own `ml.train.fit` and registers them with the `champion` alias in
+`settings`' registry.
 """
 
 from __future__ import annotations
 
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ml.features import MODEL_NAMES, label, model_input, spec, training_rows
+from ml.features import MODEL_NAMES
 from ml.point_in_time import MART_COLUMNS, PointInTime
 from ml.settings import ROOT, Settings
 
@@ -68,8 +68,15 @@ def mart_frame(csv: Path) -> pd.DataFrame:
         frame[column] = looked_up[column].astype("float64")
     frame["publisher_prior_titles"] = frame["publisher_prior_titles"].fillna(0)
     frame["series_key"] = frame["name"].str.lower().str.split(":").str[0].str.strip()
-    frame["series_prior_titles"] = 0
-    frame["series_prior_mean_log_sales"] = np.nan
+    # A series' history is a publisher's history keyed by series instead.
+    series = PointInTime(frame[list(MART_COLUMNS)].assign(publisher=frame["series_key"]))
+    by_series = pd.DataFrame(
+        [series.complete({**r, "publisher": k}) for r, k in zip(
+            frame.loc[dated, ["platform", "year"]].to_dict("records"), frame.loc[dated, "series_key"])],
+        index=frame.index[dated],
+    )
+    frame["series_prior_titles"] = by_series["publisher_prior_titles"].astype("float64").fillna(0)
+    frame["series_prior_mean_log_sales"] = by_series["publisher_prior_mean_log_sales"].astype("float64")
     frame["title_platform_count"] = frame.groupby("name")["platform"].transform("nunique")
     frame["split_random"] = np.where(
         frame["release_id"].map(lambda r: zlib.crc32(r.encode()) % 100 < 70), "train", "test"
@@ -82,59 +89,44 @@ def mart_frame(csv: Path) -> pd.DataFrame:
 
 
 def register_champions(
-    settings: Settings, frame: pd.DataFrame, *, n_estimators: int = 100, seed: int = 0,
-    models: tuple[str, ...] = MODEL_NAMES,
+    settings: Settings, frame: pd.DataFrame, *, models: tuple[str, ...] = MODEL_NAMES,
 ) -> dict[str, str]:
-    """Train each model on `frame`, register it and make it the champion.
-
-    Returns the new version of each model.
+    """Train each model on `frame` with `ml.train.fit`, register it and make it
+    the champion; publish `frame` as the Redis snapshot its runs name, as the
+    training flow does. Returns the new version of each model.
     """
     import mlflow
     from mlflow import MlflowClient
 
+    from ml import snapshot
+    from ml.train import fit
+
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+    redis_client = snapshot.connect(settings.redis_url)
+    try:
+        key = snapshot.publish(redis_client, frame, snapshot.DEFAULT_TTL_SECONDS)
+    finally:
+        redis_client.close()
     versions = {}
     for name in models:
-        rows = training_rows(name, frame)
-        train = rows[rows[spec(name).split] == "train"]
-        pipeline = _pipeline(name, n_estimators, seed).fit(model_input(name, train), label(name, train))
+        fitted = fit(name, frame)
         experiment = f"serve-{name}"
         if client.get_experiment_by_name(experiment) is None:
-            client.create_experiment(experiment, artifact_location=f"{settings.mlflow_artifact_root}/{experiment}")
+            client.create_experiment(
+                experiment, artifact_location=f"{settings.mlflow_artifact_root}/{experiment}"
+            )
         mlflow.set_experiment(experiment)
-        with mlflow.start_run() as run:
-            mlflow.log_metric("train_rows", len(train))
-            mlflow.set_tag("data_digest", f"test-frame-{len(frame)}-{seed}")
+        tags = {"snapshot_key": key, "data_digest": fitted.data_digest,
+                "trained_at": fitted.trained_at.isoformat(timespec="seconds")}
+        with mlflow.start_run(tags=tags):
+            mlflow.log_metric("train_rows", fitted.n_train)
             logged = mlflow.sklearn.log_model(
-                pipeline, name="model", input_example=model_input(name, train.head(3)),
+                fitted.pipeline, name="model", input_example=fitted.input_example,
                 serialization_format="cloudpickle",
             )
-            if name == "prerelease":
-                with tempfile.TemporaryDirectory() as folder:
-                    table = Path(folder) / "point_in_time.parquet"
-                    frame[list(MART_COLUMNS)].to_parquet(table)
-                    mlflow.log_artifact(str(table))
         version = mlflow.register_model(logged.model_uri, name).version
         client.set_registered_model_alias(name, "champion", str(version))
         versions[name] = str(version)
     return versions
-
-
-def _pipeline(name: str, n_estimators: int, seed: int):
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import RandomForestRegressor
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
-
-    model = spec(name)
-    encode = ColumnTransformer([
-        ("categories", OneHotEncoder(handle_unknown="ignore"), model.categorical),
-        ("numbers", SimpleImputer(strategy="median", keep_empty_features=True), model.numeric),
-    ])
-    forest = RandomForestRegressor(
-        n_estimators=n_estimators, min_samples_leaf=2, random_state=seed, n_jobs=1
-    )
-    return Pipeline([("encode", encode), ("forest", forest)])

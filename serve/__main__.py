@@ -31,8 +31,15 @@ class GunicornServer(Application):
     def load_config(self) -> None:
         self.load_config_from_module_name_or_filename(str(CONFIG))
         self.cfg.set("bind", [self.bind])
-        # Read by prometheus_client when a worker first imports it.
-        self.cfg.set("raw_env", [f"PROMETHEUS_MULTIPROC_DIR={self.instance_dir / 'metrics'}"])
+        self.cfg.set("raw_env", [
+            # Read by prometheus_client when a worker first imports it.
+            f"PROMETHEUS_MULTIPROC_DIR={self.instance_dir / 'metrics'}",
+            # One worker per core already: numeric libraries must not fan out.
+            "OMP_NUM_THREADS=1",
+            "OPENBLAS_NUM_THREADS=1",
+            # Model loads log to the server log; progress bars only clutter it.
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false",
+        ])
         self.cfg.set("proc_name", f"vgsales-api:{self.settings.api_port}")
 
     def load(self):

@@ -37,6 +37,7 @@ from serve.state import ModelState
 log = logging.getLogger(__name__)
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ERRORS = {
     400: ("Malformed JSON", schemas.ErrorResponse),
     422: ("Invalid field (the detail names it)", schemas.ErrorResponse),
@@ -274,11 +275,17 @@ def _parse(schema):
 
 
 def _field_name(loc: tuple) -> str:
+    """`Year`, `[2].Year`, `["odd key"]`, or `body` for the body as a whole."""
     if not loc:
         return "body"
     name = ""
     for part in loc:
-        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif IDENTIFIER.fullmatch(part):
+            name += f".{part}" if name else part
+        else:
+            name += f"[{orjson.dumps(part).decode()}]"
     return name
 
 

@@ -1,11 +1,11 @@
 """A registered model version, loaded and ready to predict.
 
 `load(name, version, settings)` fetches the pipeline from the MLflow
-registry, tries to compile it for single-row predictions (`serve.compiled`)
-and keeps the compiled predictor only if it reproduces `pipeline.predict`
-exactly on a sample drawn from the feature schema. Batches always go through
-the pipeline itself on the frame `ml.features.model_input` builds, as in
-training.
+registry and tries to compile it (`serve.compiled`); the compiled predictor
+is kept only if it reproduces `pipeline.predict` exactly, row by row and as
+a batch, on a sample drawn from the feature schema. A pipeline that cannot
+be compiled is served as is, on the frame `ml.features.model_input` builds,
+as in training.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from ml import registry
 from ml.features import model_input, spec, to_sales
 from ml.point_in_time import LOOKED_UP, PointInTime
 from ml.settings import Settings
@@ -25,10 +27,8 @@ from serve.compiled import CompiledPredictor, NotCompilable, compile_pipeline, k
 
 log = logging.getLogger(__name__)
 
-CHAMPION_ALIAS = "champion"
 # Rows of the schema-driven sample a compiled predictor must reproduce.
 VERIFY_ROWS = 256
-POINT_IN_TIME_ARTIFACT = "point_in_time.parquet"
 UNSEEN_PROBE = "\x00unseen category probe"
 
 
@@ -51,6 +51,7 @@ class ServedModel:
     metrics: Mapping[str, float] = field(default_factory=dict)
     data_digest: str | None = None
     point_in_time: PointInTime | None = None
+    point_in_time_source: str | None = None
 
     def complete(self, record: Mapping[str, object]) -> dict[str, object]:
         """The record with its point-in-time features looked up (prerelease)."""
@@ -103,45 +104,35 @@ class ServedModel:
             "fast_path": self.compiled is not None,
             "fast_path_detail": self.fast_path_detail,
             "features": spec(self.name).columns,
+            "point_in_time_source": self.point_in_time_source,
         }
-
-
-def _client(settings: Settings):
-    import mlflow
-    from mlflow import MlflowClient
-
-    # The served app talks to one registry; MLflow's loaders read the global URIs.
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
 
 
 def champion_version(name: str, settings: Settings) -> str:
     """The version the `champion` alias points at, or `NoChampion`."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(_client(settings).get_model_version_by_alias(name, CHAMPION_ALIAS).version)
-    except MlflowException as error:
+    champion = registry.current_champion(registry.client(settings), name)
+    if champion is None:
         raise NoChampion(
-            f"no {CHAMPION_ALIAS!r} version of model {name!r} in the registry at "
-            f"{settings.mlflow_tracking_uri} ({error.error_code}); run `make pipeline` first"
-        ) from None
+            f"no {registry.CHAMPION!r} version of model {name!r} in the registry at "
+            f"{settings.mlflow_tracking_uri}; run `make pipeline` first"
+        )
+    return str(champion.version)
 
 
 def load(name: str, version: str, settings: Settings) -> ServedModel:
     """Load `name` version `version` from the registry and prepare it to serve."""
     import mlflow.sklearn
 
-    client = _client(settings)
+    client = registry.client(settings)
     model_version = client.get_model_version(name, version)
     run = client.get_run(model_version.run_id)
     pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version}")
     _single_threaded(pipeline)
     compiled, detail = _compile_verified(name, pipeline)
-    history = None
+    history, history_source = None, None
     if any(column in LOOKED_UP for column in spec(name).columns):
-        history = PointInTime(_training_mart(client, run, settings))
+        mart, history_source = _training_mart(run, settings)
+        history = PointInTime(mart)
     log.info("loaded %s version %s (fast path: %s)", name, version, detail)
     return ServedModel(
         name=name,
@@ -151,10 +142,11 @@ def load(name: str, version: str, settings: Settings) -> ServedModel:
         compiled=compiled,
         fast_path_detail=detail,
         known=known_categories(pipeline),
-        trained_at=_utc(run.info.start_time),
+        trained_at=run.data.tags.get("trained_at") or _utc(run.info.start_time),
         metrics={k: float(v) for k, v in run.data.metrics.items()},
         data_digest=_data_digest(run),
         point_in_time=history,
+        point_in_time_source=history_source,
     )
 
 
@@ -165,39 +157,40 @@ def _utc(millis: int | None) -> str | None:
 
 
 def _data_digest(run) -> str | None:
-    for key in ("data_digest", "snapshot_digest", "snapshot_key"):
-        value = run.data.tags.get(key) or run.data.params.get(key)
-        if value:
-            return value
-    inputs = getattr(run, "inputs", None)
-    for dataset_input in getattr(inputs, "dataset_inputs", None) or []:
-        return dataset_input.dataset.digest
-    return None
+    """The training data's digest, as `ml.registry` tags the run."""
+    return run.data.tags.get("data_digest") or None
 
 
-def _training_mart(client, run, settings: Settings):
-    """The mart rows the run was trained on, for point-in-time lookups.
+def _training_mart(run, settings: Settings) -> tuple[pd.DataFrame, str]:
+    """The mart rows the run was trained on, and where they were found.
 
-    Preferably the table logged with the model (immutable, beside it); else
-    the Redis snapshot the run names, if it has not expired.
+    First the Redis snapshot the run names (`snapshot_key` tag, set by the
+    training flow); once it has expired, the mart itself, read with the
+    read-only user, noting whether it changed since (`mart_fingerprint`).
     """
-    import pandas as pd
+    import redis
 
-    from ml import snapshot
+    from ml import snapshot, warehouse
 
-    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
-    if POINT_IN_TIME_ARTIFACT in logged:
-        path = client.download_artifacts(run.info.run_id, POINT_IN_TIME_ARTIFACT)
-        return pd.read_parquet(path)
-    key = run.data.tags.get("snapshot_key")
-    if key:
-        frame = snapshot.fetch(snapshot.connect(settings.redis_url), key)
+    key = run.data.tags.get("snapshot_key", "")
+    if key.startswith(snapshot.KEY_PREFIX):
+        client = snapshot.connect(settings.redis_url)
+        try:
+            frame = snapshot.fetch(client, key)
+        except redis.RedisError as error:
+            log.warning("snapshot %s unreadable (%s); reading the mart instead", key, error)
+            frame = None
+        finally:
+            client.close()
         if frame is not None:
-            return frame
-    raise LookupError(
-        f"run {run.info.run_id} has neither a {POINT_IN_TIME_ARTIFACT} artifact nor a "
-        "live snapshot_key: the point-in-time features of a forecast cannot be looked up"
+            return frame, f"Redis snapshot {key}"
+    frame = warehouse.read_ml_mart(settings)
+    trained_on = run.data.tags.get("mart_fingerprint")
+    now = warehouse.mart_fingerprint(settings)
+    same = "the mart trained on" if trained_on == now else (
+        f"the mart has changed since training ({trained_on} -> {now})"
     )
+    return frame, f"MariaDB {settings.mariadb_database}.ml_release_features: {same}"
 
 
 def _single_threaded(pipeline: Any) -> None:

@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 
 import orjson
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +93,10 @@ class PredictionLog:
             atexit.register(self.flush)
 
     def _run(self) -> None:
+        # No client-side retries: this loop backs off and drops instead.
         client = redis.Redis.from_url(
-            self._url, socket_connect_timeout=0.5, socket_timeout=1.0
+            self._url, socket_connect_timeout=0.5, socket_timeout=1.0,
+            retry=Retry(NoBackoff(), 0),
         )
         failures = 0
         while True:

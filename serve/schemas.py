@@ -152,6 +152,9 @@ class ModelDescription(BaseModel):
     fast_path: bool = Field(description="single predictions skip pandas (verified equal)")
     fast_path_detail: str
     features: list[str]
+    point_in_time_source: str | None = Field(
+        description="where forecasts' point-in-time features are looked up (prerelease)"
+    )
 
 
 class ModelsResponse(BaseModel):

@@ -1,0 +1,531 @@
+"""The prediction API for real: gunicorn (`python -m serve`), an MLflow SQLite
+registry with both models trained by `ml.train.fit`, Redis db 5.
+
+One gunicorn instance serves the whole module. The reload test runs last:
+it registers a new champion while a client thread keeps predicting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+from bench.serve_models import mart_frame, register_champions
+from ml.features import MAX_CATEGORY_LENGTH, SPECS, model_input, to_sales
+from ml.settings import ROOT, Settings
+from ml.synthetic import write_csv
+from serve import gunicorn_conf, schemas
+from serve.prediction_log import STREAM
+from tests.conftest import isolated_settings
+
+pytestmark = pytest.mark.slow
+
+REDIS_DB = 5
+SAMPLE_ROWS = 1500
+TOKEN = "test-admin-token"
+FUZZ_EXAMPLES = 150
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class Server:
+    port: int
+    settings: Settings
+    frame: object
+    process: subprocess.Popen
+    log: Path
+
+    def call(self, method: str, path: str, body=None, headers=None) -> Response:
+        """One request on a new connection (so requests spread over workers)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+            connection.request(method, path, data, {"Content-Type": "application/json", **(headers or {})})
+            response = connection.getresponse()
+            return Response(response.status, dict(response.getheaders()), response.read())
+        finally:
+            connection.close()
+
+
+@pytest.fixture(scope="module")
+def server(stack_settings, tmp_path_factory) -> Server:
+    home = tmp_path_factory.mktemp("serve")
+    settings = dataclasses.replace(
+        isolated_settings(stack_settings, "serve", REDIS_DB, home),
+        api_port=free_port(),
+        api_admin_token=TOKEN,
+    )
+    redis.Redis.from_url(settings.redis_url).flushdb()
+    frame = mart_frame(write_csv(home / "vgsales.csv", SAMPLE_ROWS, seed=5, dirty_share=0))
+    register_champions(settings, frame)
+    log = home / "gunicorn.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serve", "--port", str(settings.api_port)],
+        cwd=ROOT, env={**os.environ, **settings.as_env()},
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    served = Server(settings.api_port, settings, frame, process, log)
+    try:
+        _wait_ready(served)
+        yield served
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    # The master removes the instance directory (champions file, metrics) on exit.
+    assert not (settings.run_dir / "serve" / str(settings.api_port)).exists()
+
+
+def _wait_ready(server: Server, timeout: float = 180) -> None:
+    """Until every worker serves both models (one /ready only speaks for one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.process.poll() is None, server.log.read_text()[-5000:]
+        try:
+            text = server.call("GET", "/metrics").body.decode()
+        except OSError:
+            text = ""
+        pids = re.findall(r'vgsales_model_version\{model="prerelease",pid="(\d+)"\}', text)
+        if len(set(pids)) == gunicorn_conf.workers:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not ready after {timeout} s:\n{server.log.read_text()[-5000:]}")
+
+
+_PIPELINES: dict[tuple[str, str], object] = {}
+
+
+def expected_sales(server: Server, name: str, version: str, records: list[dict]) -> list[float]:
+    """What the registered pipeline itself predicts, loaded in this process."""
+    import mlflow.sklearn
+
+    if (name, version) not in _PIPELINES:
+        mlflow.set_registry_uri(server.settings.mlflow_tracking_uri)
+        mlflow.set_tracking_uri(server.settings.mlflow_tracking_uri)
+        _PIPELINES[name, version] = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    raw = _PIPELINES[name, version].predict(model_input(name, records))
+    return to_sales(name, raw).tolist()
+
+
+def original_body(row: dict) -> dict:
+    return {schemas.ORIGINAL_NAMES[k]: row[k] for k in SPECS["global_from_regional"].columns}
+
+
+def mart_rows(server: Server, n: int, seed: int = 0) -> list[dict]:
+    rows = server.frame.dropna(subset=["year"]).sample(n, random_state=seed)
+    return [
+        {**r, "year": float(r["year"])}
+        for r in rows[["platform", "year", "genre", "publisher", "na_sales", "eu_sales",
+                       "jp_sales", "other_sales"]].to_dict("records")
+    ]
+
+
+# -- operations ----------------------------------------------------------------------
+
+
+def test_health_ready_and_model(server):
+    assert server.call("GET", "/health").json() == {"status": "ok"}
+    ready = server.call("GET", "/ready").json()
+    assert ready == {"ready": True, "models": {"global_from_regional": "1", "prerelease": "1"},
+                     "problems": []}
+    described = server.call("GET", "/model").json()["models"]
+    regional, prerelease = described["global_from_regional"], described["prerelease"]
+    assert regional["version"] == "1" and regional["fast_path"] is True
+    assert "identical" in regional["fast_path_detail"]
+    assert re.fullmatch(r"[0-9a-f]{16}", regional["data_digest"])
+    assert regional["trained_at"].startswith(str(time.gmtime().tm_year))
+    assert regional["metrics"]["train_rows"] > 0
+    assert prerelease["point_in_time_source"].startswith("Redis snapshot vgsales:mart:")
+    assert prerelease["features"] == SPECS["prerelease"].columns
+
+
+def test_openapi_describes_every_route_and_docs_render(server):
+    document = server.call("GET", "/openapi.json").json()
+    expected = {"/predict", "/predict/batch", "/v1/forecast", "/v1/forecast/batch", "/health",
+                "/ready", "/model", "/metrics", "/admin/reload", "/openapi.json", "/docs"}
+    assert set(document["paths"]) == expected
+    request = document["components"]["schemas"]["PredictRequest"]
+    assert request["properties"]["NA_Sales"]["minimum"] == 0
+    assert request["properties"]["Year"]["maximum"] == 2040
+    assert request["additionalProperties"] is False
+    assert set(request["required"]) == set(schemas.ORIGINAL_NAMES.values())
+    forecast = document["components"]["schemas"]["ForecastRequest"]
+    assert set(forecast["required"]) == {"platform", "genre", "publisher", "year"}
+    batch = document["paths"]["/predict/batch"]["post"]["requestBody"]["content"]
+    assert batch["application/json"]["schema"]["maxItems"] == schemas.MAX_BATCH_ROWS
+    assert document["paths"]["/admin/reload"]["post"]["security"] == [{"bearer": []}]
+    docs = server.call("GET", "/docs")
+    assert docs.status == 200 and docs.headers["Content-Type"].startswith("text/html")
+    assert all(path.encode() in docs.body for path in expected)
+
+
+# -- predictions ----------------------------------------------------------------------
+
+
+def test_predict_equals_the_registered_pipeline(server):
+    for row in mart_rows(server, 12):
+        answer = server.call("POST", "/predict", original_body(row), {"X-Request-ID": "req-42"})
+        assert answer.status == 200, answer.body
+        body = answer.json()
+        assert body["model"] == "global_from_regional" and body["unseen"] == []
+        assert body["request_id"] == "req-42" == answer.headers["X-Request-ID"]
+        assert body["global_sales"] == expected_sales(
+            server, "global_from_regional", body["version"], [row])[0]
+
+
+def test_predict_batch_equals_single_predictions(server):
+    rows = mart_rows(server, 40, seed=1)
+    answer = server.call("POST", "/predict/batch", [original_body(r) for r in rows])
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    values = [p["global_sales"] for p in body["predictions"]]
+    assert values == expected_sales(server, "global_from_regional", body["version"], rows)
+    singles = [server.call("POST", "/predict", original_body(r)).json()["global_sales"] for r in rows[:5]]
+    assert singles == values[:5]
+
+
+def test_unseen_category_is_predicted_and_flagged(server):
+    row = {**mart_rows(server, 1)[0], "platform": "Brand New Console"}
+    body = server.call("POST", "/predict", original_body(row)).json()
+    assert body["unseen"] == ["Platform"]
+    assert body["global_sales"] == expected_sales(
+        server, "global_from_regional", body["version"], [row])[0]
+    forecast = server.call("POST", "/v1/forecast", {
+        "platform": server.frame["platform"].mode()[0],
+        "genre": "Made-up Genre", "publisher": "Nobody Ever", "year": 2015,
+    }).json()
+    assert forecast["unseen"] == ["genre", "publisher"]
+    assert forecast["features"]["publisher_prior_titles"] == 0
+    assert forecast["features"]["publisher_prior_mean_log_sales"] is None
+
+
+def test_forecast_looks_up_point_in_time_history(server):
+    frame = server.frame.dropna(subset=["year"])
+    publisher = frame["publisher"].value_counts().index[0]
+    year = int(frame.loc[frame["publisher"] == publisher, "year"].median())
+    platform = frame.loc[frame["year"] == year, "platform"].value_counts().index[0]
+    request = {"platform": platform, "genre": "Action", "publisher": publisher, "year": year}
+    body = server.call("POST", "/v1/forecast", request).json()
+    earlier = frame[(frame["publisher"] == publisher) & (frame["year"] < year)]
+    features = body["features"]
+    assert features["publisher_prior_titles"] == len(earlier)
+    assert features["publisher_prior_mean_log_sales"] == pytest.approx(earlier["log_global_sales"].mean())
+    assert features["platform_titles_that_year"] == len(
+        frame[(frame["platform"] == platform) & (frame["year"] == year)])
+    age = frame.loc[frame["platform"] == platform, ["year", "platform_age_years"]].dropna().iloc[0]
+    assert features["platform_age_years"] == year - (age["year"] - age["platform_age_years"])
+    assert body["global_sales"] == expected_sales(server, "prerelease", body["version"], [features])[0]
+    # A feature given in the request is used as given, not looked up.
+    given_count = server.call("POST", "/v1/forecast", {**request, "publisher_prior_titles": 3}).json()
+    assert given_count["features"]["publisher_prior_titles"] == 3
+    # Past the last year of data the release schedule is unknown.
+    future = server.call("POST", "/v1/forecast", {**request, "year": 2030}).json()
+    assert future["features"]["platform_titles_that_year"] is None
+    assert future["features"]["publisher_prior_titles"] == (frame["publisher"] == publisher).sum()
+
+
+def test_forecast_batch_equals_single_forecasts(server):
+    requests = [
+        {"platform": r["platform"], "genre": r["genre"], "publisher": r["publisher"], "year": r["year"]}
+        for r in mart_rows(server, 8, seed=3)
+    ]
+    batch = server.call("POST", "/v1/forecast/batch", requests).json()
+    singles = [server.call("POST", "/v1/forecast", r).json() for r in requests]
+    assert [p["global_sales"] for p in batch["predictions"]] == [s["global_sales"] for s in singles]
+    assert [p["features"] for p in batch["predictions"]] == [s["features"] for s in singles]
+
+
+# -- refusals ---------------------------------------------------------------------------
+
+VALID = {"Platform": "Wii", "Year": 2008, "Genre": "Racing", "NA_Sales": 1.0,
+         "EU_Sales": 0.5, "JP_Sales": 0.1, "Other_Sales": 0.1}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "field"),
+    [
+        ("/predict", b'{"Platform": "Wii",', 400, "body"),
+        ("/predict", b"", 400, "body"),
+        ("/predict", {**VALID, "Year": "2008"}, 422, "Year"),
+        ("/predict", {**VALID, "NA_Sales": True}, 422, "NA_Sales"),
+        ("/predict", {k: v for k, v in VALID.items() if k != "EU_Sales"}, 422, "EU_Sales"),
+        ("/predict", {**VALID, "Publisher": "EA"}, 422, "Publisher"),
+        ("/predict", json.dumps(VALID).replace("1.0", "NaN").encode(), 4, "NA_Sales"),
+        ("/predict", json.dumps(VALID).replace("1.0", "Infinity").encode(), 4, "NA_Sales"),
+        ("/predict", {**VALID, "JP_Sales": 1e400}, 422, "JP_Sales"),
+        ("/predict", {**VALID, "Other_Sales": -0.01}, 422, "Other_Sales"),
+        ("/predict", {**VALID, "Year": 1969}, 422, "Year"),
+        ("/predict", {**VALID, "Platform": "   "}, 422, "Platform"),
+        ("/predict", {**VALID, "Genre": "x" * (MAX_CATEGORY_LENGTH + 1)}, 422, "Genre"),
+        ("/predict", [VALID], 422, "body"),
+        ("/predict", b"x" * (schemas.MAX_BODY_BYTES + 1), 413, "body"),
+        ("/predict/batch", [], 422, "body"),
+        ("/predict/batch", [VALID] * (schemas.MAX_BATCH_ROWS + 1), 422, "body"),
+        ("/predict/batch", [VALID, VALID, {**VALID, "Year": 3000}], 422, "[2].Year"),
+        ("/v1/forecast", {"platform": "Wii", "genre": "Racing", "year": 2008}, 422, "publisher"),
+        ("/v1/forecast", {"platform": "Wii", "genre": "Racing", "publisher": "EA", "year": 2008,
+                          "title_platform_count": 0}, 422, "title_platform_count"),
+        ("/v1/forecast/batch", {"platform": "Wii"}, 422, "body"),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_field(server, path, body, status, field):
+    answer = server.call("POST", path, body)
+    if status == 4:
+        assert 400 <= answer.status < 500
+    else:
+        assert answer.status == status, answer.body
+    error = answer.json()
+    assert error["error"] and error["message"]
+    assert field in [d["field"] for d in error["detail"]], error
+
+
+def test_unknown_route_and_method_are_json_4xx(server):
+    assert server.call("GET", "/nope").status == 404
+    wrong = server.call("GET", "/predict")
+    assert wrong.status == 405 and wrong.json()["error"] == "method_not_allowed"
+
+
+def test_reload_requires_the_admin_token(server):
+    assert server.call("POST", "/admin/reload").status == 401
+    refused = server.call("POST", "/admin/reload", headers={"Authorization": "Bearer nope"})
+    assert refused.status == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+
+
+# -- monitoring ---------------------------------------------------------------------------
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
+            total += float(match.group(2))
+    return total
+
+
+def test_metrics_add_up_across_workers(server):
+    before = server.call("GET", "/metrics").body.decode()
+    for _ in range(30):  # new connections: both workers answer some
+        assert server.call("POST", "/predict", VALID).status == 200
+    after = server.call("GET", "/metrics").body.decode()
+    counted = dict(name="vgsales_http_requests_total", endpoint="/predict", method="POST", status="200")
+    assert metric(after, **counted) - metric(before, **counted) == 30
+    assert metric(after, "vgsales_http_request_duration_seconds_count", endpoint="/predict") >= 30
+    served = re.findall(r'vgsales_model_version\{model="prerelease",pid="(\d+)"\} 1\.0', after)
+    assert len(set(served)) == gunicorn_conf.workers  # one line per live worker
+
+
+def test_every_prediction_is_logged_to_redis(server):
+    server.call("POST", "/predict", VALID, {"X-Request-ID": "logged-1"})
+    server.call("POST", "/predict/batch", [VALID, VALID], {"X-Request-ID": "logged-2"})
+    client = redis.Redis.from_url(server.settings.redis_url, decode_responses=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        entries = {e["request_id"]: e for _, e in client.xrange(STREAM)}
+        if {"logged-1", "logged-2"} <= set(entries):
+            break
+        time.sleep(0.1)
+    single, batch = entries["logged-1"], entries["logged-2"]
+    assert single["model"] == "global_from_regional" and single["endpoint"] == "/predict"
+    assert json.loads(single["features"])[0]["na_sales"] == VALID["NA_Sales"]
+    assert len(json.loads(single["predictions"])) == 1 and float(single["ts"]) > 0
+    assert len(json.loads(batch["predictions"])) == 2 and batch["version"]
+
+
+def test_predictions_continue_when_redis_is_down(server, monkeypatch):
+    """In-process app (same registry) whose Redis is a closed port: logging
+    degrades and is counted, predictions are answered."""
+    from serve.app import create_app
+
+    settings = dataclasses.replace(server.settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    app = create_app(settings)
+    client = app.test_client()
+    for _ in range(3):
+        answer = client.post("/predict", json=VALID)
+        assert answer.status_code == 200 and answer.json["global_sales"] >= 0
+    app.extensions["vgsales"]["log"].flush(timeout=5)
+    text = client.get("/metrics").data.decode()
+    assert metric(text, "vgsales_prediction_log_dropped_total") == 3
+
+
+# -- fuzzing ------------------------------------------------------------------------------
+
+
+def _value(feature, valid: bool):
+    if feature.kind == "category":
+        good = st.text(min_size=1, max_size=20).filter(str.strip)
+        bad = st.one_of(st.just(""), st.just("  "), st.integers(), st.floats(), st.none(),
+                        st.text(min_size=MAX_CATEGORY_LENGTH + 1, max_size=MAX_CATEGORY_LENGTH + 5))
+    else:
+        good = st.floats(min_value=feature.minimum, max_value=feature.maximum,
+                         allow_nan=False, allow_infinity=False)
+        bad = st.one_of(st.floats(max_value=feature.minimum, exclude_max=True),
+                        st.floats(min_value=feature.maximum, exclude_min=True),
+                        st.booleans(), st.text(max_size=5), st.lists(st.integers(), max_size=2))
+    return good if valid else st.one_of(good, bad)
+
+
+def bodies(model_name: str, names: dict[str, str], valid: bool):
+    """JSON-ready records of `model_name` from its feature schema: all valid, or
+    anything (bad values, missing and extra fields)."""
+    fields = {names.get(f.name, f.name): _value(f, valid) for f in SPECS[model_name].features}
+    optional = {names.get(f.name, f.name) for f in SPECS[model_name].features if not f.required}
+    record = st.fixed_dictionaries(
+        {k: v for k, v in fields.items() if k not in optional},
+        optional={k: v for k, v in fields.items() if k in optional},
+    )
+    if valid:
+        return record
+    return st.one_of(
+        record,
+        record.flatmap(lambda r: st.sets(st.sampled_from(sorted(r))).map(
+            lambda drop: {k: v for k, v in r.items() if k not in drop})),
+        st.tuples(record, st.text(max_size=8), st.integers()).map(lambda t: {**t[0], t[1]: t[2]}),
+        st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                     max_leaves=6),
+    )
+
+
+def _encode(value) -> bytes:
+    return json.dumps(value, allow_nan=True).encode()
+
+
+FUZZ = hypothesis_settings(max_examples=FUZZ_EXAMPLES, deadline=None,
+                           suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                  HealthCheck.too_slow])
+ENDPOINTS = [
+    ("/predict", "global_from_regional", schemas.ORIGINAL_NAMES, False),
+    ("/v1/forecast", "prerelease", {}, False),
+    ("/predict/batch", "global_from_regional", schemas.ORIGINAL_NAMES, True),
+    ("/v1/forecast/batch", "prerelease", {}, True),
+]
+
+
+@pytest.mark.parametrize(("path", "model_name", "names", "batch"), ENDPOINTS)
+def test_fuzz_never_a_5xx(server, path, model_name, names, batch):
+    records = bodies(model_name, names, valid=False)
+    payloads = st.lists(records, max_size=4) if batch else records
+    raw = st.binary(max_size=64)
+
+    @FUZZ
+    @given(st.one_of(payloads.map(_encode), raw))
+    def check(payload: bytes):
+        answer = server.call("POST", path, payload)
+        assert answer.status < 500, (payload, answer.body)
+        body = answer.json()
+        if answer.status != 200:
+            assert body["detail"] and all(d["field"] for d in body["detail"]), body
+
+    check()
+
+
+@pytest.mark.parametrize(("path", "model_name", "names", "batch"), ENDPOINTS)
+def test_fuzz_valid_bodies_are_answered(server, path, model_name, names, batch):
+    records = bodies(model_name, names, valid=True)
+    payloads = st.lists(records, min_size=1, max_size=4) if batch else records
+    response_model = {
+        "/predict": schemas.PredictResponse, "/v1/forecast": schemas.ForecastResponse,
+        "/predict/batch": schemas.BatchResponse, "/v1/forecast/batch": schemas.ForecastBatchResponse,
+    }[path]
+
+    @hypothesis_settings(FUZZ, max_examples=FUZZ_EXAMPLES // 3)
+    @given(payloads)
+    def check(payload):
+        answer = server.call("POST", path, payload)
+        assert answer.status == 200, (payload, answer.body)
+        parsed = response_model.model_validate_json(answer.body)
+        values = [p.global_sales for p in parsed.predictions] if batch else [parsed.global_sales]
+        assert all(np.isfinite(v) and v >= 0 for v in values)
+
+    check()
+
+
+# -- reload (last: it changes the served version) -------------------------------------------
+
+
+def test_reload_under_load_drops_nothing_and_reaches_every_worker(server):
+    statuses: list[int] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+
+    def keep_predicting():
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        body = json.dumps(VALID).encode()
+        for _ in range(20_000):  # bounded even if the test body fails
+            if stop.is_set():
+                break
+            try:
+                connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                payload = response.read()
+            except OSError:
+                statuses.append(-1)
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+                continue
+            statuses.append(response.status)
+            if response.status == 200:
+                versions.add(json.loads(payload)["version"])
+        connection.close()
+
+    clients = [threading.Thread(target=keep_predicting) for _ in range(3)]
+    for thread in clients:
+        thread.start()
+    try:
+        new = register_champions(server.settings, server.frame, models=("global_from_regional",))
+        assert new == {"global_from_regional": "2"}
+        reload = server.call("POST", "/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert reload.status == 200, reload.body
+        body = reload.json()
+        assert body["previous"]["global_from_regional"] == "1"
+        assert body["current"] == {"global_from_regional": "2", "prerelease": "1"}
+        assert body["changed"] is True
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            text = server.call("GET", "/metrics").body.decode()
+            served = re.findall(r'vgsales_model_version\{model="global_from_regional",pid="\d+"\} (\S+)', text)
+            if served == ["2.0"] * gunicorn_conf.workers:
+                break
+            time.sleep(0.2)
+        assert served == ["2.0"] * gunicorn_conf.workers, text
+        time.sleep(0.5)  # a few more predictions from the new version
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=60)
+    assert statuses and set(statuses) == {200}
+    assert versions == {"1", "2"}
+    assert server.call("GET", "/ready").json()["models"]["global_from_regional"] == "2"
+    again = server.call("POST", "/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert again.json()["changed"] is False
