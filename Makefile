@@ -73,6 +73,9 @@ dp-release: venv stack-up ## Differentially private sales aggregates (EPSILON=1.
 	$(WITH_ENV) python -m ml.dp_release --epsilon $(EPSILON) --out reports/dp
 
 bench: venv stack-up data ## Benchmarks: print tables, write bench/results/
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y -qq wrk \
+		|| { apt-get update -qq && apt-get install -y -qq wrk; }; } >/dev/null 2>&1; } \
+		|| echo "[bench] wrk not installed: bench_serve uses its Python load generator"
 	$(WITH_ENV) python -m bench
 
 mlflow-ui: venv ## MLflow UI on 127.0.0.1:5000 over the local SQLite store
