@@ -54,6 +54,16 @@ TOLERANCE = 1e-9
 # Pinned instead of inferred: inference re-imports the model in a subprocess,
 # which costs seconds per run and can pick up unrelated packages.
 REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "skops")
+# Models are stored with skops, which refuses to load types it cannot vouch
+# for. These are the ones our pipelines contain beyond skops' defaults; we
+# write every artifact ourselves, so they are trusted by name here rather
+# than by switching to pickle, which would trust everything.
+SKOPS_TRUSTED_TYPES = [
+    "functools.partial",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+    "sklearn.utils.validation.check_array",
+]
 
 
 class NoChampionError(LookupError):
@@ -66,7 +76,7 @@ class Registration:
 
     model_name: str
     run_id: str
-    version: str
+    version: int
     alias: str | None
     promoted: bool
     reason: str
@@ -78,7 +88,7 @@ class ChampionInfo:
     """What the API reports about the served model (GET /model)."""
 
     model_name: str
-    version: str
+    version: int
     run_id: str
     trained_at: str
     data_digest: str
@@ -210,7 +220,7 @@ def _decide(
     return Registration(
         model_name=spec.name,
         run_id=version.run_id,
-        version=version.version,
+        version=int(version.version),
         alias=alias,
         promoted=promoted,
         reason=reason,
@@ -247,6 +257,7 @@ def _log_run(fitted: FittedModel, evaluation: Evaluation) -> str:
         signature=signature(spec),
         input_example=fitted.input_example,
         pip_requirements=_requirements(),
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
     )
     return info.model_uri
 
@@ -272,7 +283,7 @@ def register(
             return Registration(
                 model_name=spec.name,
                 run_id=previous.run_id,
-                version=previous.version,
+                version=int(previous.version),
                 alias=_alias_of(mlflow_client, previous),
                 promoted=False,
                 reason=(
@@ -306,7 +317,7 @@ def _champion_version(mlflow_client: MlflowClient, model_name: str) -> ModelVers
     if champion is None:
         raise NoChampionError(
             f"model {model_name!r} has no {CHAMPION} in the registry; "
-            "run the training flow first (make train)"
+            "run the pipeline first (make pipeline)"
         )
     return champion
 
@@ -322,7 +333,7 @@ def _info(mlflow_client: MlflowClient, version: ModelVersion) -> ChampionInfo:
     tags = dict(run.data.tags)
     return ChampionInfo(
         model_name=version.name,
-        version=version.version,
+        version=int(version.version),
         run_id=version.run_id,
         trained_at=tags.get("trained_at", ""),
         data_digest=tags.get("data_digest", ""),

@@ -51,11 +51,12 @@ class FittedModel:
 def data_digest(spec: ModelSpec, frame: pd.DataFrame) -> str:
     """Content hash of the columns a model reads, independent of row order.
 
-    Only the model's inputs, label and split columns count, so a mart change
-    elsewhere (a new column for another model) does not look like new data.
+    Only the rows the model can learn from and its inputs, label and split
+    columns count, so a mart change elsewhere (a new column for another
+    model, a fixed title) does not look like new data.
     """
     columns = ["release_id", *spec.columns, spec.label, *spec.splits]
-    rows = frame[columns].sort_values("release_id").reset_index(drop=True)
+    rows = features.training_rows(spec.name, frame)[columns].sort_values("release_id").reset_index(drop=True)
     hashes = pd.util.hash_pandas_object(rows, index=False).to_numpy()
     return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
 
@@ -109,7 +110,7 @@ def fit(model_name: str, frame: pd.DataFrame) -> FittedModel:
         spec=spec,
         pipeline=pipeline,
         n_train=len(train),
-        data_digest=data_digest(spec, features.training_rows(model_name, frame)),
+        data_digest=data_digest(spec, frame),
         trained_at=datetime.now(timezone.utc),
         fit_seconds=fit_seconds,
         input_example=features.model_input(model_name, train.head(INPUT_EXAMPLE_ROWS)),

@@ -56,7 +56,8 @@ def read_ml_mart(settings: Settings) -> pd.DataFrame:
     engine = _engine(settings)
     try:
         with engine.connect() as connection:
-            frame = pd.read_sql(sa.text(query), connection)
+            result = connection.execute(sa.text(query))
+            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     except sa.exc.ProgrammingError as exc:
         raise MartError(
             f"cannot read {table} as {settings.mariadb_reader_user}: {exc.orig}; "
@@ -78,10 +79,11 @@ def mart_fingerprint(settings: Settings) -> str:
     engine = _engine(settings)
     try:
         with engine.connect() as connection:
+            # A missing table gives a NULL checksum (and a warning), not an error.
             checksum = connection.execute(sa.text(f"checksum table {table}")).one()[1]
+            if checksum is None:
+                raise MartError(f"{table} does not exist; run `dbt build` first")
             rows = connection.execute(sa.text(f"select count(*) from {table}")).scalar_one()
     finally:
         engine.dispose()
-    if checksum is None:
-        raise MartError(f"{table} does not exist; run `dbt build` first")
     return f"{rows}-{checksum}"

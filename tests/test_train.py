@@ -1,0 +1,145 @@
+"""Training and evaluation on a small mart-shaped frame (no database needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from ml import evaluate, features, train
+from ml.features import MODEL_NAMES
+from tests.mart_sample import mart_frame
+
+
+@pytest.fixture(scope="module")
+def mart() -> pd.DataFrame:
+    return mart_frame(1500, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(mart) -> dict[str, train.FittedModel]:
+    return {name: train.fit(name, mart) for name in MODEL_NAMES}
+
+
+@pytest.fixture(scope="module")
+def evaluations(fitted, mart) -> dict[str, evaluate.Evaluation]:
+    return {name: evaluate.evaluate(model, mart) for name, model in fitted.items()}
+
+
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_fit_uses_the_train_rows_of_the_models_split(model_name, fitted, mart):
+    model = fitted[model_name]
+    spec = features.spec(model_name)
+    rows = features.training_rows(model_name, mart)
+    assert model.n_train == (rows[spec.split] == "train").sum()
+    assert isinstance(model.pipeline, Pipeline)
+    assert list(model.pipeline.named_steps) == ["encode", "model"]
+    assert list(model.input_example.columns) == spec.columns
+    assert model.params["features"] == ",".join(spec.columns)
+
+
+def test_prerelease_ignores_regional_sales(fitted, mart):
+    """Scrambling what is only known after release changes no forecast."""
+    scrambled = mart.assign(
+        **{c: mart[c].sample(frac=1, random_state=3).to_numpy() * 50 for c in
+           ("na_sales", "eu_sales", "jp_sales", "other_sales", "global_sales")}
+    )
+    pipeline = fitted["prerelease"].pipeline
+    before = pipeline.predict(features.model_input("prerelease", mart))
+    after = pipeline.predict(features.model_input("prerelease", scrambled))
+    assert np.array_equal(before, after)
+
+
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_unseen_and_missing_categories_still_predict(model_name, fitted):
+    record = {
+        "platform": "Console From 2031", "genre": "Action", "publisher": "Brand New Studio",
+        "year": 2031, "na_sales": 1.0, "eu_sales": 0.5, "jp_sales": 0.0, "other_sales": 0.1,
+    }
+    spec = features.spec(model_name)
+    frame = features.model_input(model_name, [{k: record[k] for k in spec.columns if k in record}])
+    prediction = fitted[model_name].pipeline.predict(frame)
+    assert prediction.shape == (1,) and np.isfinite(prediction).all()
+
+
+def test_fit_is_deterministic_and_digest_ignores_row_order(fitted, mart):
+    again = train.fit("prerelease", mart.sample(frac=1, random_state=5))
+    first = fitted["prerelease"]
+    assert again.data_digest == first.data_digest
+    assert again.fingerprint == first.fingerprint
+    inputs = features.model_input("prerelease", mart)
+    assert np.allclose(again.pipeline.predict(inputs), first.pipeline.predict(inputs))
+
+
+def test_digest_changes_with_the_data_a_model_reads(fitted, mart):
+    changed = mart.copy()
+    changed.loc[0, "log_global_sales"] += 1.0
+    assert train.data_digest(features.spec("prerelease"), changed) != fitted["prerelease"].data_digest
+    # A column the model does not read is not "new data" for it.
+    renamed = mart.assign(name="Other title")
+    assert train.data_digest(features.spec("prerelease"), renamed) == fitted["prerelease"].data_digest
+
+
+def test_fit_without_train_rows_says_why(mart):
+    no_train = mart.assign(split_time="test")
+    with pytest.raises(ValueError, match="no training rows.*split_time"):
+        train.fit("prerelease", no_train)
+
+
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_evaluation_reports_five_metrics_cv_and_baselines(model_name, evaluations):
+    metrics = evaluations[model_name].metrics
+    spec = features.spec(model_name)
+    for split in spec.splits:
+        short = split.removeprefix("split_")
+        for metric in evaluate.METRICS:
+            assert np.isfinite(metrics[f"{short}_test_{metric}"])
+            for baseline in evaluate.BASELINES[model_name]:
+                assert f"baseline_{baseline}_{short}_test_{metric}" in metrics
+        assert metrics[f"{short}_test_rmse"] == pytest.approx(np.sqrt(metrics[f"{short}_test_mse"]))
+    assert {"cv_r2_mean", "cv_r2_std", "cv_rmse_mean", "cv_rmse_std"} <= set(metrics)
+    assert 0 <= metrics["cv_r2_std"] < 1
+    assert evaluations[model_name].held_out_value == metrics[spec.held_out_metric]
+
+
+def test_sum_baseline_is_exact_for_global_from_regional(evaluations):
+    metrics = evaluations["global_from_regional"].metrics
+    assert metrics["baseline_sum_random_test_r2"] > 0.999
+    assert metrics["baseline_sum_random_test_r2"] >= metrics["random_test_r2"]
+
+
+def test_prerelease_beats_the_median_on_both_splits(evaluations):
+    metrics = evaluations["prerelease"].metrics
+    for split in ("time", "random"):
+        assert metrics[f"{split}_test_r2"] > metrics[f"baseline_median_{split}_test_r2"] + 0.3
+    assert metrics["time_test_mae_millions"] > 0
+
+
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_segments_cover_every_held_out_row(model_name, evaluations, mart):
+    evaluation = evaluations[model_name]
+    spec = features.spec(model_name)
+    rows = features.training_rows(model_name, mart)
+    held_out = (rows[spec.split] == "test").sum()
+    segments = evaluation.segments
+    assert set(segments.dimension) == set(evaluate.SEGMENT_DIMENSIONS)
+    for dimension, group in segments.groupby("dimension"):
+        assert group["rows"].sum() == held_out, dimension
+    assert (segments.small == (segments["rows"] < evaluate.SMALL_SEGMENT)).all()
+
+
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_importance_and_report(model_name, evaluations):
+    evaluation = evaluations[model_name]
+    assert sorted(evaluation.importance.feature) == sorted(features.spec(model_name).columns)
+    report = evaluation.to_markdown()
+    assert report.startswith(f"# {model_name}")
+    for heading in ("Test scores next to baselines", "Cross-validation", "by segment"):
+        assert heading in report
+
+
+def test_regional_sales_dominate_global_from_regional(evaluations):
+    importance = evaluations["global_from_regional"].importance.set_index("feature")
+    assert importance.loc["na_sales", "permutation_r2_drop"] > importance.loc["genre", "permutation_r2_drop"]
+    assert "impurity" in importance.columns
