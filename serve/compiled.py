@@ -6,14 +6,17 @@ checks before it reaches the trees, while the trees themselves take ~0.1 ms.
 statistics, every tree's node arrays) and returns a predictor that maps a
 record `{feature: value}` to the same float `pipeline.predict` would return,
 bit for bit: same float32 cast before each split, same NaN routing, same
-summation order.
+summation order. Batches reuse the compiled transform (no pandas) and then
+sklearn's own tree code, which beats a numpy walk once rows are many.
 
-Only the building blocks the training code uses are understood (a
-`ColumnTransformer` of one-hot/ordinal/target encoders, imputers, scalers and
-passthrough, then a tree ensemble, optionally inside a
-`TransformedTargetRegressor`). Anything else raises `NotCompilable`, and the
-caller serves with `pipeline.predict` instead; `verify` is the caller's proof
-that a compiled predictor agrees with the pipeline before it is used.
+Only the building blocks the training code uses are understood: a
+`ColumnTransformer` of one-hot/ordinal (infrequent categories grouped or
+not)/target encoders, imputers, scalers and passthrough, then a forest,
+gradient boosting or histogram gradient boosting (native categorical splits
+included), optionally inside a `TransformedTargetRegressor`. Anything else
+raises `NotCompilable`, and the caller serves with `pipeline.predict`
+instead; `verify` is the caller's proof that a compiled predictor agrees
+with the pipeline before it is used.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.ensemble import (
     ExtraTreesRegressor,
     GradientBoostingRegressor,
+    HistGradientBoostingRegressor,
     RandomForestRegressor,
 )
 from sklearn.impute import SimpleImputer
@@ -79,7 +83,7 @@ class CompiledPredictor:
         self,
         columns: list[_Column],
         n_outputs: int,
-        forest: _Forest,
+        forest: _Forest | _Boosting,
         inverse: Callable[[np.ndarray], np.ndarray] | None,
         final_step: Any,
     ) -> None:
@@ -137,7 +141,7 @@ class CompiledPredictor:
         """Predictions for many records: sklearn's compiled tree code on the
         compiled transform (faster than a numpy walk once there are many rows)."""
         features = self.transform_many(records)
-        if self._forest.trees is not None:
+        if getattr(self._forest, "trees", None) is not None:
             raw = self._forest.predict_rows(features)
             if self._inverse is None:
                 return raw
@@ -165,7 +169,9 @@ def compile_pipeline(model: object) -> CompiledPredictor:
             raise NotCompilable("TransformedTargetRegressor needs func/inverse_func")
         inverse = regressor.inverse_func
         regressor = regressor.regressor_
-    return CompiledPredictor(columns, n_outputs, _Forest.of(regressor), inverse, final_step)
+    walker = _Boosting.of(regressor) if isinstance(regressor, HistGradientBoostingRegressor) \
+        else _Forest.of(regressor)
+    return CompiledPredictor(columns, n_outputs, walker, inverse, final_step)
 
 
 def verify(
@@ -342,13 +348,20 @@ def _scaler_step(scaler: StandardScaler, j: int) -> ColumnStep:
     return step
 
 
-def _category_index(encoder: object, j: int) -> dict[object, int]:
-    if getattr(encoder, "_infrequent_enabled", False):
-        raise NotCompilable(f"{type(encoder).__name__} with infrequent categories")
+def _category_index(encoder: object, j: int, grouped: bool = False) -> dict[object, int]:
+    """Category -> code. With `grouped`, infrequent categories share the code
+    sklearn gives them (an ordinal encoder's `min_frequency`)."""
     categories = encoder.categories_[j]
     if any(_is_missing(c) for c in categories):
         raise NotCompilable(f"{type(encoder).__name__} fitted with a missing category")
-    return {c: i for i, c in enumerate(categories.tolist())}
+    codes = range(len(categories))
+    if getattr(encoder, "_infrequent_enabled", False):
+        if not grouped:
+            raise NotCompilable(f"{type(encoder).__name__} with infrequent categories")
+        mapping = encoder._default_to_infrequent_mappings[j]
+        if mapping is not None:
+            codes = mapping.tolist()
+    return {c: code for c, code in zip(categories.tolist(), codes)}
 
 
 def _one_hot_steps(encoder: OneHotEncoder, j: int) -> tuple[list[ColumnStep], int]:
@@ -364,7 +377,7 @@ def _one_hot_steps(encoder: OneHotEncoder, j: int) -> tuple[list[ColumnStep], in
 def _ordinal_step(encoder: OrdinalEncoder, j: int) -> ColumnStep:
     if encoder.handle_unknown != "use_encoded_value":
         raise NotCompilable("OrdinalEncoder(handle_unknown='error')")
-    index = _category_index(encoder, j)
+    index = _category_index(encoder, j, grouped=True)
     unknown = float(encoder.unknown_value)
     missing = float(encoder.encoded_missing_value)
 
@@ -501,3 +514,99 @@ class _Forest:
 def _self_at_leaves(children: np.ndarray, offset: int) -> np.ndarray:
     nodes = np.arange(len(children), dtype=np.intp)
     return np.where(children < 0, nodes, children).astype(np.intp) + offset
+
+
+@dataclass(frozen=True)
+class _Boosting:
+    """A HistGradientBoostingRegressor's trees in flat arrays, for one row.
+
+    Reproduces sklearn's `_predict_one_from_raw_data`: float64 comparisons,
+    NaN and negative categories routed like missing values, categories in
+    the split's bitset to the left, other known categories to the right and
+    unknown ones like missing values; then baseline + leaves in order.
+    """
+
+    roots: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    nan_left: np.ndarray
+    bitset_row: np.ndarray
+    left_bits: np.ndarray
+    known_bits: np.ndarray
+    value: np.ndarray
+    depth: int
+    baseline: float
+    # Categorical split nodes, and the known-categories row of their feature.
+    cat_nodes: np.ndarray
+    cat_known_row: np.ndarray
+
+    @classmethod
+    def of(cls, model: HistGradientBoostingRegressor) -> _Boosting:
+        from sklearn._loss.link import IdentityLink
+
+        if model.n_trees_per_iteration_ != 1 or not isinstance(model._loss.link, IdentityLink):
+            raise NotCompilable("HistGradientBoostingRegressor with a non-identity link")
+        trees = [predictors[0] for predictors in model._predictors]
+        offsets, bit_offsets, total, total_bits = [], [], 0, 0
+        for tree in trees:
+            offsets.append(total)
+            bit_offsets.append(total_bits)
+            total += len(tree.nodes)
+            total_bits += len(tree.raw_left_cat_bitsets)
+        nodes = [t.nodes for t in trees]
+        leaf = np.concatenate([n["is_leaf"].astype(bool) for n in nodes])
+        position = np.arange(total, dtype=np.intp)
+        shift = np.repeat(np.asarray(offsets, dtype=np.intp), [len(n) for n in nodes])
+        known_bits, known_row = model._bin_mapper.make_known_categories_bitsets()
+        left_bits = [t.raw_left_cat_bitsets for t in trees if len(t.raw_left_cat_bitsets)]
+        feature = np.concatenate([n["feature_idx"] for n in nodes]).astype(np.intp)
+        categorical = np.concatenate([n["is_categorical"].astype(bool) for n in nodes]) & ~leaf
+        cat_nodes = np.flatnonzero(categorical)
+        return cls(
+            roots=np.asarray(offsets, dtype=np.intp),
+            feature=feature,
+            threshold=np.concatenate([n["num_threshold"] for n in nodes]),
+            left=np.where(leaf, position, np.concatenate([n["left"] for n in nodes]) + shift),
+            right=np.where(leaf, position, np.concatenate([n["right"] for n in nodes]) + shift),
+            nan_left=np.concatenate([n["missing_go_to_left"].astype(bool) for n in nodes]),
+            bitset_row=np.concatenate([
+                n["bitset_idx"].astype(np.intp) + b for n, b in zip(nodes, bit_offsets)
+            ]),
+            left_bits=np.concatenate(left_bits) if left_bits else np.zeros((1, 8), np.uint32),
+            known_bits=known_bits if len(known_bits) else np.zeros((1, 8), np.uint32),
+            value=np.concatenate([n["value"] for n in nodes]),
+            depth=int(max(n["depth"].max() for n in nodes)),
+            baseline=float(np.ravel(model._baseline_prediction)[0]),
+            cat_nodes=cat_nodes,
+            cat_known_row=np.asarray(known_row, dtype=np.intp)[feature[cat_nodes]],
+        )
+
+    def predict_row(self, row: np.ndarray) -> float:
+        # Decide every node's direction for this row at once (a few array
+        # operations over all nodes), then follow the chosen children: cheaper
+        # than lockstep walking when trees are many and shallow.
+        value = row[self.feature]
+        go_left = value <= self.threshold
+        missing = np.isnan(row)
+        if missing.any():
+            at_missing = missing[self.feature]
+            go_left = np.where(at_missing, self.nan_left, go_left)
+        if len(self.cat_nodes):
+            v = row[self.feature[self.cat_nodes]]
+            code = np.clip(np.nan_to_num(v, nan=0.0), 0, 255).astype(np.intp)
+            word, bit = code >> 5, code & 31
+            in_left = (self.left_bits[self.bitset_row[self.cat_nodes], word] >> bit) & 1
+            known = (self.known_bits[self.cat_known_row, word] >> bit) & 1
+            like_missing = self.nan_left[self.cat_nodes]
+            go_left[self.cat_nodes] = np.where(
+                np.isnan(v) | (v < 0), like_missing,
+                np.where(in_left == 1, True, np.where(known == 1, False, like_missing)),
+            )
+        child = np.where(go_left, self.left, self.right)
+        nodes = self.roots
+        for _ in range(self.depth):
+            nodes = child[nodes]
+        leaves = self.value[nodes]
+        return float(np.cumsum(np.concatenate(([self.baseline], leaves)))[-1])
