@@ -269,12 +269,13 @@ def _clean_rows(rng: np.random.Generator, n_rows: int) -> dict[str, np.ndarray]:
     # Titles in franchises (runs of consecutive titles, entries in year
     # order), each on as many platforms as the real mix says, at most the
     # platforms active in its year; then cut where n_rows releases are reached.
-    mean_platforms = float(np.dot(list(PLATFORMS_PER_TITLE), _weights(PLATFORMS_PER_TITLE.values())))
-    n_titles = int(n_rows / mean_platforms * 1.5) + 16
+    platforms_per_title = list(PLATFORMS_PER_TITLE)
+    platforms_weights = _weights(PLATFORMS_PER_TITLE.values())
+    n_titles = int(n_rows / np.dot(platforms_per_title, platforms_weights) * 1.5) + 16
     franchise = np.repeat(np.arange(n_titles), rng.geometric(0.45, n_titles))[:n_titles]
     title_year_index = rng.choice(len(YEAR_COUNTS), n_titles, p=_weights(YEAR_COUNTS))
     title_year_index = title_year_index[np.lexsort((title_year_index, franchise))]
-    per_title = rng.choice(list(PLATFORMS_PER_TITLE), n_titles, p=_weights(PLATFORMS_PER_TITLE.values()))
+    per_title = rng.choice(platforms_per_title, n_titles, p=platforms_weights)
     per_title = np.minimum(per_title, active.sum(axis=1)[title_year_index])
     n_titles = int(np.searchsorted(np.cumsum(per_title), n_rows)) + 1 if n_rows else 0
     franchise, title_year_index = franchise[:n_titles], title_year_index[:n_titles]
@@ -288,7 +289,8 @@ def _clean_rows(rng: np.random.Generator, n_rows: int) -> dict[str, np.ndarray]:
     title_names = np.array(
         [
             franchise_names[f] if e == 0
-            else f"{franchise_names[f]} {e + 1}" + (f": {SUBTITLES[s]}" if s < len(SUBTITLES) else "")
+            else f"{franchise_names[f]} {e + 1}"
+            + (f": {SUBTITLES[s]}" if s < len(SUBTITLES) else "")
             for f, e, s in zip(franchise.tolist(), entry.tolist(), subtitle.tolist())
         ],
         dtype=object,

@@ -25,9 +25,10 @@ import pymysql
 import pytest
 
 from ml.settings import Settings
+from ml.synthetic import HEADER as SYNTHETIC_HEADER
 from tests.conftest import isolated_settings
 
-HEADER = "Rank,Name,Platform,Year,Genre,Publisher,NA_Sales,EU_Sales,JP_Sales,Other_Sales,Global_Sales"
+HEADER = ",".join(SYNTHETIC_HEADER)
 HOSTILE_ROWS = [
     "1,Wii Sports,Wii,2006,Sports,Nintendo,41.49,29.02,3.77,8.46,82.74",
     '2,"He said ""hi"" to \'them\'",PS2,2001,Action,"O\'Reilly ""Games""",1,0,0,0,1',

@@ -60,22 +60,22 @@
     {%- set batch_rows = var('seed_batch_rows', 10000) | int -%}
     {%- set columns_sql = get_seed_column_quoted_csv(model, agate_table.column_names) -%}
     {%- set column_count = agate_table.column_names | length -%}
-    {#- Column-wise values zipped back into row tuples: C-level work, where a
-        Jinja loop over a million rows would dominate the load. -#}
-    {%- set column_values = [] -%}
-    {%- for column in agate_table.columns -%}
-        {%- do column_values.append(column.values()) -%}
-    {%- endfor -%}
-    {%- set rows = modules.itertools.zip_longest(*column_values) | list -%}
-    {%- for start in range(0, rows | length, batch_rows) -%}
-        {%- set payload = tojson(rows[start:start + batch_rows]).encode('ascii').hex() -%}
+    {%- set row_count = agate_table.rows | length -%}
+    {#- agate's rows as plain tuples, transposed twice by zip_longest: C-level
+        work where a Jinja loop over a million rows would dominate the load.
+        The second transpose is lazy, so only one batch of tuples exists at once. -#}
+    {%- set columns = modules.itertools.zip_longest(*agate_table.rows) | list -%}
+    {%- set rows = modules.itertools.zip_longest(*columns) -%}
+    {%- for _ in range(0, row_count, batch_rows) -%}
+        {%- set batch = modules.itertools.islice(rows, batch_rows) | list -%}
+        {%- set payload = tojson(batch).encode('ascii').hex() -%}
         {%- do adapter.add_query(
             json_rows_insert_sql(columns_sql, column_count, "X'" ~ payload ~ "'"),
             abridge_sql_log=True) -%}
     {%- endfor -%}
     {{ return(json_rows_insert_sql(
         columns_sql, column_count,
-        "X'…' /* " ~ (rows | length) ~ " rows in batches of " ~ batch_rows ~ " */")) }}
+        "X'…' /* " ~ row_count ~ " rows in batches of " ~ batch_rows ~ " */")) }}
 {% endmacro %}
 
 

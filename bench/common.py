@@ -1,0 +1,67 @@
+"""Helpers shared by the benchmarks: run statistics, markdown tables, JSON results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ml.settings import ROOT
+
+RESULTS_DIR = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Median, min and max of repeated measurements (the runs are kept too)."""
+
+    median: float
+    min: float
+    max: float
+    runs: tuple[float, ...]
+
+    @classmethod
+    def of(cls, runs: list[float]) -> Stats:
+        if not runs:
+            raise ValueError("no runs to summarise")
+        return cls(statistics.median(runs), min(runs), max(runs), tuple(runs))
+
+    def scaled(self, factor: float) -> Stats:
+        """Every figure times `factor` (an extrapolation from a smaller run)."""
+        return Stats(*(v * factor for v in (self.median, self.min, self.max)), self.runs)
+
+    def cell(self, digits: int = 2) -> str:
+        """`median (min–max)` for a table cell; a single run shows alone."""
+        if len(self.runs) == 1:
+            return f"{self.median:.{digits}f}"
+        return f"{self.median:.{digits}f} ({self.min:.{digits}f}–{self.max:.{digits}f})"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def markdown_table(headers: list[str], rows: list[list[str]], align: str = "") -> str:
+    """A GitHub markdown table; `align` has one letter per column, l or r (default l)."""
+    rules = ["---:" if align[i : i + 1] == "r" else "---" for i in range(len(headers))]
+    lines = [headers, rules, *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def machine() -> dict:
+    """What the figures were measured on (they depend on it, and on its load)."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average_1m": os.getloadavg()[0],
+    }
+
+
+def write_results(name: str, payload: dict) -> Path:
+    """Write `bench/results/<name>.json` (gitignored) and return its path."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
