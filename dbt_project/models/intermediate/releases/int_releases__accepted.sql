@@ -24,7 +24,10 @@ keyed as (
 
     select
         md5(concat_ws(
-            '|', game_name, known_platform_code, coalesce(release_year, 'unknown')
+            '|',
+            game_name,
+            known_platform_code,
+            coalesce(release_year, 'unknown')
         )) as release_id,
         sales_rank,
         game_name,
@@ -45,7 +48,7 @@ keyed as (
         is_year_unknown,
         is_publisher_unknown,
         coalesce(is_year_before_platform_launch, false)
-        as is_year_before_platform_launch,
+            as is_year_before_platform_launch,
         {{ surrogate_key('game_name') }} as game_id,
         {{ surrogate_key('known_platform_code') }} as platform_id,
         {{ surrogate_key('known_genre_name') }} as genre_id,

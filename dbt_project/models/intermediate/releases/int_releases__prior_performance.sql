@@ -111,11 +111,11 @@ select
     coalesce(publisher_history.prior_titles, 0) as publisher_prior_titles,
     publisher_history.prior_sum_log_sales
     / nullif(publisher_history.prior_titles, 0)
-    as publisher_prior_mean_log_sales,
+        as publisher_prior_mean_log_sales,
     coalesce(series_history.prior_titles, 0) as series_prior_titles,
     series_history.prior_sum_log_sales
     / nullif(series_history.prior_titles, 0)
-    as series_prior_mean_log_sales,
+        as series_prior_mean_log_sales,
     platform_years.titles as platform_titles_that_year,
     title_platforms.platform_count as title_platform_count
 

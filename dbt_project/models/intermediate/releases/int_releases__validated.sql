@@ -33,7 +33,7 @@ checked as (
         platforms.platform_code is not null as is_platform_known,
         genres.genre_name is not null as is_genre_known,
         releases.release_year < platforms.launch_year
-        as is_year_before_platform_launch,
+            as is_year_before_platform_launch,
         case
             when releases.is_missing_required then 'missing_required'
             when not releases.is_name_valid then 'invalid_name'
@@ -80,7 +80,10 @@ ranked as (
                         game_name,
                         platform_code,
                         coalesce(release_year, -1)
-                    order by sales_rank, global_sales desc, publisher_raw
+                    order by
+                        sales_rank asc,
+                        global_sales desc,
+                        publisher_raw asc
                 )
         end as release_copy_number,
         case

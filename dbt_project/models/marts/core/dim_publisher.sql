@@ -29,7 +29,8 @@ unknown_member as (
         -1 as publisher_id,
         'Unknown' as publisher_name,
         (
-            select count(*) from releases
+            select count(*) as unknown_releases
+            from releases
             where is_publisher_unknown
         ) as release_count,
         null as first_release_year,

@@ -12,7 +12,8 @@ calendar as (
 
     select {{ var('min_release_year') }} as calendar_year
     union all
-    select calendar_year + 1 from calendar
+    select calendar_year + 1 as calendar_year
+    from calendar
     where calendar_year < {{ current_year() }}
 
 ),
@@ -37,7 +38,7 @@ known as (
     left join platforms
         on
             platforms.platform_kind = 'home'
-            and platforms.launch_year <= calendar.calendar_year
+            and calendar.calendar_year >= platforms.launch_year
     group by calendar.calendar_year
 
 ),

@@ -36,7 +36,7 @@ typed as (
             when publisher_raw not in ('N/A', 'Unknown') then publisher_raw
         end as publisher_name,
         global_sales - (na_sales + eu_sales + jp_sales + other_sales)
-        as sales_sum_gap
+            as sales_sum_gap
 
     from renamed
 

@@ -69,7 +69,7 @@ expected_publisher as (
     left join publisher_years as earlier
         on
             this_year.publisher_id = earlier.publisher_id
-            and earlier.calendar_year < this_year.calendar_year
+            and this_year.calendar_year > earlier.calendar_year
     group by this_year.publisher_id, this_year.calendar_year
 
 ),
@@ -86,7 +86,7 @@ expected_series as (
     left join series_years as earlier
         on
             this_year.series_key = earlier.series_key
-            and earlier.calendar_year < this_year.calendar_year
+            and this_year.calendar_year > earlier.calendar_year
     group by this_year.series_key, this_year.calendar_year
 
 ),

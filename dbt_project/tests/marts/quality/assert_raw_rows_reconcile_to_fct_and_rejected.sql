@@ -70,17 +70,37 @@ per_rank as (
 
 ),
 
+raw_totals as (
+
+    select
+        count(*) as n_rows,
+        coalesce(sum(global_sales), 0) as global_sales
+    from raw_rows
+
+),
+
+landed_totals as (
+
+    select
+        count(*) as n_rows,
+        coalesce(sum(global_sales), 0) as global_sales
+    from landed
+
+),
+
 totals as (
 
     select
         'total' as check_name,
-        (select count(*) from raw_rows) as raw_value,
-        (select count(*) from landed) as landed_value
+        raw_totals.n_rows as raw_value,
+        landed_totals.n_rows as landed_value
+    from raw_totals cross join landed_totals
     union all
     select
         'global_sales' as check_name,
-        (select coalesce(sum(global_sales), 0) from raw_rows) as raw_value,
-        (select coalesce(sum(global_sales), 0) from landed) as landed_value
+        raw_totals.global_sales as raw_value,
+        landed_totals.global_sales as landed_value
+    from raw_totals cross join landed_totals
 
 )
 
