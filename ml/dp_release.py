@@ -19,8 +19,9 @@ release):
   are counted as `upper`, which biases the sums of their cells down, while a
   larger bound adds proportionally more noise to every cell, including the
   many small ones. At epsilon 1 split evenly, the sales noise has scale 20
-  (standard deviation about 28 million) per cell: individual cells are coarse,
-  sums over many cells (a genre, a decade) are where the table is useful.
+  (standard deviation about 28 million) per cell, and a genre's total over its
+  ~140 cells about 340 million: on this data the counts are usable and the
+  sales sums are coarse; a tighter clamp or a larger epsilon buys accuracy.
 - The two queries compose sequentially: the total is their sum, `--epsilon`,
   split by `--count-share` (default half each). The epsilon recorded per query
   is the one OpenDP's privacy map certifies for the stated sensitivity.

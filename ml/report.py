@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ml import features
+from ml import evaluate, features
 from ml import report_charts as charts
 from ml import report_tables as tables
 from ml.plots import importance_figure
@@ -273,10 +273,12 @@ def model_section(findings: list[ModelFindings | MissingChampion]) -> Section:
             charts.residual_plots(finding.actual, finding.predicted, finding.scale),
             "Predicted against actual, and residuals, on the test split",
         )
-        small = int(finding.segments["small"].sum())
+        small = finding.segments[finding.segments["small"]]
         section.text(
-            f"{small} segments have fewer than 30 test releases (column small): their "
-            "metrics are noisy, and they are where the model has least to learn from."
+            f"Segments with fewer than {evaluate.SMALL_SEGMENT} test releases (column small): "
+            f"{len(small)} of {len(finding.segments)}"
+            + (f" ({', '.join(small.segment.astype(str))})" if len(small) else "")
+            + ". Their metrics are noisy, and they are where the model has least to learn from."
         )
         section.table(finding.segments, "Test metrics per platform, genre and decade", digits=3)
     return section

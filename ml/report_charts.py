@@ -35,6 +35,8 @@ ACCENT_COLOR = "#dd8452"
 # edge of every log axis.
 SALES_RESOLUTION = 0.01
 DPI = 90
+# Metrics where a larger value is a better model (the rest are errors).
+HIGHER_IS_BETTER = ("r2", "explained_variance")
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -206,7 +208,8 @@ def metrics_against_baselines(table: pd.DataFrame, metric: str) -> Figure:
     axes = figure.add_subplot()
     colors = [ACCENT_COLOR if name == "model" else BAR_COLOR for name in table["candidate"]]
     axes.barh(table["candidate"], table[metric], color=colors)
-    axes.set_xlabel(metric)
+    better = "higher" if metric in HIGHER_IS_BETTER else "lower"
+    axes.set_xlabel(f"{metric} ({better} is better)")
     axes.invert_yaxis()
     return figure
 

@@ -2,9 +2,9 @@
 
 Unit tests render the report from small generated frames (every section and
 chart present, images real PNGs, numbers right); the champion section is
-tested with a champion trained and registered in a private MLflow store; one
-integration test builds the warehouse with dbt and renders the report from
-its marts, the no-champion path included.
+tested with a champion trained on `tests.mart_sample` and registered in a
+private MLflow store; one integration test builds the warehouse with dbt and
+renders the report from its marts, the no-champion path included.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ml import report_tables as tables
 from ml.report_data import MartData, typed_releases
 from ml.report_model import MissingChampion, ModelFindings, champion_findings, recorded_scores
 from tests.conftest import isolated_settings
+from tests.mart_sample import mart_frame
 
 DATA_CHARTS = [
     "bars_platform", "bars_genre", "bars_publisher",
@@ -60,28 +61,6 @@ def generated_releases(n_rows: int = 900, seed: int = 0) -> pd.DataFrame:
     )
     frame["global_sales"] = regional.sum(axis=1).round(2)
     return typed_releases(frame)
-
-
-def generated_mart(releases: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
-    """An `ml_release_features`-shaped frame from generated releases."""
-    rng = np.random.default_rng(seed)
-    n_rows = len(releases)
-    mart = releases.rename(columns={"manufacturer": "platform_manufacturer"}).copy()
-    mart["platform_kind"] = "home"
-    mart["platform_generation"] = 7
-    mart["log_global_sales"] = np.log1p(mart["global_sales"])
-    mart["publisher_prior_titles"] = rng.integers(0, 60, n_rows)
-    mart["publisher_prior_mean_log_sales"] = rng.uniform(0, 1, n_rows)
-    mart["series_key"] = mart["name"].str.lower()
-    mart["series_prior_titles"] = rng.integers(0, 5, n_rows)
-    mart["series_prior_mean_log_sales"] = rng.uniform(0, 1, n_rows)
-    mart["platform_age_years"] = rng.integers(0, 8, n_rows)
-    mart["platform_titles_that_year"] = rng.integers(10, 300, n_rows)
-    mart["title_platform_count"] = rng.integers(1, 4, n_rows)
-    mart["split_random"] = np.where(rng.random(n_rows) < 0.7, "train", "test")
-    mart["split_time"] = np.where(mart["year"].astype(float) >= 2012, "test", "train")
-    mart.loc[mart["year"].isna(), "split_time"] = None
-    return mart[list(features.MART_DTYPES)].astype(features.MART_DTYPES)
 
 
 def chart_images(page: str) -> dict[str, bytes]:
@@ -181,21 +160,29 @@ def test_recorded_scores_read_the_evaluation_metric_names():
 
 
 @pytest.fixture(scope="module")
-def registered(stack_settings, tmp_path_factory, releases):
-    """A prerelease champion trained on a generated mart, in a private MLflow."""
+def registered(stack_settings, tmp_path_factory):
+    """A prerelease champion trained on a sample mart, in a private MLflow."""
     settings = isolated_settings(
         stack_settings, "report_unit", 9, tmp_path_factory.mktemp("report_mlflow")
     )
-    mart = generated_mart(releases)
+    mart = mart_frame(n_rows=600)
     fitted = train.fit("prerelease", mart)
     registration = registry.register(fitted, evaluate.evaluate(fitted, mart), settings)
     assert registration.promoted
     return settings, mart, registration
 
 
-def test_champion_findings_come_from_the_registry(registered):
-    settings, mart, registration = registered
-    found = champion_findings("prerelease", settings, mart)
+@pytest.fixture(scope="module")
+def findings(registered):
+    """What the report reads from that registry, once for the tests below."""
+    settings, mart, _ = registered
+    return [champion_findings(m, settings, mart) for m in features.MODEL_NAMES]
+
+
+def test_champion_findings_come_from_the_registry(registered, findings):
+    _, mart, registration = registered
+    by_model = {f.model_name: f for f in findings}
+    found, other = by_model["prerelease"], by_model["global_from_regional"]
     assert isinstance(found, ModelFindings)
     assert (found.version, found.run_id) == (registration.version, registration.run_id)
     test_rows = (mart.split_time == "test").sum()
@@ -207,13 +194,10 @@ def test_champion_findings_come_from_the_registry(registered):
     assert {("time", "model"), ("time", "median"), ("time", "label_encoded_forest")} <= set(scores.index)
     assert set(found.segments.dimension) == {"platform", "genre", "decade"}
     assert found.segments.loc[found.segments.dimension == "platform", "rows"].sum() == test_rows
-    other = champion_findings("global_from_regional", settings, mart)
     assert isinstance(other, MissingChampion) and "no champion" in other.reason
 
 
-def test_page_with_a_champion_shows_importance_metrics_and_residuals(registered, mart_data):
-    settings, mart, _ = registered
-    findings = [champion_findings(m, settings, mart) for m in features.MODEL_NAMES]
+def test_page_with_a_champion_shows_importance_metrics_and_residuals(findings, mart_data):
     page = report.render(
         report.build_sections(mart_data, findings, "vgsales_unit", progress=lambda _: None), "unit"
     )
@@ -223,5 +207,6 @@ def test_page_with_a_champion_shows_importance_metrics_and_residuals(registered,
     )
     assert page.count('data-missing-champion="global_from_regional"') == 2
     assert "data-missing-champion=\"prerelease\"" not in page
-    top = findings[1].importance.feature.iloc[0]
+    prerelease = next(f for f in findings if f.model_name == "prerelease")
+    top = prerelease.importance.feature.iloc[0]
     assert f"the most important inputs are {top} (R² drop" in page
