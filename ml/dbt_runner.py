@@ -1,0 +1,143 @@
+"""Run the dbt CLI on the warehouse project and read what it reports.
+
+dbt runs as a subprocess (its own process, logging and exit code, exactly as
+on the command line) with `dbt_project/` as working directory and the
+environment built from `Settings`, so a test or a flow can point it at its
+own database. Output lines are streamed to a callback as they come (a build
+takes tens of seconds); the result is parsed from `run_results.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ml.settings import Settings
+
+# Process basics dbt needs from the caller's environment and that Settings
+# does not model (search path for git/ssh-free tools, home for ~/.dbt, locale
+# for agate's CSV decoding). Everything dbt configures itself with comes from
+# settings.as_env().
+PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+
+# run_results statuses, grouped the way people read a build.
+_PASSED = {"pass", "success"}
+
+
+@dataclass(frozen=True)
+class DbtResult:
+    """What one dbt invocation did."""
+
+    args: tuple[str, ...]
+    returncode: int
+    target_path: Path
+    run_results: dict | None = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def invocation_id(self) -> str | None:
+        if self.run_results is None:
+            return None
+        return self.run_results.get("metadata", {}).get("invocation_id")
+
+    @property
+    def results(self) -> list[dict]:
+        """One entry per executed node (seed, model, test), as dbt wrote it."""
+        return [] if self.run_results is None else list(self.run_results["results"])
+
+    @property
+    def status_counts(self) -> Counter:
+        return Counter(result["status"] for result in self.results)
+
+    @property
+    def passed(self) -> int:
+        """Nodes that succeeded: models and seeds built, tests passed."""
+        counts = self.status_counts
+        return sum(counts[status] for status in _PASSED)
+
+    @property
+    def warned(self) -> int:
+        return self.status_counts["warn"]
+
+    @property
+    def failed(self) -> int:
+        """Tests whose failures exceeded their error threshold."""
+        return self.status_counts["fail"]
+
+    @property
+    def errored(self) -> int:
+        """Nodes dbt could not run (SQL error, compile error)."""
+        return self.status_counts["error"]
+
+    @property
+    def skipped(self) -> int:
+        return self.status_counts["skipped"]
+
+
+def dbt_executable() -> Path:
+    """The dbt CLI installed next to the running interpreter (the project venv)."""
+    path = Path(sys.executable).parent / "dbt"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dbt not found at {path}: run from the project venv "
+            "(.venv/bin/python) after `make venv`."
+        )
+    return path
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """Environment for the dbt process: the settings plus process basics."""
+    env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
+    env.update(settings.as_env())
+    return env
+
+
+def run_dbt(
+    args: Sequence[str],
+    settings: Settings,
+    *,
+    log: Callable[[str], object] = print,
+    target_path: Path | None = None,
+) -> DbtResult:
+    """Run `dbt <args>` on the warehouse project and return its outcome.
+
+    `target_path` (default `dbt_project/target`) keeps concurrent runs on
+    different databases from overwriting each other's artifacts. The caller
+    decides what a non-zero exit means; it is never raised here.
+    """
+    project_dir = settings.dbt_project_dir
+    target = Path(target_path) if target_path else project_dir / "target"
+    results_file = target / "run_results.json"
+    # A run that dies before writing its results must not be read as the
+    # previous run's.
+    results_file.unlink(missing_ok=True)
+    command = [str(dbt_executable()), *args, "--target-path", str(target)]
+    with subprocess.Popen(
+        command,
+        cwd=project_dir,
+        env=dbt_environment(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log(line.rstrip("\n"))
+        returncode = process.wait()
+    run_results = json.loads(results_file.read_text()) if results_file.exists() else None
+    return DbtResult(
+        args=tuple(args),
+        returncode=returncode,
+        target_path=target,
+        run_results=run_results,
+    )
