@@ -304,7 +304,8 @@ def _evaluate(fitted: FittedModel, frame: pd.DataFrame) -> Evaluation:
         )
         for part, rows in (("train", train), ("test", test)):
             predicted = pipeline.predict(features.model_input(spec.name, rows))
-            scores += _score_rows("model", split, part, spec, features.label(spec.name, rows), predicted)
+            actual = features.label(spec.name, rows)
+            scores += _score_rows("model", split, part, spec, actual, predicted)
             scores.append(
                 {"candidate": "model", "split": _short(split), "part": part,
                  "metric": "rows", "value": float(len(rows))}

@@ -286,7 +286,7 @@ def _check_value(feature: Feature, value: object) -> str | None:
     low = -math.inf if feature.minimum is None else feature.minimum
     high = math.inf if feature.maximum is None else feature.maximum
     if not low <= value <= high:
-        return f"expected a number between {feature.minimum:g} and {feature.maximum:g}, found {value!r}"
+        return f"expected a number between {low:g} and {high:g}, found {value!r}"
     return None
 
 

@@ -213,6 +213,8 @@ def _decide(
     promoted, reason = _gate(mlflow_client, spec, version.version, value)
     alias = CHAMPION if promoted else CHALLENGER
     mlflow_client.set_registered_model_alias(spec.name, alias, version.version)
+    if promoted and CHALLENGER in version.aliases:
+        mlflow_client.delete_registered_model_alias(spec.name, CHALLENGER)
     decision = {"gate.decision": alias, "gate.reason": reason}
     for key, text in decision.items():
         mlflow_client.set_tag(version.run_id, key, text)
@@ -304,7 +306,7 @@ def register(
         "held_out_metric": spec.held_out_metric,
     }
     all_tags = {**(tags or {}), **identity}
-    with mlflow.start_run(experiment_id=experiment, tags=all_tags) as run:
+    with mlflow.start_run(experiment_id=experiment, tags=all_tags):
         model_uri = _log_run(fitted, evaluation)
         version = mlflow.register_model(model_uri, spec.name, tags=all_tags)
         version = mlflow_client.get_model_version(spec.name, version.version)

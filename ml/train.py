@@ -56,7 +56,8 @@ def data_digest(spec: ModelSpec, frame: pd.DataFrame) -> str:
     model, a fixed title) does not look like new data.
     """
     columns = ["release_id", *spec.columns, spec.label, *spec.splits]
-    rows = features.training_rows(spec.name, frame)[columns].sort_values("release_id").reset_index(drop=True)
+    rows = features.training_rows(spec.name, frame)[columns]
+    rows = rows.sort_values("release_id").reset_index(drop=True)
     hashes = pd.util.hash_pandas_object(rows, index=False).to_numpy()
     return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
 

@@ -118,7 +118,10 @@ def test_validate_accepts_a_good_record(model_name):
         ({"genre": "  "}, "record 0, field 'genre': expected a non-empty string"),
         ({"genre": "x" * 101}, "record 0, field 'genre': expected at most 100 characters"),
         ({"publisher": 7}, "record 0, field 'publisher': expected a non-empty string"),
-        ({"title_platform_count": 0}, "record 0, field 'title_platform_count': expected a number between 1"),
+        (
+            {"title_platform_count": 0},
+            "record 0, field 'title_platform_count': expected a number between 1 and 50",
+        ),
         ({"na_sales": 1.0}, "record 0, field 'na_sales': not an input of prerelease"),
     ],
 )

@@ -184,7 +184,8 @@ def test_run_keeps_reports_under_the_artifact_root(settings, good):
     root = Path(settings.mlflow_artifact_root).resolve().as_uri()
     assert experiment.artifact_location.startswith(root)
     logged = {a.path for a in client.list_artifacts(registration.run_id, "evaluation")}
-    assert {"evaluation/importance.png", "evaluation/segments.csv", "evaluation/scores.csv"} <= logged
+    expected = {f"evaluation/{name}" for name in ("importance.png", "segments.csv", "scores.csv")}
+    assert expected <= logged
     run = client.get_run(registration.run_id)
     assert run.data.params["model_class"] == "HistGradientBoostingRegressor"
     assert run.data.metrics["time_test_r2"] == pytest.approx(good[1].held_out_value)

@@ -74,7 +74,9 @@ def test_fingerprint_is_stable_and_follows_content(settings, writer):
     first = mart_fingerprint(settings)
     assert mart_fingerprint(settings) == first
     with writer.begin() as connection:
-        connection.execute(sa.text(f"update {MART_TABLE} set global_sales = global_sales + 1 limit 1"))
+        connection.execute(
+            sa.text(f"update {MART_TABLE} set global_sales = global_sales + 1 limit 1")
+        )
     assert mart_fingerprint(settings) != first
 
 
