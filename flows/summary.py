@@ -1,0 +1,125 @@
+"""What a pipeline run did, for people (markdown) and programs (rows, JSON).
+
+Plain dataclasses filled in by the flow; rendering them needs no Prefect, so
+the summary can be checked without running a flow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class SnapshotOutcome:
+    """Where training read the mart from."""
+
+    fingerprint: str
+    rows: int
+    key: str | None = None
+    reused: bool = False
+    degraded: str | None = None  # why Redis was skipped; None when it was used
+
+    def describe(self) -> str:
+        if self.degraded:
+            return (
+                f"**Degraded**: {self.degraded}. Training read the mart straight "
+                "from MariaDB; no snapshot was written."
+            )
+        how = "reused (mart unchanged since it was taken)" if self.reused else "published"
+        return f"Redis snapshot `{self.key}`, {how}."
+
+
+@dataclass(frozen=True)
+class ModelOutcome:
+    """One model's evaluation and what the registry did with it."""
+
+    model_name: str
+    version: str
+    alias: str | None  # the alias the version holds now
+    promoted: bool  # became champion in this run
+    reused: bool  # same model and data as a version already judged
+    reason: str
+    run_id: str
+    metrics: dict[str, float]
+    evaluation_markdown: str
+
+
+@dataclass
+class PipelineReport:
+    """Everything the run's summary artifact says."""
+
+    flow_run_id: str
+    snapshot: SnapshotOutcome
+    row_counts: dict[str, int]
+    models: list[ModelOutcome] = field(default_factory=list)
+    data_quality_markdown: str | None = None  # None when dbt was skipped
+    dbt_warnings: list[str] = field(default_factory=list)
+    reload: str = ""
+
+    @property
+    def degraded(self) -> bool:
+        return self.snapshot.degraded is not None
+
+    def to_markdown(self) -> str:
+        """The summary artifact: status, data quality, row counts, models."""
+        lines = ["# vgsales pipeline run", ""]
+        status = "completed, **degraded**" if self.degraded else "completed"
+        lines += [f"Status: {status}.", "", f"Data: {self.snapshot.describe()}", ""]
+        lines += ["## Data quality", ""]
+        if self.data_quality_markdown is None:
+            lines += ["dbt was skipped (`--skip-dbt`): the mart was used as it stood.", ""]
+        else:
+            lines += [self.data_quality_markdown.strip(), ""]
+        if self.dbt_warnings:
+            lines += ["### dbt warnings", ""]
+            lines += [f"- {warning}" for warning in self.dbt_warnings] + [""]
+        lines += ["## Row counts", "", "| table | rows |", "|---|---:|"]
+        lines += [f"| {name} | {count:,} |" for name, count in self.row_counts.items()]
+        lines += [""]
+        for model in self.models:
+            lines += [
+                f"## Model `{model.model_name}`",
+                "",
+                f"Version {model.version}: **{model.alias or 'no alias'}**"
+                f"{' (promoted in this run)' if model.promoted else ''}. {model.reason}",
+                "",
+                _nested(model.evaluation_markdown, model.model_name),
+                "",
+            ]
+        lines += ["## API", "", self.reload, ""]
+        return "\n".join(lines)
+
+    def metrics_rows(self) -> list[dict[str, object]]:
+        """The metrics table artifact, one row per model and metric.
+
+        Long rather than wide: the models report different metrics (each has
+        its own splits and baselines), so a wide table would be mostly blanks.
+        """
+        return [
+            {
+                "model": m.model_name,
+                "version": m.version,
+                "alias": m.alias or "",
+                "metric": name,
+                "value": value,
+            }
+            for m in self.models
+            for name, value in m.metrics.items()
+        ]
+
+    def to_json(self) -> str:
+        """The report for programs (`--report`), markdown included."""
+        data = asdict(self)
+        data["degraded"] = self.degraded
+        data["markdown"] = self.to_markdown()
+        return json.dumps(data, indent=2, default=str)
+
+
+def _nested(markdown: str, title: str) -> str:
+    """Fit a model's own report under its section: drop its `# title` line and
+    move its other headings one level down."""
+    lines = markdown.strip().splitlines()
+    if lines and lines[0].lstrip("#").strip() == title:
+        lines = lines[1:]
+    return "\n".join("#" + line if line.startswith("#") else line for line in lines).strip()
