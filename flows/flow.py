@@ -97,11 +97,12 @@ def vgsales_pipeline(
     return report
 
 
-def _row_counts(frame, quality) -> dict[str, int]:
-    """Rows in the warehouse (from dbt, when it ran) and in each split used."""
+def _row_counts(frame: pd.DataFrame, quality) -> dict[str, int]:
+    """Rows of each tested relation (when dbt ran), then of the training frame
+    and of each part of the splits the models use."""
     counts = dict(quality.row_counts) if quality else {}
-    counts["ml_release_features"] = len(frame)
+    counts["training frame"] = len(frame)
     for column in dict.fromkeys(s for name in MODEL_NAMES for s in spec(name).splits):
         for split, n in frame[column].value_counts(dropna=False).sort_index().items():
-            counts[f"{column} = {'null' if pd.isna(split) else split}"] = int(n)
+            counts[f"training frame, {column} = {'null' if pd.isna(split) else split}"] = int(n)
     return counts

@@ -62,33 +62,39 @@ class PipelineReport:
         return self.snapshot.degraded is not None
 
     def to_markdown(self) -> str:
-        """The summary artifact: status, data quality, row counts, models."""
-        lines = ["# vgsales pipeline run", ""]
+        """The summary artifact: the outcome first, then the details.
+
+        Outcome: status, data source, dbt warnings, registry decisions, API.
+        Details: data quality, row counts, each model's metrics vs baselines.
+        """
         status = "completed, **degraded**" if self.degraded else "completed"
-        lines += [f"Status: {status}.", "", f"Data: {self.snapshot.describe()}", ""]
-        lines += ["## Data quality", ""]
+        lines = ["# vgsales pipeline run", "", f"Status: {status}.", ""]
+        lines += [f"Data: {self.snapshot.describe()}", ""]
+        if self.dbt_warnings:
+            lines += [f"dbt warnings ({len(self.dbt_warnings)}):", ""]
+            lines += [f"- {warning}" for warning in self.dbt_warnings] + [""]
+        lines += ["| model | version | alias | registry |", "|---|---|---|---|"]
+        for model in self.models:
+            promoted = "promoted in this run: " if model.promoted else ""
+            lines.append(
+                f"| `{model.model_name}` | {model.version} | {model.alias or '-'} "
+                f"| {promoted}{model.reason} |"
+            )
+        lines += ["", f"API: {self.reload}", "", "## Data quality", ""]
         if self.data_quality_markdown is None:
             lines += ["dbt was skipped (`--skip-dbt`): the mart was used as it stood.", ""]
         else:
-            lines += [self.data_quality_markdown.strip(), ""]
-        if self.dbt_warnings:
-            lines += ["### dbt warnings", ""]
-            lines += [f"- {warning}" for warning in self.dbt_warnings] + [""]
-        lines += ["## Row counts", "", "| table | rows |", "|---|---:|"]
+            lines += [_nested(self.data_quality_markdown, "Data validation summary"), ""]
+        lines += ["## Row counts", "", "| relation | rows |", "|---|---:|"]
         lines += [f"| {name} | {count:,} |" for name, count in self.row_counts.items()]
-        lines += [""]
         for model in self.models:
             lines += [
+                "",
                 f"## Model `{model.model_name}`",
                 "",
-                f"Version {model.version}: **{model.alias or 'no alias'}**"
-                f"{' (promoted in this run)' if model.promoted else ''}. {model.reason}",
-                "",
                 _nested(model.evaluation_markdown, model.model_name),
-                "",
             ]
-        lines += ["## API", "", self.reload, ""]
-        return "\n".join(lines)
+        return "\n".join(lines) + "\n"
 
     def metrics_rows(self) -> list[dict[str, object]]:
         """The metrics table artifact, one row per model and metric.
