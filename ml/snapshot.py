@@ -10,16 +10,18 @@ Layout (all keys share one TTL, refreshed whenever a snapshot is used):
   the hash of the payload, so equal frames share a key and a publish is
   idempotent.
 - `vgsales:mart:ml_release_features:latest`: the key of the newest snapshot.
-- `vgsales:mart:ml_release_features:source:<fingerprint>`: the key of the
-  snapshot taken from a mart whose `mart_fingerprint` is `<fingerprint>`. This
-  is how a rerun knows, without reading the mart, that a snapshot of the same
-  data already exists.
+- `vgsales:mart:ml_release_features:source:<fingerprint>:<code>`: the key of
+  the snapshot taken from a mart whose `ml.warehouse.mart_fingerprint` is
+  `<fingerprint>`, by frame-making code whose digest is `<code>`. This is how
+  a rerun knows, without reading the mart, that the snapshot it would make
+  already exists.
 
 The functions take a Redis client and a frame; they know nothing of Prefect.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 from collections.abc import Callable
@@ -29,15 +31,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import redis
-import sqlalchemy as sa
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 KEY_PREFIX = "vgsales:mart:ml_release_features"
 LATEST_KEY = f"{KEY_PREFIX}:latest"
-MART_TABLE = "ml_release_features"
-# The code that turns mart rows into the frame: when it changes, a snapshot of
-# unchanged rows may still be stale (dtypes, columns), so it joins the fingerprint.
+# The code that turns mart rows into a frame and the frame into a payload: when
+# it changes, a snapshot of unchanged rows is stale (dtypes, columns, format).
 FRAME_CODE = ("ml.warehouse", "ml.features", "ml.snapshot")
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 # zstd shrinks the mart about fourfold and is deterministic, so equal frames
@@ -103,8 +103,17 @@ def snapshot_key(digest: str) -> str:
 
 
 def source_key(fingerprint: str) -> str:
-    """The Redis key naming the snapshot taken from a mart with `fingerprint`."""
-    return f"{KEY_PREFIX}:source:{fingerprint}"
+    """The Redis key naming the snapshot this code takes of a mart with `fingerprint`."""
+    return f"{KEY_PREFIX}:source:{fingerprint}:{frame_code_digest()}"
+
+
+@functools.cache
+def frame_code_digest() -> str:
+    """SHA-256 prefix of the source of the `FRAME_CODE` modules."""
+    digest = hashlib.sha256()
+    for module in FRAME_CODE:
+        digest.update(Path(importlib.import_module(module).__file__).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def publish(
@@ -198,33 +207,3 @@ def _follow(client: redis.Redis, pointer: str) -> tuple[str, pd.DataFrame] | Non
     df = fetch(client, key)
     return None if df is None else (key, df)
 
-
-def mart_fingerprint(connection: sa.Connection, database: str) -> str:
-    """A cheap fingerprint of the mart, taken without exporting it.
-
-    MariaDB's `CHECKSUM TABLE` (a CRC per row, combined independently of row
-    order) plus the row count and the column definitions stand for the rows;
-    the source of `FRAME_CODE` stands for how they become a frame. A full scan
-    of the mart in the server costs milliseconds; exporting it costs seconds.
-    """
-    table = f"`{database}`.`{MART_TABLE}`"
-    checksum = connection.execute(sa.text(f"CHECKSUM TABLE {table}")).one()[1]
-    if checksum is None:
-        raise LookupError(
-            f"{database}.{MART_TABLE} does not exist: build the warehouse first "
-            "(python -m flows.pipeline without --skip-dbt, or dbt build)"
-        )
-    rows = connection.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
-    columns = connection.execute(
-        sa.text(
-            "SELECT column_name, column_type, is_nullable"
-            " FROM information_schema.columns"
-            " WHERE table_schema = :db AND table_name = :table"
-            " ORDER BY ordinal_position"
-        ),
-        {"db": database, "table": MART_TABLE},
-    ).all()
-    digest = hashlib.sha256(repr((checksum, rows, [tuple(c) for c in columns])).encode())
-    for module in FRAME_CODE:
-        digest.update(Path(importlib.import_module(module).__file__).read_bytes())
-    return digest.hexdigest()[:16]
