@@ -2,17 +2,19 @@
 
     python -m bench.bench_serve [--seconds 8] [--repeats 3] [--connections 4]
 
-Trains both models on the real vgsales.csv (or a synthetic one of the same
-size) into a private MLflow registry, starts the service (`python -m serve`,
-its gunicorn configuration) and the original design (`bench/original_app.py`,
-same gunicorn workers and threads), then drives each with wrk (or, when wrk
-is not installed, a multi-process keep-alive Python client):
+Trains both models with `ml.train` on the real vgsales.csv (or a synthetic
+one of the same size) into a private MLflow registry, starts the service
+(`python -m serve`, its gunicorn configuration) and the original design
+(`bench/original_app.py`, same gunicorn workers and threads, same model
+version), then drives each with wrk (or, when wrk is not installed, a
+multi-process keep-alive Python client):
 
 - single predictions: `POST /predict`, p50/p99 latency and requests/s;
 - batches: `POST /predict/batch` with 1,000 rows, rows/s.
 
-Each figure is the median of `--repeats` runs. Prints a markdown table and
-writes bench/results/serve.json. Goals on the 2-core reference machine:
+Each figure is the median (min–max) of `--repeats` runs; failed requests
+(non-2xx answers, connection errors) are counted and must be none. Prints a markdown table and writes
+bench/results/serve.json. Goals on the 2-core reference machine:
 p50 <= 2 ms, >= 1,500 requests/s, >= 100,000 batch rows/s, >= 3x the
 original design's single-prediction throughput.
 """
@@ -28,20 +30,19 @@ import os
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.common import Stats, machine, markdown_table, write_results
 from ml.settings import ROOT, Settings, load_settings
 from serve import gunicorn_conf
 
-RESULTS = ROOT / "bench" / "results" / "serve.json"
 REDIS_DB = 6
 BATCH_ROWS = 1000
-GOALS = {"p50_ms": 2.0, "requests_per_s": 1500, "batch_rows_per_s": 100_000, "speedup": 3.0}
+GOALS = {"no_failed_requests": 0, "p50_ms": 2.0, "requests_per_s": 1500, "batch_rows_per_s": 100_000, "speedup": 3.0}
 SINGLE = {
     "Platform": "Wii", "Year": 2008, "Genre": "Racing", "NA_Sales": 1.2,
     "EU_Sales": 0.9, "JP_Sales": 0.1, "Other_Sales": 0.2,
@@ -119,7 +120,8 @@ def _wrk(port: int, path: str, body: bytes, seconds: float, connections: int) ->
             f'local f = io.open("{folder_path}", "rb")\nwrk.body = f:read("*a")\nf:close()\n'
         )
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
+            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+             "--latency", "-s", str(script),
              f"http://127.0.0.1:{port}{path}"],
             capture_output=True, text=True, check=True,
         ).stdout
@@ -131,6 +133,8 @@ def _wrk(port: int, path: str, body: bytes, seconds: float, connections: int) ->
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = int(non_2xx.group(1)) if non_2xx else 0
     errors += sum(int(x) for x in socket_errors.groups()) if socket_errors else 0
+    if errors:
+        print(f"[bench serve] wrk reported errors on {path}:\n{out}", file=sys.stderr)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     return Run(rps, percentiles["50"], percentiles["99"], errors)
 
@@ -162,20 +166,19 @@ def _python_client(port: int, path: str, body: bytes, seconds: float, connection
     )
 
 
-def measure(port: int, seconds: float, repeats: int, connections: int) -> dict:
+def measure(port: int, seconds: float, repeats: int, connections: int) -> dict[str, Stats]:
+    """Median-of-`repeats` figures for single predictions and batches."""
     single = json.dumps(SINGLE).encode()
     batch = json.dumps([SINGLE] * BATCH_ROWS).encode()
     drive(port, "/predict", single, 2, connections)  # warm-up
     singles = [drive(port, "/predict", single, seconds, connections) for _ in range(repeats)]
     batches = [drive(port, "/predict/batch", batch, seconds, 2) for _ in range(repeats)]
     return {
-        "p50_ms": statistics.median(r.p50_ms for r in singles),
-        "p99_ms": statistics.median(r.p99_ms for r in singles),
-        "requests_per_s": statistics.median(r.requests_per_s for r in singles),
-        "batch_rows_per_s": statistics.median(r.requests_per_s for r in batches) * BATCH_ROWS,
-        "errors": sum(r.errors for r in singles + batches),
-        "runs": {"single": [dataclasses.asdict(r) for r in singles],
-                 "batch": [dataclasses.asdict(r) for r in batches]},
+        "failed_requests": Stats.of([float(r.errors) for r in singles + batches]),
+        "p50_ms": Stats.of([r.p50_ms for r in singles]),
+        "p99_ms": Stats.of([r.p99_ms for r in singles]),
+        "requests_per_s": Stats.of([r.requests_per_s for r in singles]),
+        "batch_rows_per_s": Stats.of([r.requests_per_s * BATCH_ROWS for r in batches]),
     }
 
 
@@ -215,23 +218,24 @@ def start_original(settings: Settings, version: str, port: int, log: Path) -> su
     )
 
 
-def table(results: dict) -> str:
-    ours, original = results["service"], results["original"]
+def table(service: dict[str, Stats], original: dict[str, Stats]) -> str:
+    """Both designs side by side: medians (min–max over the runs)."""
     rows = [
-        "| design | single p50 (ms) | single p99 (ms) | single req/s | batch rows/s |",
-        "|---|---:|---:|---:|---:|",
+        [label, r["p50_ms"].cell(), r["p99_ms"].cell(), r["requests_per_s"].cell(0),
+         r["batch_rows_per_s"].cell(0)]
+        for label, r in (("service (serve/)", service), ("original design", original))
     ]
-    for label, r in (("service (serve/)", ours), ("original design", original)):
-        rows.append(
-            f"| {label} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-            f"{r['requests_per_s']:,.0f} | {r['batch_rows_per_s']:,.0f} |"
+    rows.append(["speed-up (medians)"] + [
+        f"{ratio:.1f}x" for ratio in (
+            original["p50_ms"].median / service["p50_ms"].median,
+            original["p99_ms"].median / service["p99_ms"].median,
+            service["requests_per_s"].median / original["requests_per_s"].median,
+            service["batch_rows_per_s"].median / original["batch_rows_per_s"].median,
         )
-    rows.append(
-        f"| speed-up | {original['p50_ms'] / ours['p50_ms']:.1f}x | "
-        f"{original['p99_ms'] / ours['p99_ms']:.1f}x | {results['speedup']:.1f}x | "
-        f"{ours['batch_rows_per_s'] / original['batch_rows_per_s']:.1f}x |"
+    ])
+    return markdown_table(
+        ["design", "single p50 (ms)", "single p99 (ms)", "single req/s", "batch rows/s"], rows
     )
-    return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,7 +243,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--trees", type=int, default=100, help="RandomForest size")
     args = parser.parse_args(argv)
 
     from bench.serve_models import mart_frame, register_champions
@@ -248,24 +251,16 @@ def main(argv: list[str] | None = None) -> int:
         home = Path(folder)
         settings = bench_settings(home)
         csv = data_csv(home)
-        print(f"[bench serve] training both models ({args.trees} trees) on {csv}", flush=True)
-        versions = register_champions(settings, mart_frame(csv), n_estimators=args.trees)
-        results: dict = {
-            "load_generator": "wrk" if shutil.which("wrk") else "python http.client",
-            "cpus": os.cpu_count(),
-            "connections": args.connections,
-            "seconds": args.seconds,
-            "repeats": args.repeats,
-            "batch_rows": BATCH_ROWS,
-            "trees": args.trees,
-            "gunicorn": {"workers": gunicorn_conf.workers, "worker_class": gunicorn_conf.worker_class,
-                         "threads": gunicorn_conf.threads},
-        }
+        print(f"[bench serve] training both models with ml.train on {csv}", flush=True)
+        versions = register_champions(settings, mart_frame(csv))
+        generator = "wrk" if shutil.which("wrk") else "python http.client"
+        measured: dict[str, dict[str, Stats]] = {}
+        log_of = {"service": home / "service.log", "original": home / "original.log"}
         for label, starter, ready_path in (
             ("service", lambda port: start_service(dataclasses.replace(settings, api_port=port),
-                                                   home / "service.log"), "/ready"),
+                                                   log_of["service"]), "/ready"),
             ("original", lambda port: start_original(settings, versions["global_from_regional"],
-                                                     port, home / "original.log"), None),
+                                                     port, log_of["original"]), None),
         ):
             port = free_port()
             process = starter(port)
@@ -274,28 +269,43 @@ def main(argv: list[str] | None = None) -> int:
                     wait_ready(port, process, ready_path)
                 else:
                     _wait_listening(port, process)
-                print(f"[bench serve] driving the {label} on port {port} "
-                      f"({results['load_generator']})", flush=True)
-                results[label] = measure(port, args.seconds, args.repeats, args.connections)
+                print(f"[bench serve] driving the {label} on port {port} ({generator})", flush=True)
+                measured[label] = measure(port, args.seconds, args.repeats, args.connections)
+            except Exception:
+                print(log_of[label].read_text()[-3000:], file=sys.stderr)
+                raise
             finally:
                 stop(process)
-        results["speedup"] = results["service"]["requests_per_s"] / results["original"]["requests_per_s"]
-        service = results["service"]
-        results["goals"] = {
-            "p50_ms": service["p50_ms"] <= GOALS["p50_ms"],
-            "requests_per_s": service["requests_per_s"] >= GOALS["requests_per_s"],
-            "batch_rows_per_s": service["batch_rows_per_s"] >= GOALS["batch_rows_per_s"],
-            "speedup": results["speedup"] >= GOALS["speedup"],
-        }
         _clean_stream(settings)
+    service, original = measured["service"], measured["original"]
+    speedup = service["requests_per_s"].median / original["requests_per_s"].median
+    goals = {
+        "no_failed_requests": sum(service["failed_requests"].runs) == 0,
+        "p50_ms": service["p50_ms"].median <= GOALS["p50_ms"],
+        "requests_per_s": service["requests_per_s"].median >= GOALS["requests_per_s"],
+        "batch_rows_per_s": service["batch_rows_per_s"].median >= GOALS["batch_rows_per_s"],
+        "speedup": speedup >= GOALS["speedup"],
+    }
     print()
-    print(table(results))
+    print(table(service, original))
     print()
-    for goal, met in results["goals"].items():
-        print(f"- goal {goal} ({GOALS[goal]}): {'met' if met else 'NOT met'}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    for goal, met in goals.items():
+        print(f"- goal {goal} ({GOALS[goal]:,}): {'met' if met else 'NOT met'}")
+    path = write_results("serve", {
+        "machine": machine(),
+        "load_generator": generator,
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+        "batch_rows": BATCH_ROWS,
+        "gunicorn": {"workers": gunicorn_conf.workers, "worker_class": gunicorn_conf.worker_class,
+                     "threads": gunicorn_conf.threads},
+        "service": {k: v.as_dict() for k, v in service.items()},
+        "original": {k: v.as_dict() for k, v in original.items()},
+        "speedup": speedup,
+        "goals": goals,
+    })
+    print(f"\nwrote {path.relative_to(ROOT)}")
     return 0
 
 

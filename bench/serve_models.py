@@ -98,7 +98,7 @@ def register_champions(
     import mlflow
     from mlflow import MlflowClient
 
-    from ml import snapshot
+    from ml import registry, snapshot
     from ml.train import fit
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
@@ -122,9 +122,12 @@ def register_champions(
                 "trained_at": fitted.trained_at.isoformat(timespec="seconds")}
         with mlflow.start_run(tags=tags):
             mlflow.log_metric("train_rows", fitted.n_train)
+            # Stored as ml.registry stores it (skops, same trusted types and
+            # signature) without its evaluation, which would cost minutes here.
             logged = mlflow.sklearn.log_model(
                 fitted.pipeline, name="model", input_example=fitted.input_example,
-                serialization_format="cloudpickle",
+                signature=registry.signature(fitted.spec),
+                skops_trusted_types=registry.SKOPS_TRUSTED_TYPES,
             )
         version = mlflow.register_model(logged.model_uri, name).version
         client.set_registered_model_alias(name, "champion", str(version))
