@@ -14,7 +14,7 @@ releases as (
 
 platforms as (
 
-    select * from {{ ref('ref_platforms') }}
+    select * from {{ ref('int_platforms__recognised') }}
 
 ),
 

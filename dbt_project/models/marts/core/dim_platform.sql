@@ -4,7 +4,7 @@ with
 
 platforms as (
 
-    select * from {{ ref('ref_platforms') }}
+    select * from {{ ref('int_platforms__recognised') }}
 
 ),
 

@@ -25,7 +25,7 @@ history as (
 
 platforms as (
 
-    select * from {{ ref('ref_platforms') }}
+    select * from {{ ref('int_platforms__recognised') }}
 
 )
 

@@ -1,0 +1,81 @@
+{#-
+    The landing tables Python writes into (docs block monitoring_landing),
+    declared here so the warehouse owns their shape: dbt creates them on
+    every invocation (`on-run-start`, idempotent), the drain and the
+    training hook only append with INSERT IGNORE. They live next to the seeds
+    in `<db>_raw`; nothing in dbt ever drops or rebuilds them.
+
+    Category values are compared as the models compare them, byte for byte
+    (utf8mb4_bin): `Wii` and `WII` are different platforms to a one-hot
+    encoder, not to MariaDB's default collation.
+-#}
+{% macro monitoring_landing_schema() -%}
+    {{ return(target.schema ~ '_raw') }}
+{%- endmacro %}
+
+
+{#-
+    Runs as `on-run-start`: each statement on its own (the driver takes one
+    statement per call), rendering to nothing so dbt has no hook SQL left.
+-#}
+{% macro create_monitoring_landing_tables() %}
+    {%- if execute -%}
+        {%- for statement in monitoring_landing_ddl().split(';') if statement.strip() -%}
+            {%- do run_query(statement) -%}
+        {%- endfor -%}
+    {%- endif -%}
+{% endmacro %}
+
+
+{% macro monitoring_landing_ddl() %}
+    {%- set schema = monitoring_landing_schema() -%}
+    create database if not exists `{{ schema }}`;
+
+    create table if not exists `{{ schema }}`.raw_prediction_log (
+        request_id varchar(64) collate ascii_bin not null,
+        item_index int not null,
+        stream_id varchar(32) collate ascii_bin not null,
+        logged_at datetime(6) not null,
+        endpoint varchar(64) not null,
+        model_name varchar(64) not null,
+        model_version int not null,
+        features_json longtext collate utf8mb4_bin not null
+        check (json_valid(features_json)),
+        predicted_global_sales double,
+        unseen_json text collate utf8mb4_bin,
+        drained_at datetime(6) not null,
+        primary key (request_id, item_index),
+        key ix_raw_prediction_log__model (model_name, model_version, logged_at)
+    );
+
+    create table if not exists `{{ schema }}`.raw_model_versions (
+        model_name varchar(64) not null,
+        model_version int not null,
+        run_id varchar(64) not null,
+        data_digest varchar(64) not null,
+        train_split varchar(64) not null,
+        train_rows int not null,
+        recorded_at datetime(6) not null,
+        primary key (model_name, model_version)
+    );
+
+    create table if not exists `{{ schema }}`.raw_training_reference (
+        model_name varchar(64) not null,
+        model_version int not null,
+        feature varchar(64) not null,
+        feature_kind varchar(16) not null,
+        member varchar(512) collate utf8mb4_bin not null,
+        bin_label varchar(512) collate utf8mb4_bin not null,
+        bin_order int not null,
+        lower_bound double,
+        upper_bound double,
+        reference_rows int not null,
+        primary key (model_name, model_version, feature, member)
+    );
+
+    create table if not exists `{{ schema }}`.raw_model_champions (
+        model_name varchar(64) not null primary key,
+        model_version int not null,
+        recorded_at datetime(6) not null
+    );
+{% endmacro %}

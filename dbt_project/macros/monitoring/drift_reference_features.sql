@@ -1,0 +1,45 @@
+{#-
+    The features the training references describe, as (name, kind) pairs,
+    read from the landing table when the model runs. The feature schema is
+    defined once, in ml/features.py; the reference writer records each
+    model's features, and the drift models unpivot exactly those mart
+    columns. At parse time (no database) the list is empty.
+-#}
+{% macro drift_reference_features() %}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set query -%}
+        select distinct feature, feature_kind
+        from {{ source('monitoring', 'raw_training_reference') }}
+        order by feature
+    {%- endset -%}
+    {%- set features = [] -%}
+    {%- for row in run_query(query).rows -%}
+        {%- if not modules.re.fullmatch('[a-z_][a-z0-9_]*', row[0]) -%}
+            {{ exceptions.raise_compiler_error(
+                "raw_training_reference holds the feature name " ~ row[0]
+                ~ ", which is not a lowercase identifier of ml_release_features") }}
+        {%- endif -%}
+        {%- do features.append((row[0], row[1])) -%}
+    {%- endfor -%}
+    {{ return(features) }}
+{% endmacro %}
+
+
+{#-
+    One bin's contribution to the population stability index,
+    (c - r) * ln(c / r), with both shares floored at `drift_share_floor` so
+    an empty bin on either side gives a large finite term, not infinity.
+-#}
+{% macro psi_term(current_share, reference_share) -%}
+    {%- set floor = var('drift_share_floor') -%}
+    (
+        greatest({{ current_share }}, {{ floor }})
+        - greatest({{ reference_share }}, {{ floor }})
+    )
+    * ln(
+        greatest({{ current_share }}, {{ floor }})
+        / greatest({{ reference_share }}, {{ floor }})
+    )
+{%- endmacro %}

@@ -1,0 +1,160 @@
+{{ config(
+    materialized='table',
+    indexes=[{'columns': ['model_name', 'feature']}],
+) }}
+
+{#-
+    The "current" side of the drift comparison, one row per observation and
+    feature of each champion (docs block drift_checks):
+
+    * `predictions`: records the champion version answered in the last
+      `drift_window_days` days, features as the model received them;
+    * `batch`: the rows of the loaded `ml_release_features` a retrain would
+      learn from (the champion's train split, year known).
+
+    Features are those of the champion's training reference: categories as
+    text compared byte for byte, numbers as double. A table: every drift
+    model reads it, and unpivoting the mart is the expensive step.
+-#}
+{%- set features = drift_reference_features() %}
+
+with
+
+champions as (
+
+    select * from {{ ref('int_monitoring__champion_versions') }}
+
+),
+
+reference_features as (
+
+    select distinct
+        model_name,
+        model_version,
+        feature,
+        feature_kind
+
+    from {{ ref('stg_monitoring__training_reference') }}
+
+),
+
+predictions as (
+
+    select * from {{ ref('stg_monitoring__prediction_log') }}
+    where
+        logged_at
+        >= utc_timestamp() - interval {{ var('drift_window_days') }} day
+
+),
+
+mart as (
+
+    select * from {{ ref('ml_release_features') }}
+
+),
+
+prediction_values as (
+
+    select
+        'predictions' as drift_source,
+        predictions.model_name,
+        predictions.model_version,
+        concat(predictions.request_id, '#', predictions.item_index)
+            as observation_id,
+        reference_features.feature,
+        reference_features.feature_kind,
+        json_value(
+            predictions.features_json,
+            concat('$."', reference_features.feature, '"')
+        ) as feature_value
+
+    from predictions
+    inner join champions
+        on
+            predictions.model_name = champions.model_name
+            and predictions.model_version = champions.model_version
+    inner join reference_features
+        on
+            champions.model_name = reference_features.model_name
+            and champions.model_version = reference_features.model_version
+
+),
+
+batch_rows as (
+
+    select
+        champions.model_name,
+        champions.model_version,
+        mart.*
+
+    from mart
+    inner join champions
+        on
+            case champions.train_split
+                when 'split_time' then mart.split_time
+                when 'split_random' then mart.split_random
+            end = 'train'
+    where mart.year is not null
+
+),
+
+batch_values as (
+
+{%- for feature, kind in features %}
+    select
+        'batch' as drift_source,
+        model_name,
+        model_version,
+        release_id as observation_id,
+        '{{ feature }}' as feature,
+        '{{ kind }}' as feature_kind,
+        cast({{ feature }} as char(512)) as feature_value
+    from batch_rows
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+{%- else %}
+    select
+        null as drift_source,
+        null as model_name,
+        null as model_version,
+        null as observation_id,
+        null as feature,
+        null as feature_kind,
+        null as feature_value
+    from (select 1 as no_reference) as empty_reference
+    where false
+{%- endfor %}
+
+),
+
+unioned as (
+
+    select * from prediction_values
+    union all
+    select batch_values.*
+    from batch_values
+    inner join reference_features
+        on
+            batch_values.model_name = reference_features.model_name
+            and batch_values.model_version = reference_features.model_version
+            and batch_values.feature = reference_features.feature
+
+)
+
+select
+    cast(drift_source as char(16)) as drift_source,
+    cast(model_name as char(64)) as model_name,
+    model_version,
+    cast(observation_id as char(128)) as observation_id,
+    cast(feature as char(64)) as feature,
+    cast(feature_kind as char(16)) as feature_kind,
+    case
+        when feature_kind = 'category'
+            then cast(feature_value as char(512)) collate utf8mb4_bin
+    end as category_value,
+    case
+        when feature_kind = 'number' then cast(feature_value as double)
+    end as number_value
+
+from unioned
