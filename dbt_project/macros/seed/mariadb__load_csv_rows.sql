@@ -58,6 +58,11 @@
 -#}
 {% macro load_csv_rows_as_json(model, agate_table) %}
     {%- set batch_rows = var('seed_batch_rows', 10000) | int -%}
+    {%- if batch_rows < 1 -%}
+        {{ exceptions.raise_compiler_error(
+            "var seed_batch_rows must be a positive number of rows, got '"
+            ~ var('seed_batch_rows') ~ "'") }}
+    {%- endif -%}
     {%- set columns_sql = get_seed_column_quoted_csv(model, agate_table.column_names) -%}
     {%- set column_count = agate_table.column_names | length -%}
     {%- set row_count = agate_table.rows | length -%}
