@@ -59,3 +59,26 @@ def seeds_dir(raw_csv, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("seeds")
     shutil.copyfile(raw_csv, folder / "vgsales.csv")
     return folder
+
+
+@pytest.fixture(scope="session")
+def marts_settings(stack_settings, seeds_dir, tmp_path_factory) -> Settings:
+    """Settings of a database whose seeds and models dbt built from `seeds_dir`.
+
+    dbt's data tests are left out (they have their own tests and double the
+    build time): this is for tests that only read the marts, which share one
+    build per session.
+    """
+    from ml.dbt_runner import run_dbt
+
+    home = tmp_path_factory.mktemp("marts")
+    settings = dataclasses.replace(
+        isolated_settings(stack_settings, "marts", 0, home), vgsales_seeds_dir=str(seeds_dir)
+    )
+    result = run_dbt(
+        ["build", "--no-use-colors", "--exclude", "resource_type:test"],
+        settings,
+        target_path=home / "dbt_target",
+    )
+    assert result.ok and result.errored == 0, f"dbt build failed: {result.status_counts}"
+    return settings

@@ -10,11 +10,13 @@ renders the report from its marts, the no-champion path included.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from ml import evaluate, features, registry, report, train
 from ml import report_tables as tables
@@ -210,3 +212,24 @@ def test_page_with_a_champion_shows_importance_metrics_and_residuals(findings, m
     prerelease = next(f for f in findings if f.model_name == "prerelease")
     top = prerelease.importance.feature.iloc[0]
     assert f"the most important inputs are {top} (R² drop" in page
+
+
+@pytest.mark.slow
+def test_report_from_a_real_warehouse_without_champions(marts_settings, tmp_path):
+    settings = dataclasses.replace(
+        marts_settings, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'empty_mlflow.db'}"
+    )
+    path = report.build_report(settings, tmp_path / "reports", progress=lambda _: None)
+    assert path == tmp_path / "reports" / "index.html"
+    page = path.read_text(encoding="utf-8")
+    assert_complete_page(page, DATA_CHARTS)
+    for model_name in features.MODEL_NAMES:
+        assert page.count(f'data-missing-champion="{model_name}"') == 2
+    engine = sa.create_engine(settings.sqlalchemy_url(reader=True))
+    with engine.connect() as connection:
+        releases, sales = connection.execute(
+            sa.text("select count(*), sum(global_sales) from fct_sales")
+        ).one()
+    engine.dispose()
+    assert f"{releases:,} accepted releases" in page
+    assert f"({float(sales):,.1f} million units sold worldwide)" in page
