@@ -15,6 +15,7 @@ project's own `ml.train.fit` and registers them with the `champion` alias in
 from __future__ import annotations
 
 import zlib
+from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,8 @@ def register_champions(
                 fitted.pipeline, name="model", input_example=fitted.input_example,
                 signature=registry.signature(fitted.spec),
                 skops_trusted_types=registry.SKOPS_TRUSTED_TYPES,
+                # Given, not inferred: inference imports the model in a subprocess.
+                pip_requirements=[f"{n}=={installed_version(n)}" for n in registry.REQUIREMENTS],
             )
         version = mlflow.register_model(logged.model_uri, name).version
         client.set_registered_model_alias(name, "champion", str(version))
