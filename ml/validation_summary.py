@@ -115,11 +115,16 @@ def load_artifacts(target_path: Path) -> tuple[dict, dict]:
     return run_results, manifest
 
 
-def tested_relations(manifest: Mapping) -> dict[str, str]:
-    """unique_id -> relation name of every node a test is attached to."""
+def tested_relations(run_results: Mapping, manifest: Mapping) -> dict[str, str]:
+    """unique_id -> relation name of each node that a test of this run checked.
+
+    Only tests that ran count: the manifest also holds nodes the selection
+    left out, whose relations may not exist.
+    """
     relations = {}
-    for node in manifest["nodes"].values():
-        attached = node.get("attached_node") if node["resource_type"] == "test" else None
+    for result in run_results["results"]:
+        node = manifest["nodes"].get(result["unique_id"], {})
+        attached = node.get("attached_node") if node.get("resource_type") == "test" else None
         if attached and manifest["nodes"].get(attached, {}).get("relation_name"):
             relations[attached] = manifest["nodes"][attached]["relation_name"]
     return relations
@@ -363,7 +368,7 @@ def build_summary(target_path: Path, settings: Settings | None) -> Summary:
     run_results, manifest = load_artifacts(target_path)
     if settings is None:
         return summarize(run_results, manifest)
-    row_counts = count_rows(tested_relations(manifest), settings)
+    row_counts = count_rows(tested_relations(run_results, manifest), settings)
     summary = summarize(run_results, manifest, row_counts)
     return replace(summary, samples=fetch_samples(summary.tests, settings))
 

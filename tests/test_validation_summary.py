@@ -127,9 +127,12 @@ def test_missing_artifacts_say_what_to_run(tmp_path):
         vs.load_artifacts(tmp_path)
 
 
-def test_tested_relations_lists_attached_nodes(artifacts):
-    _, manifest = artifacts
-    assert vs.tested_relations(manifest) == {
+def test_tested_relations_lists_nodes_tested_in_this_run(artifacts):
+    run_results, manifest = artifacts
+    assert vs.tested_relations(run_results, manifest) == {
         SEED: "`db_raw`.`raw_vgsales`",
         FCT: "`db`.`fct_sales`",
     }
+    run_results["results"] = [r for r in run_results["results"] if r["unique_id"] != "test.c"]
+    run_results["results"] = [r for r in run_results["results"] if r["unique_id"] != "test.e"]
+    assert vs.tested_relations(run_results, manifest) == {SEED: "`db_raw`.`raw_vgsales`"}
