@@ -88,8 +88,7 @@ def create_app(
             raise _Unavailable(name, state.problems)
         return model
 
-    def prediction(name: str, record: dict, endpoint: str) -> tuple[dict, list[str]]:
-        model = served(name)
+    def prediction(model, record: dict, endpoint: str) -> tuple[dict, list[str]]:
         value = model.predict_one(record)
         unseen = model.unseen(record)
         _count(metrics, model, 1, unseen)
@@ -98,14 +97,13 @@ def create_app(
         return {"model": model.name, "version": model.version,
                 "request_id": g.request_id, "global_sales": value}, unseen
 
-    def batch(name: str, records: list[dict], endpoint: str):
-        model = served(name)
+    def batch(model, records: list[dict], endpoint: str) -> tuple[list[float], list[list[str]]]:
         values = model.predict_many(records).tolist()
         unseen = model.unseen_many(records)
         _count(metrics, model, len(records), [u for row in unseen for u in row])
         predictions_log.record(endpoint, g.request_id, model.name, model.version,
                                records, values, unseen)
-        return model, values, unseen
+        return values, unseen
 
     # -- predictions ------------------------------------------------------------
 
@@ -116,7 +114,7 @@ def create_app(
     def predict():
         """Model `global_from_regional`. Field names are the vgsales.csv headers."""
         record = _parse(schemas.PredictRequest).__dict__
-        body, unseen = prediction("global_from_regional", record, "/predict")
+        body, unseen = prediction(served("global_from_regional"), record, "/predict")
         body["unseen"] = [schemas.ORIGINAL_NAMES.get(u, u) for u in unseen]
         return _json(body)
 
@@ -127,7 +125,8 @@ def create_app(
     def predict_batch():
         """A JSON array of `/predict` bodies (1 to MAX_BATCH_ROWS)."""
         records = [row.__dict__ for row in _parse(schemas.PredictBatch)]
-        model, values, unseen = batch("global_from_regional", records, "/predict/batch")
+        model = served("global_from_regional")
+        values, unseen = batch(model, records, "/predict/batch")
         rows = [
             {"global_sales": v, "unseen": [schemas.ORIGINAL_NAMES.get(x, x) for x in u]}
             for v, u in zip(values, unseen)
@@ -147,7 +146,7 @@ def create_app(
         record = _parse(schemas.ForecastRequest).__dict__
         model = served("prerelease")
         full = model.complete(record)
-        body, unseen = prediction("prerelease", full, "/v1/forecast")
+        body, unseen = prediction(model, full, "/v1/forecast")
         body["unseen"] = unseen
         body["features"] = full
         return _json(body)
@@ -161,7 +160,7 @@ def create_app(
         """A JSON array of `/v1/forecast` bodies (1 to MAX_BATCH_ROWS)."""
         model = served("prerelease")
         records = [model.complete(row.__dict__) for row in _parse(schemas.ForecastBatch)]
-        model, values, unseen = batch("prerelease", records, "/v1/forecast/batch")
+        values, unseen = batch(model, records, "/v1/forecast/batch")
         rows = [{"global_sales": v, "unseen": u, "features": r}
                 for v, u, r in zip(values, unseen, records)]
         return _json({"model": model.name, "version": model.version,

@@ -363,9 +363,11 @@ def test_every_prediction_is_logged_to_redis(server):
     assert len(json.loads(batch["predictions"])) == 2 and batch["version"]
 
 
-def test_predictions_continue_when_redis_is_down(server, monkeypatch):
+def test_predictions_continue_when_redis_is_down(server):
     """In-process app (same registry) whose Redis is a closed port: logging
-    degrades and is counted, predictions are answered."""
+    degrades and is counted, predictions are answered. The forecast model,
+    whose point-in-time history is in Redis (and whose fallback, this test
+    area's mart, was never built), is reported unavailable instead."""
     from serve.app import create_app
 
     settings = dataclasses.replace(server.settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
@@ -377,6 +379,12 @@ def test_predictions_continue_when_redis_is_down(server, monkeypatch):
     app.extensions["vgsales"]["log"].flush(timeout=5)
     text = client.get("/metrics").data.decode()
     assert metric(text, "vgsales_prediction_log_dropped_total") == 3
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and ready.json["models"]["prerelease"] is None
+    assert any(p.startswith("prerelease version 1:") for p in ready.json["problems"])
+    forecast = client.post("/v1/forecast", json={"platform": "Wii", "genre": "Racing",
+                                                 "publisher": "EA", "year": 2008})
+    assert forecast.status_code == 503 and forecast.json["error"] == "model_unavailable"
 
 
 # -- fuzzing ------------------------------------------------------------------------------
