@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from flows.monitoring_tasks import record_training_reference
 from flows.summary import ModelOutcome, PipelineReport
 from flows.tasks import (
     build_warehouse,
@@ -63,6 +64,7 @@ def vgsales_pipeline(
         fitted = fit_model(model_name, mart.frame)
         evaluation = evaluate_model(fitted, mart.frame)
         registration = register_model(fitted, evaluation, settings, tags)
+        record_training_reference(settings, fitted, registration, mart.frame)
         report.models.append(
             ModelOutcome(
                 model_name=model_name,

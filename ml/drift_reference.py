@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ml import features, registry
+from ml import features, landing, registry
 from ml.features import Feature, ModelSpec
 from ml.settings import Settings
 from ml.train import data_digest, split_rows
@@ -154,10 +154,6 @@ def profile(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(REFERENCE_COLUMNS))
 
 
-def _engine(settings: Settings) -> sa.Engine:
-    return sa.create_engine(settings.sqlalchemy_url(), pool_pre_ping=True)
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -172,7 +168,6 @@ def record_reference(settings: Settings, facts: VersionFacts, frame: pd.DataFram
     spec = features.spec(facts.model_name)
     bins = profile(spec, frame)
     train_rows = len(split_rows(spec, frame, spec.split, "train"))
-    raw = f"`{settings.raw_database}`"
     version_row = dict(
         model_name=facts.model_name,
         model_version=facts.model_version,
@@ -186,51 +181,43 @@ def record_reference(settings: Settings, facts: VersionFacts, frame: pd.DataFram
         {"model_name": facts.model_name, "model_version": facts.model_version, **row}
         for row in bins.astype(object).where(bins.notna(), None).to_dict("records")
     ]
-    engine = _engine(settings)
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                sa.text(
-                    f"insert ignore into {raw}.raw_model_versions "
-                    "(model_name, model_version, run_id, data_digest, train_split, "
-                    "train_rows, recorded_at) values (:model_name, :model_version, "
-                    ":run_id, :data_digest, :train_split, :train_rows, :recorded_at)"
-                ),
-                version_row,
-            )
-            columns = ("model_name", "model_version", *REFERENCE_COLUMNS)
-            connection.execute(
-                sa.text(
-                    f"insert ignore into {raw}.raw_training_reference "
-                    f"({', '.join(columns)}) values ({', '.join(':' + c for c in columns)})"
-                ),
-                reference_rows,
-            )
-            return connection.execute(
-                sa.text(
-                    f"select count(*) from {raw}.raw_training_reference "
-                    "where model_name = :model_name and model_version = :model_version"
-                ),
-                version_row,
-            ).scalar_one()
-    finally:
-        engine.dispose()
+    columns = ("model_name", "model_version", *REFERENCE_COLUMNS)
+    with landing.transaction(settings) as connection:
+        connection.execute(
+            sa.text(
+                f"insert ignore into {landing.table(settings, 'raw_model_versions')} "
+                "(model_name, model_version, run_id, data_digest, train_split, "
+                "train_rows, recorded_at) values (:model_name, :model_version, "
+                ":run_id, :data_digest, :train_split, :train_rows, :recorded_at)"
+            ),
+            version_row,
+        )
+        connection.execute(
+            sa.text(
+                f"insert ignore into {landing.table(settings, 'raw_training_reference')} "
+                f"({', '.join(columns)}) values ({', '.join(':' + c for c in columns)})"
+            ),
+            reference_rows,
+        )
+        return connection.execute(
+            sa.text(
+                f"select count(*) from {landing.table(settings, 'raw_training_reference')} "
+                "where model_name = :model_name and model_version = :model_version"
+            ),
+            version_row,
+        ).scalar_one()
 
 
 def recorded_versions(settings: Settings) -> set[tuple[str, int]]:
     """(model, version) pairs whose reference is in the warehouse."""
-    engine = _engine(settings)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                sa.text(
-                    "select model_name, model_version from "
-                    f"`{settings.raw_database}`.raw_model_versions"
-                )
+    with landing.transaction(settings) as connection:
+        rows = connection.execute(
+            sa.text(
+                "select model_name, model_version from "
+                f"{landing.table(settings, 'raw_model_versions')}"
             )
-            return {(name, int(version)) for name, version in rows}
-    finally:
-        engine.dispose()
+        )
+        return {(name, int(version)) for name, version in rows}
 
 
 def record_champions(settings: Settings) -> dict[str, VersionFacts | None]:
@@ -253,27 +240,22 @@ def record_champions(settings: Settings) -> dict[str, VersionFacts | None]:
             run_id=version.run_id,
             data_digest=run.data.tags.get("data_digest", ""),
         )
-    raw = f"`{settings.raw_database}`"
-    engine = _engine(settings)
-    try:
-        with engine.begin() as connection:
-            connection.execute(sa.text(f"delete from {raw}.raw_model_champions"))
-            for facts in champions.values():
-                if facts is not None:
-                    connection.execute(
-                        sa.text(
-                            f"insert into {raw}.raw_model_champions "
-                            "(model_name, model_version, recorded_at) "
-                            "values (:model_name, :model_version, :recorded_at)"
-                        ),
-                        dict(
-                            model_name=facts.model_name,
-                            model_version=facts.model_version,
-                            recorded_at=_now(),
-                        ),
-                    )
-    finally:
-        engine.dispose()
+    champions_table = landing.table(settings, "raw_model_champions")
+    with landing.transaction(settings) as connection:
+        connection.execute(sa.text(f"delete from {champions_table}"))
+        for facts in champions.values():
+            if facts is not None:
+                connection.execute(
+                    sa.text(
+                        f"insert into {champions_table} (model_name, model_version, "
+                        "recorded_at) values (:model_name, :model_version, :recorded_at)"
+                    ),
+                    dict(
+                        model_name=facts.model_name,
+                        model_version=facts.model_version,
+                        recorded_at=_now(),
+                    ),
+                )
     return champions
 
 

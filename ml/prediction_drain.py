@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 import redis
 import sqlalchemy as sa
 
+from ml import landing
 from ml.settings import Settings
 from serve.prediction_log import STREAM
 
@@ -52,10 +53,6 @@ COLUMNS = (
     "unseen_json",
     "drained_at",
 )
-
-
-class LandingTableMissing(RuntimeError):
-    """The warehouse has no landing table: dbt never ran on this database."""
 
 
 @dataclass(frozen=True)
@@ -161,21 +158,13 @@ def _id_key(stream_id: str) -> tuple[int, int]:
     return int(millis), int(sequence or 0)
 
 
-def _insert(engine: sa.Engine, table: str, rows: list[dict]) -> int:
+def _insert(settings: Settings, rows: list[dict]) -> int:
     statement = sa.text(
-        f"insert ignore into {table} ({', '.join(COLUMNS)}) "
+        f"insert ignore into {landing.table(settings, TABLE)} ({', '.join(COLUMNS)}) "
         f"values ({', '.join(':' + c for c in COLUMNS)})"
     )
-    try:
-        with engine.begin() as connection:
-            return max(connection.execute(statement, rows).rowcount, 0)
-    except sa.exc.ProgrammingError as error:
-        if getattr(error.orig, "args", [None])[0] == 1146:
-            raise LandingTableMissing(
-                f"{table} does not exist: run dbt on this database first "
-                "(make pipeline), which creates the monitoring landing tables"
-            ) from error
-        raise
+    with landing.transaction(settings) as connection:
+        return max(connection.execute(statement, rows).rowcount, 0)
 
 
 def _read(client: redis.Redis, cursor: str, batch: int) -> list[tuple[str, dict]]:
@@ -193,8 +182,6 @@ def drain(
 ) -> DrainOutcome:
     """Move every unacknowledged prediction-log entry into the warehouse."""
     client = redis.Redis.from_url(settings.redis_url)
-    engine = sa.create_engine(settings.sqlalchemy_url(), pool_pre_ping=True)
-    table = f"`{settings.raw_database}`.{TABLE}"
     counts = dict(entries=0, rows=0, inserted=0, replayed=0, malformed=0, trimmed_unread=0)
     try:
         _ensure_group(client)
@@ -222,7 +209,7 @@ def drain(
                         counts["malformed"] += 1
                         log(f"[drain] skipped malformed entry: {error}")
                 if rows:
-                    counts["inserted"] += _insert(engine, table, rows)
+                    counts["inserted"] += _insert(settings, rows)
                 ids = [stream_id for stream_id, _ in entries]
                 client.xack(STREAM, GROUP, *ids)
                 counts["entries"] += len(entries)
@@ -236,7 +223,6 @@ def drain(
             counts["trimmed_unread"] += max(lag - unread_seen, 0)
     finally:
         client.close()
-        engine.dispose()
     outcome = DrainOutcome(**counts)
     log(f"[drain] {outcome.describe()}")
     return outcome

@@ -13,8 +13,10 @@
       learn from (the champion's train split, year known).
 
     Features are those of the champion's training reference: categories as
-    text compared byte for byte, numbers as double. A table: every drift
-    model reads it, and unpivoting the mart is the expensive step.
+    text compared byte for byte, numbers as double. The mart is unpivoted
+    by a `case` over the referenced feature names (macro
+    drift_reference_features), in one pass. A table: every drift model
+    reads it.
 -#}
 {%- set features = drift_reference_features() %}
 
@@ -100,31 +102,26 @@ batch_rows as (
 
 batch_values as (
 
-{%- for feature, kind in features %}
     select
         'batch' as drift_source,
-        model_name,
-        model_version,
-        release_id as observation_id,
-        '{{ feature }}' as feature,
-        '{{ kind }}' as feature_kind,
-        cast({{ feature }} as char(512)) as feature_value
+        batch_rows.model_name,
+        batch_rows.model_version,
+        batch_rows.release_id as observation_id,
+        reference_features.feature,
+        reference_features.feature_kind,
+        case reference_features.feature
+        {%- for feature, _kind in features %}
+            when '{{ feature }}' then cast(batch_rows.{{ feature }} as char(512))
+        {%- else %}
+            when '' then null
+        {%- endfor %}
+        end as feature_value
+
     from batch_rows
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
-{%- else %}
-    select
-        null as drift_source,
-        null as model_name,
-        null as model_version,
-        null as observation_id,
-        null as feature,
-        null as feature_kind,
-        null as feature_value
-    from (select 1 as no_reference) as empty_reference
-    where false
-{%- endfor %}
+    inner join reference_features
+        on
+            batch_rows.model_name = reference_features.model_name
+            and batch_rows.model_version = reference_features.model_version
 
 ),
 
@@ -132,13 +129,7 @@ unioned as (
 
     select * from prediction_values
     union all
-    select batch_values.*
-    from batch_values
-    inner join reference_features
-        on
-            batch_values.model_name = reference_features.model_name
-            and batch_values.model_version = reference_features.model_version
-            and batch_values.feature = reference_features.feature
+    select * from batch_values
 
 )
 

@@ -14,8 +14,7 @@ predictions as (
 
 releases as (
 
-    select * from {{ ref('ml_release_features') }}
-    where year is not null
+    select * from {{ ref('int_monitoring__release_outcomes') }}
 
 ),
 
@@ -28,7 +27,7 @@ pairs as (
         predictions.item_index,
         releases.year as release_year,
         predictions.predicted_global_sales as predicted,
-        cast(releases.global_sales as double) as actual
+        releases.global_sales as actual
 
     from predictions
     inner join releases
