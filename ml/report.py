@@ -277,7 +277,8 @@ def model_section(findings: list[ModelFindings | MissingChampion]) -> Section:
         section.text(
             f"Segments with fewer than {evaluate.SMALL_SEGMENT} test releases (column small): "
             f"{len(small)} of {len(finding.segments)}"
-            + (f" ({', '.join(small.segment.astype(str))})" if len(small) else "")
+            + (f" ({', '.join(small.dimension + ' ' + small.segment.astype(str))})"
+               if len(small) else "")
             + ". Their metrics are noisy, and they are where the model has least to learn from."
         )
         section.table(finding.segments, "Test metrics per platform, genre and decade", digits=3)

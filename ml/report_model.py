@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from ml import evaluate, features, pipelines, registry
 from ml.settings import Settings
@@ -94,14 +95,19 @@ def findings(
         )
     inputs = features.model_input(model_name, test)
     actual = features.label(model_name, test)
-    predicted = pipeline.predict(inputs)
+    # Permutation importance is dozens of small predicts; OpenMP threads per
+    # predict (histogram boosting) cost more than they save on a few thousand
+    # rows, and on a busy 2-core machine made the report ten times slower.
+    with threadpool_limits(limits=1):
+        predicted = pipeline.predict(inputs)
+        importance = importance_table(pipeline, inputs, actual)
     return ModelFindings(
         model_name=model_name,
         version=version,
         run_id=run_id,
         held_out_metric=spec.held_out_metric,
         scores=recorded_scores(model_name, run_metrics),
-        importance=importance_table(pipeline, inputs, actual),
+        importance=importance,
         actual=actual.to_numpy(),
         predicted=np.asarray(predicted, dtype=float),
         segments=evaluate._segments(spec, test, predicted),
