@@ -141,11 +141,13 @@ def heatmap(table: pd.DataFrame, label: str, fmt: str = "{:.2f}", cmap: str = "v
     image = axes.imshow(table.to_numpy(dtype=float), cmap=cmap, aspect="auto")
     axes.set_xticks(range(table.shape[1]), [str(c) for c in table.columns], rotation=45, ha="right")
     axes.set_yticks(range(table.shape[0]), [str(i) for i in table.index])
-    middle = np.nanmean(table.to_numpy(dtype=float))
     for (row, column), value in np.ndenumerate(table.to_numpy(dtype=float)):
         if not np.isnan(value):
+            red, green, blue, _ = image.cmap(image.norm(value))
+            # Dark text on light cells and the reverse, by perceived luminance.
+            light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
             axes.text(column, row, fmt.format(value), ha="center", va="center", fontsize=7,
-                      color="white" if value < middle else "black")
+                      color="black" if light else "white")
     figure.colorbar(image, ax=axes, label=label)
     return figure
 
