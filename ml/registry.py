@@ -353,9 +353,16 @@ def load_champion_with_info(model_name: str, settings: Settings) -> Champion:
     and the info consistent even if the alias moves in between.
     """
     mlflow_client = client(settings)
-    version = _champion_version(mlflow_client, model_name)
-    pipeline = mlflow.sklearn.load_model(f"models:/{model_name}/{version.version}")
-    return Champion(pipeline=pipeline, info=_info(mlflow_client, version))
+    return load_version(model_name, _champion_version(mlflow_client, model_name).version, settings)
+
+
+def load_version(model_name: str, version: str | int, settings: Settings) -> Champion:
+    """One given version's Pipeline and facts (the API pins the versions its
+    workers serve, so a worker started later loads the same one)."""
+    mlflow_client = client(settings)
+    model_version = mlflow_client.get_model_version(model_name, str(version))
+    pipeline = mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+    return Champion(pipeline=pipeline, info=_info(mlflow_client, model_version))
 
 
 def load_champion(model_name: str, settings: Settings) -> Pipeline:

@@ -10,7 +10,6 @@ as in training.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -121,47 +120,32 @@ def champion_version(name: str, settings: Settings) -> str:
 
 def load(name: str, version: str, settings: Settings) -> ServedModel:
     """Load `name` version `version` from the registry and prepare it to serve."""
-    import mlflow.sklearn
-
-    client = registry.client(settings)
-    model_version = client.get_model_version(name, version)
-    run = client.get_run(model_version.run_id)
-    pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    champion = registry.load_version(name, version, settings)
+    pipeline, info = champion.pipeline, champion.info
     _single_threaded(pipeline)
     compiled, detail = _compile_verified(name, pipeline)
     history, history_source = None, None
     if any(column in LOOKED_UP for column in spec(name).columns):
-        mart, history_source = _training_mart(run, settings)
+        mart, history_source = _training_mart(info.tags, settings)
         history = PointInTime(mart)
     log.info("loaded %s version %s (fast path: %s)", name, version, detail)
     return ServedModel(
         name=name,
-        version=str(version),
-        run_id=model_version.run_id,
+        version=str(info.version),
+        run_id=info.run_id,
         pipeline=pipeline,
         compiled=compiled,
         fast_path_detail=detail,
         known=known_categories(pipeline),
-        trained_at=run.data.tags.get("trained_at") or _utc(run.info.start_time),
-        metrics={k: float(v) for k, v in run.data.metrics.items()},
-        data_digest=_data_digest(run),
+        trained_at=info.trained_at or None,
+        metrics={k: float(v) for k, v in info.metrics.items()},
+        data_digest=info.data_digest or None,
         point_in_time=history,
         point_in_time_source=history_source,
     )
 
 
-def _utc(millis: int | None) -> str | None:
-    if millis is None:
-        return None
-    return dt.datetime.fromtimestamp(millis / 1000, dt.UTC).isoformat(timespec="seconds")
-
-
-def _data_digest(run) -> str | None:
-    """The training data's digest, as `ml.registry` tags the run."""
-    return run.data.tags.get("data_digest") or None
-
-
-def _training_mart(run, settings: Settings) -> tuple[pd.DataFrame, str]:
+def _training_mart(tags: Mapping[str, str], settings: Settings) -> tuple[pd.DataFrame, str]:
     """The mart rows the run was trained on, and where they were found.
 
     First the Redis snapshot the run names (`snapshot_key` tag, set by the
@@ -172,7 +156,7 @@ def _training_mart(run, settings: Settings) -> tuple[pd.DataFrame, str]:
 
     from ml import snapshot, warehouse
 
-    key = run.data.tags.get("snapshot_key", "")
+    key = tags.get("snapshot_key", "")
     if key.startswith(snapshot.KEY_PREFIX):
         client = snapshot.connect(settings.redis_url)
         try:
@@ -185,7 +169,7 @@ def _training_mart(run, settings: Settings) -> tuple[pd.DataFrame, str]:
         if frame is not None:
             return frame, f"Redis snapshot {key}"
     frame = warehouse.read_ml_mart(settings)
-    trained_on = run.data.tags.get("mart_fingerprint")
+    trained_on = tags.get("mart_fingerprint")
     now = warehouse.mart_fingerprint(settings)
     same = "the mart trained on" if trained_on == now else (
         f"the mart has changed since training ({trained_on} -> {now})"
