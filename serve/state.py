@@ -139,6 +139,11 @@ class ModelState:
         for name, version in wanted.items():
             current = models_now.get(name)
             if version is None:
+                if not any(f"model {name!r}" in p for p in problems):
+                    problems.append(
+                        f"registry: model {name!r} had no champion when the champions were "
+                        "last resolved; train (make pipeline), then POST /admin/reload"
+                    )
                 continue
             if current is not None and current.version == version:
                 continue
