@@ -13,9 +13,16 @@ WITH_ENV := scripts/with-env
 PYTEST_ARGS ?=
 # Total privacy budget of `make dp-release`.
 EPSILON ?= 1.0
+# Schedules `make deploy` creates (cron, UTC): the full pipeline about every
+# four months (06:00 on 1 Jan, May, Sep) and the drift check daily.
+PIPELINE_CRON ?= 0 6 1 */4 *
+DRIFT_CRON ?= 0 7 * * *
+# The local Prefect server `make deploy` starts (scripts/prefect_server.sh).
+PREFECT_URL = $$(scripts/prefect_server.sh url)
 
 .PHONY: help run pipeline serve test venv stack-up stack-down stack-status data \
-	lint docs docs-serve bench mlflow-ui lock clean distclean report dp-release
+	lint docs docs-serve bench mlflow-ui lock clean distclean report dp-release \
+	deploy worker drift-check prefect-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -56,6 +63,21 @@ stack-status: ## Say what runs where
 data: venv ## Put the verified vgsales.csv into seeds/
 	@$(WITH_ENV) python -m ml.rawdata
 
+deploy: venv stack-up ## Start a local Prefect server; schedule the pipeline (PIPELINE_CRON) and drift check (DRIFT_CRON)
+	@scripts/prefect_server.sh up
+	PREFECT_API_URL=$(PREFECT_URL) $(WITH_ENV) python -m flows.deploy \
+		--pipeline-cron "$(PIPELINE_CRON)" --drift-cron "$(DRIFT_CRON)"
+
+worker: venv stack-up ## Run the scheduled flows: a Prefect process worker on the pool `vgsales` (foreground)
+	@scripts/prefect_server.sh up
+	PREFECT_API_URL=$(PREFECT_URL) $(WITH_ENV) prefect worker start --pool vgsales
+
+drift-check: venv stack-up ## Drain the prediction log, check drift, retrain on error-level drift: reports/drift/
+	$(WITH_ENV) python -m flows.drift_check
+
+prefect-down: ## Stop the local Prefect server (schedules stay in .run/prefect-server/)
+	@scripts/prefect_server.sh down
+
 lint: venv stack-up ## sqlfluff (dbt templater) over the dbt models and tests
 	cd dbt_project && ../$(WITH_ENV) sqlfluff lint models tests
 
@@ -87,6 +109,7 @@ lock: venv ## Regenerate constraints.txt from the venv
 	   echo "# Regenerate with: make lock"; $(PY) -m pip freeze --exclude-editable; } > constraints.txt
 
 clean: ## Stop the stack and delete generated state (.run/, dbt target, results)
+	-@scripts/prefect_server.sh down
 	-@scripts/stack.sh down
 	rm -rf .run dbt_project/target dbt_project/logs bench/results reports .pytest_cache
 

@@ -1,0 +1,131 @@
+"""Create the scheduled Prefect deployments: `python -m flows.deploy` (make deploy).
+
+Two deployments on the Prefect server named by PREFECT_API_URL, in the
+process work pool `vgsales` (created if missing, one run at a time so the
+pipeline and the drift check never build the warehouse together):
+
+- `vgsales-pipeline/every-four-months`: the full pipeline (dbt build on the
+  current raw file, training, champion gate), cron `0 6 1 */4 *` by default:
+  06:00 UTC on the 1st of January, May and September;
+- `vgsales-drift-check/daily`: drain the prediction log, measure drift,
+  retrain on error-severity drift, cron `0 7 * * *` by default.
+
+Deployments point at the flows by module path (`flows.flow.vgsales_pipeline`),
+so a worker started in the project (`make worker`, or the docker-compose
+`worker` service) runs the code it has, with the settings of its environment.
+Running it again updates the deployments in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ml.settings import export_to_environ, load_settings
+
+WORK_POOL = "vgsales"
+PIPELINE_DEPLOYMENT = "every-four-months"
+DRIFT_DEPLOYMENT = "daily"
+PIPELINE_CRON = "0 6 1 */4 *"
+DRIFT_CRON = "0 7 * * *"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.deploy", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--pipeline-cron", default=PIPELINE_CRON,
+                        help=f"schedule of the full pipeline (default {PIPELINE_CRON!r})")
+    parser.add_argument("--drift-cron", default=DRIFT_CRON,
+                        help=f"schedule of the drift check (default {DRIFT_CRON!r})")
+    parser.add_argument("--timezone", default="UTC", help="time zone of both crons")
+    parser.add_argument("--work-pool", default=WORK_POOL, help="process work pool to use")
+    return parser.parse_args(argv)
+
+
+def ensure_work_pool(name: str) -> None:
+    """Create the process work pool `name` unless it exists."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+            return
+        except ObjectNotFound:
+            pass
+        try:
+            client.create_work_pool(
+                WorkPoolCreate(
+                    name=name,
+                    type=ProcessWorker.type,
+                    base_job_template=ProcessWorker.get_default_base_job_template(),
+                    concurrency_limit=1,
+                    description="vgsales flows, one at a time (they share the warehouse)",
+                )
+            )
+        except ObjectAlreadyExists:
+            pass
+
+
+def deploy(pipeline_cron: str, drift_cron: str, timezone: str, work_pool: str) -> dict[str, str]:
+    """Create or update both deployments; their ids by full name."""
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron
+
+    from flows.flow import vgsales_pipeline
+    from flows.monitoring import drift_check
+
+    ensure_work_pool(work_pool)
+    deployments = [
+        vgsales_pipeline.to_deployment(
+            name=PIPELINE_DEPLOYMENT,
+            schedule=Cron(pipeline_cron, timezone=timezone),
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            description="Full pipeline on the current raw file: dbt build, training, "
+            "champion gate, API reload (the original design's retraining about every "
+            "four months).",
+            tags=["vgsales", "pipeline"],
+        ),
+        drift_check.to_deployment(
+            name=DRIFT_DEPLOYMENT,
+            schedule=Cron(drift_cron, timezone=timezone),
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            description="Drain the prediction log, measure drift against the champions' "
+            "training references, retrain on error-severity drift.",
+            tags=["vgsales", "monitoring"],
+        ),
+    ]
+    return {
+        deployment.full_name: str(deployment.apply(work_pool_name=work_pool))
+        for deployment in deployments
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Prefect reads its settings (PREFECT_API_URL among them) when imported.
+    export_to_environ(load_settings())
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        sys.exit(
+            "PREFECT_API_URL is not set: schedules need a running Prefect server. "
+            "Start one with `scripts/prefect_server.sh up` (make deploy does) and set "
+            "PREFECT_API_URL=$(scripts/prefect_server.sh url)."
+        )
+    ids = deploy(args.pipeline_cron, args.drift_cron, args.timezone, args.work_pool)
+    for name, deployment_id in ids.items():
+        print(f"[deploy] {name}: {deployment_id}")
+    print(
+        f"[deploy] schedules: pipeline {args.pipeline_cron!r}, drift check "
+        f"{args.drift_cron!r} ({args.timezone}), server {PREFECT_API_URL.value()}. "
+        f"Runs start when a worker polls the pool: make worker"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
