@@ -68,7 +68,7 @@ def vgsales_pipeline(
         report.models.append(
             ModelOutcome(
                 model_name=model_name,
-                version=str(registration.version),
+                version=registration.version,
                 alias=registration.alias,
                 promoted=registration.promoted,
                 reused=registration.reused,

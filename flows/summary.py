@@ -35,7 +35,7 @@ class ModelOutcome:
     """One model's evaluation and what the registry did with it."""
 
     model_name: str
-    version: str
+    version: int
     alias: str | None  # the alias the version holds now
     promoted: bool  # became champion in this run
     reused: bool  # same model and data as a version already judged

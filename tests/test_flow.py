@@ -1,0 +1,248 @@
+"""The pipeline flow for real: dbt on MariaDB, Redis, MLflow on SQLite, Prefect
+in ephemeral mode, each isolated (database vgsales_test_flow, Redis db 3, MLflow
+and Prefect homes in a temp folder).
+
+Two flow runs in all, through the same CLI `make run` uses, each followed by
+many assertions: a first run (dbt build, export to Redis, both models become
+champions) and a rerun with a wrong Redis password and no dbt (degraded, yet
+completes, and keeps the champions). Reuse of an unchanged mart's snapshot is
+checked between them by calling the snapshot step's function directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.server
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from mlflow import MlflowClient
+from pandas.testing import assert_frame_equal
+
+from flows.tasks import is_transient, request_reload
+from ml import snapshot
+from ml.features import MODEL_NAMES
+from ml.settings import ROOT
+from ml.warehouse import mart_fingerprint, read_ml_mart
+from tests.conftest import isolated_settings
+
+pytestmark = pytest.mark.slow
+
+REDIS_DB = 3
+FLOW_TIMEOUT_SECONDS = 1200
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, read, released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def flow_settings(stack_settings, seeds_dir, tmp_path_factory):
+    home = tmp_path_factory.mktemp("flow")
+    settings = isolated_settings(stack_settings, "flow", REDIS_DB, home)
+    # No API on this port, so the runs never signal an API the user is running.
+    settings = dataclasses.replace(
+        settings, vgsales_seeds_dir=str(seeds_dir), api_port=closed_port()
+    )
+    client = snapshot.connect(settings.redis_url)
+    client.flushdb()
+    client.close()
+    return settings
+
+
+def run_pipeline(settings, report: Path, *args: str) -> tuple[dict, str]:
+    """`python -m flows.pipeline` in a child process with `settings` as its env."""
+    env = {**os.environ, **settings.as_env()}
+    env.pop("PREFECT_API_URL", None)  # ephemeral mode, in the test's PREFECT_HOME
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.pipeline", "--report", str(report), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=FLOW_TIMEOUT_SECONDS,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-8000:]
+    return json.loads(report.read_text()), output
+
+
+@pytest.fixture(scope="module")
+def first_run(flow_settings, tmp_path_factory):
+    return run_pipeline(flow_settings, tmp_path_factory.mktemp("run1") / "report.json")
+
+
+@pytest.fixture(scope="module")
+def reuse_check(flow_settings, first_run):
+    """What the snapshot step finds after the first run, mart unchanged."""
+    fingerprint = mart_fingerprint(flow_settings)
+    reads = []
+    client = snapshot.connect(flow_settings.redis_url)
+    key, frame, reused = snapshot.reuse_or_publish(
+        client, fingerprint, lambda: reads.append(1) or read_ml_mart(flow_settings), ttl=600
+    )
+    client.close()
+    return {"fingerprint": fingerprint, "key": key, "reused": reused, "reads": len(reads)}
+
+
+@pytest.fixture(scope="module")
+def degraded_rerun(flow_settings, first_run, reuse_check, tmp_path_factory):
+    wrong_password = flow_settings.redis_url.replace("redis://:", "redis://:wrong", 1)
+    assert wrong_password != flow_settings.redis_url
+    settings = dataclasses.replace(flow_settings, redis_url=wrong_password)
+    return run_pipeline(
+        settings, tmp_path_factory.mktemp("run2") / "report.json", "--skip-dbt"
+    )
+
+
+def prefect_artifacts(settings, flow_run_id: str) -> dict[str, object]:
+    """Artifacts of a flow run, read from the ephemeral server's SQLite store."""
+    database = Path(settings.prefect_home) / "prefect.db"
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT key, type, data FROM artifact WHERE flow_run_id = ?", (flow_run_id,)
+        ).fetchall()
+    return {key: (kind, json.loads(data)) for key, kind, data in rows}
+
+
+def test_first_run_publishes_the_mart_to_redis_exactly(flow_settings, first_run):
+    report, _ = first_run
+    outcome = report["snapshot"]
+    assert not report["degraded"] and outcome["degraded"] is None
+    assert outcome["reused"] is False
+    assert outcome["key"].startswith(snapshot.KEY_PREFIX + ":")
+
+    client = snapshot.connect(flow_settings.redis_url)
+    latest_key, from_redis = snapshot.fetch_latest(client)
+    ttl = client.ttl(latest_key)
+    client.close()
+    assert latest_key == outcome["key"]
+    assert 0 < ttl <= snapshot.DEFAULT_TTL_SECONDS
+    # The Redis round trip of the real mart: exactly what MariaDB gives.
+    from_mariadb = read_ml_mart(flow_settings)
+    assert_frame_equal(from_redis, from_mariadb, check_exact=True)
+    assert outcome["rows"] == len(from_mariadb) == report["row_counts"]["training frame"]
+    assert len(from_mariadb) > 1000
+
+
+def test_first_run_makes_both_models_champions(flow_settings, first_run):
+    report, _ = first_run
+    assert [m["model_name"] for m in report["models"]] == list(MODEL_NAMES)
+    client = MlflowClient(tracking_uri=flow_settings.mlflow_tracking_uri)
+    for model in report["models"]:
+        assert model["promoted"], model["reason"]
+        champion = client.get_model_version_by_alias(model["model_name"], "champion")
+        assert champion.version == model["version"]
+        run = client.get_run(champion.run_id)
+        assert run.data.tags["snapshot_key"] == report["snapshot"]["key"]
+        assert run.data.tags["flow_run_id"] == report["flow_run_id"]
+        assert model["metrics"], "the metrics table needs the evaluation's metrics"
+    assert "No API answered" in report["reload"]
+
+
+def test_first_run_summary_and_metrics_artifacts(flow_settings, first_run):
+    report, _ = first_run
+    markdown = report["markdown"]
+    assert report["data_quality_markdown"], "dbt ran, so the summary has data quality"
+    for heading in ("## Data quality", "## Row counts", *(f"`{m}`" for m in MODEL_NAMES)):
+        assert heading in markdown
+    assert "Redis snapshot" in markdown and "published" in markdown
+
+    artifacts = prefect_artifacts(flow_settings, report["flow_run_id"])
+    kind, summary = artifacts["vgsales-pipeline-summary"]
+    assert kind == "markdown" and summary == markdown
+    kind, table = artifacts["vgsales-model-metrics"]
+    rows = json.loads(table)  # a table artifact stores its rows as a JSON string
+    assert kind == "table"
+    for model in report["models"]:
+        metrics = {r["metric"]: r["value"] for r in rows if r["model"] == model["model_name"]}
+        assert metrics == pytest.approx(model["metrics"])
+
+
+def test_unchanged_mart_reuses_the_snapshot(first_run, reuse_check):
+    report, _ = first_run
+    assert reuse_check["fingerprint"] == report["snapshot"]["fingerprint"]
+    assert reuse_check["reused"] and reuse_check["reads"] == 0
+    assert reuse_check["key"] == report["snapshot"]["key"]
+
+
+def test_rerun_without_redis_is_degraded_not_failed(first_run, degraded_rerun):
+    report, output = degraded_rerun
+    assert report["degraded"]
+    assert report["snapshot"]["key"] is None
+    assert "AuthenticationError" in report["snapshot"]["degraded"]
+    assert "**Degraded**" in report["markdown"] and "completed, **degraded**" in report["markdown"]
+    assert "dbt was skipped" in report["markdown"]
+    assert "WARNING" in output and "degraded" in output
+    # Same mart as the first run, read from MariaDB instead of Redis.
+    assert report["snapshot"]["fingerprint"] == first_run[0]["snapshot"]["fingerprint"]
+    assert report["snapshot"]["rows"] == first_run[0]["snapshot"]["rows"]
+
+
+def test_rerun_on_unchanged_data_keeps_the_champions(flow_settings, first_run, degraded_rerun):
+    first, rerun = first_run[0], degraded_rerun[0]
+    client = MlflowClient(tracking_uri=flow_settings.mlflow_tracking_uri)
+    for before, after in zip(first["models"], rerun["models"]):
+        # Same rows (from MariaDB this time) and code: the registry recognises
+        # the model, registers nothing and leaves the champion where it was.
+        assert not after["promoted"] and after["reused"], after["reason"]
+        assert (after["version"], after["alias"]) == (before["version"], "champion")
+        champion = client.get_model_version_by_alias(after["model_name"], "champion")
+        assert champion.version == before["version"]
+        assert len(client.search_model_versions(f"name = '{after['model_name']}'")) == 1
+    assert rerun["reload"] == "No new champion: the API was not asked to reload."
+
+
+def test_transient_mariadb_errors_are_told_from_permanent_ones(stack_settings):
+    refused = sa.create_engine(f"mysql+pymysql://x:y@127.0.0.1:{closed_port()}/x")
+    wrong = dataclasses.replace(stack_settings, mariadb_password="wrong")
+    denied = sa.create_engine(wrong.sqlalchemy_url())
+    errors = []
+    for engine in (refused, denied):
+        with pytest.raises(sa.exc.OperationalError) as caught:
+            engine.connect()
+        errors.append(caught.value)
+    assert is_transient(errors[0]) and not is_transient(errors[1])
+
+
+class _ReloadHandler(http.server.BaseHTTPRequestHandler):
+    seen: list[tuple[str, str | None]] = []
+
+    def do_POST(self):
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        ok = self.headers.get("Authorization") == "Bearer s3cret"
+        self.send_response(200 if ok else 401)
+        self.end_headers()
+        self.wfile.write(b'{"reloaded": true}' if ok else b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_request_reload_sends_the_admin_token_and_tolerates_no_api():
+    server = http.server.HTTPServer(("127.0.0.1", 0), _ReloadHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        assert request_reload(port, "s3cret")[0] == "reloaded"
+        assert request_reload(port, "wrong")[0] == "refused"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _ReloadHandler.seen == [
+        ("/admin/reload", "Bearer s3cret"),
+        ("/admin/reload", "Bearer wrong"),
+    ]
+    status, message = request_reload(closed_port(), "s3cret", timeout=5)
+    assert status == "absent" and "No API answered" in message
