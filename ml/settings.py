@@ -34,6 +34,7 @@ EXPORTED = (
     "MLFLOW_ARTIFACT_ROOT",
     "PREFECT_HOME",
     "PREFECT_SERVER_ANALYTICS_ENABLED",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
     "DBT_PROFILES_DIR",
     "API_PORT",
     "API_ADMIN_TOKEN",
@@ -79,6 +80,9 @@ class Settings:
     mlflow_artifact_root: str = str(ROOT / ".run" / "mlflow" / "artifacts")
     prefect_home: str = str(ROOT / ".run" / "prefect")
     prefect_server_analytics_enabled: str = "false"
+    # Prefect's default (20 s) is close to what a first start (database
+    # migrations) takes on a busy 2-core machine.
+    prefect_server_ephemeral_startup_timeout_seconds: str = "90"
     dbt_profiles_dir: str = str(ROOT / "dbt_project")
     api_port: int = 8000
     api_admin_token: str = field(default="", repr=False)
