@@ -15,7 +15,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.tasks import _MARIADB_RETRIES
+from flows.tasks import MARIADB_RETRIES
 from ml import drift_reference, monitoring_runs
 from ml.drift import DriftCheck, run_checks
 from ml.drift_report import Action, write
@@ -27,7 +27,7 @@ from ml.train import FittedModel
 from ml.warehouse import mart_fingerprint, read_ml_mart
 
 
-@task(cache_policy=NO_CACHE, **_MARIADB_RETRIES)
+@task(cache_policy=NO_CACHE, **MARIADB_RETRIES)
 def record_training_reference(
     settings: Settings, fitted: FittedModel, registration: Registration, frame: pd.DataFrame
 ) -> int:
@@ -56,7 +56,7 @@ def record_training_reference(
     return rows
 
 
-@task(cache_policy=NO_CACHE, **_MARIADB_RETRIES)
+@task(cache_policy=NO_CACHE, **MARIADB_RETRIES)
 def drain_prediction_log(settings: Settings) -> DrainOutcome:
     """Land the API's new prediction-log entries in the warehouse."""
     logger = get_run_logger()
@@ -66,7 +66,7 @@ def drain_prediction_log(settings: Settings) -> DrainOutcome:
     return outcome
 
 
-@task(cache_policy=NO_CACHE, **_MARIADB_RETRIES)
+@task(cache_policy=NO_CACHE, **MARIADB_RETRIES)
 def record_champions(settings: Settings) -> tuple[dict, list[str]]:
     """Champions into the warehouse; missing references filled in or noted."""
     logger = get_run_logger()
@@ -93,7 +93,7 @@ def measure_drift(settings: Settings, window_days: int, notes: list[str]) -> Dri
     return check
 
 
-@task(cache_policy=NO_CACHE, **_MARIADB_RETRIES)
+@task(cache_policy=NO_CACHE, **MARIADB_RETRIES)
 def fingerprint(settings: Settings) -> str:
     """The mart's fingerprint: which data a retrain would learn from."""
     return mart_fingerprint(settings)

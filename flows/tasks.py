@@ -55,8 +55,9 @@ def _retry_if_transient(task, task_run, state) -> bool:
     return is_transient(state.result(raise_on_failure=False))
 
 
-# Retries after 2, 4 and 8 s: long enough for a restarting MariaDB.
-_MARIADB_RETRIES = dict(
+# Retries after 2, 4 and 8 s: long enough for a restarting MariaDB. Shared by
+# every task that reads or writes MariaDB (flows.monitoring_tasks too).
+MARIADB_RETRIES = dict(
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_condition_fn=_retry_if_transient,
@@ -113,7 +114,7 @@ class MartFrame:
     outcome: SnapshotOutcome
 
 
-@task(cache_policy=NO_CACHE, **_MARIADB_RETRIES)
+@task(cache_policy=NO_CACHE, **MARIADB_RETRIES)
 def snapshot_mart(settings: Settings, ttl: int) -> MartFrame:
     """The ML mart via its Redis snapshot, exporting it only when it changed.
 
