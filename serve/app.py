@@ -124,7 +124,7 @@ def create_app(
                responses={200: ("Predictions, in request order", schemas.BatchResponse), **_ERRORS},
                tags=("predict",))
     def predict_batch():
-        """A JSON array of `/predict` bodies (1 to MAX_BATCH_ROWS)."""
+        """A JSON array of `/predict` bodies (size limits in the schema)."""
         records = [row.__dict__ for row in _parse(schemas.PredictBatch)]
         model = served("global_from_regional")
         values, unseen = batch(model, records, "/predict/batch")
@@ -158,7 +158,7 @@ def create_app(
                           **_ERRORS},
                tags=("forecast",))
     def forecast_batch():
-        """A JSON array of `/v1/forecast` bodies (1 to MAX_BATCH_ROWS)."""
+        """A JSON array of `/v1/forecast` bodies (size limits in the schema)."""
         model = served("prerelease")
         records = [model.complete(row.__dict__) for row in _parse(schemas.ForecastBatch)]
         values, unseen = batch(model, records, "/v1/forecast/batch")

@@ -430,7 +430,8 @@ def _encode(value) -> bytes:
     return json.dumps(value, allow_nan=True).encode()
 
 
-FUZZ = hypothesis_settings(max_examples=FUZZ_EXAMPLES, deadline=None,
+# No example database: nothing is written into the checkout.
+FUZZ = hypothesis_settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
                            suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                   HealthCheck.too_slow])
 ENDPOINTS = [
