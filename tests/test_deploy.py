@@ -1,0 +1,134 @@
+"""`make deploy` for real: a local Prefect server started by
+scripts/prefect_server.sh (its own home and port in a temp folder), the
+deployments created by `python -m flows.deploy`, and their schedules read back
+through the Prefect client. The server is started once for the module (about
+15 s) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from ml.settings import ROOT, load_settings
+from tests.conftest import isolated_settings
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = ROOT / "scripts" / "prefect_server.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_script(env: dict, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect_server")
+    port = free_port()
+    env = {**os.environ, "PREFECT_SERVER_HOME": str(home), "PREFECT_SERVER_PORT": str(port)}
+    # A pid file left by a killed server, naming a process that is gone.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (home / "server.pid").write_text(str(dead.pid))
+    started = server_script(env, "up")
+    assert started.returncode == 0, started.stderr
+    yield dict(env=env, home=home, port=port, url=f"http://127.0.0.1:{port}/api",
+               started=started.stderr)
+    stopped = server_script(env, "down")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not (home / "server.pid").exists()
+    assert "stopped" in server_script(env, "status").stdout
+
+
+def deploy(server, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    settings = isolated_settings(load_settings(), "deploy", 0, tmp_path)
+    env = {**os.environ, **settings.as_env(), "PREFECT_API_URL": server["url"]}
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.deploy", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+async def _read(url: str):
+    from prefect.client.orchestration import PrefectClient
+
+    async with PrefectClient(api=url) as client:
+        deployments = await client.read_deployments()
+        pool = await client.read_work_pool("vgsales")
+        return deployments, pool
+
+
+def read_back(server):
+    deployments, pool = asyncio.run(_read(server["url"]))
+    return {
+        d.name: dict(
+            entrypoint=d.entrypoint,
+            pool=d.work_pool_name,
+            schedules=[(s.schedule.cron, s.schedule.timezone, s.active) for s in d.schedules],
+        )
+        for d in deployments
+    }, pool
+
+
+def test_server_recovers_a_stale_pid_file_and_up_is_idempotent(server):
+    assert "removing stale pid file" in server["started"]
+    assert "ready on" in server["started"]
+    again = server_script(server["env"], "up")
+    assert again.returncode == 0 and "already running" in again.stderr
+    status = server_script(server["env"], "status")
+    assert f"running on {server['url']}" in status.stdout
+    assert (server["home"] / "prefect.db").exists()  # SQLite in its own home
+
+
+def test_deploy_creates_the_two_scheduled_deployments(server, tmp_path):
+    done = deploy(server, tmp_path)
+    assert "vgsales-pipeline/every-four-months" in done.stdout
+    deployments, pool = read_back(server)
+    assert deployments == {
+        "every-four-months": dict(
+            entrypoint="flows.flow.vgsales_pipeline",
+            pool="vgsales",
+            schedules=[("0 6 1 */4 *", "UTC", True)],
+        ),
+        "daily": dict(
+            entrypoint="flows.monitoring.drift_check",
+            pool="vgsales",
+            schedules=[("0 7 * * *", "UTC", True)],
+        ),
+    }
+    assert pool.type == "process" and pool.concurrency_limit == 1
+
+
+def test_deploying_again_updates_the_schedules_in_place(server, tmp_path):
+    deploy(server, tmp_path, "--pipeline-cron", "0 5 1 1,5,9 *", "--drift-cron", "30 6 * * *")
+    deployments, _ = read_back(server)
+    assert deployments["every-four-months"]["schedules"] == [("0 5 1 1,5,9 *", "UTC", True)]
+    assert deployments["daily"]["schedules"] == [("30 6 * * *", "UTC", True)]
+
+
+def test_deploy_without_a_server_says_how_to_start_one(tmp_path):
+    settings = isolated_settings(load_settings(), "deploy", 0, tmp_path)
+    env = {**os.environ, **settings.as_env()}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.deploy"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode != 0
+    assert "scripts/prefect_server.sh up" in done.stderr
