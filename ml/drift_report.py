@@ -37,7 +37,7 @@ PSI_COLUMNS = [
     "unseen_rate", "current_rows", "reference_rows", "drift_status",
 ]  # fmt: skip
 PERFORMANCE_COLUMNS = [
-    "model_name", "model_version", "period", "matched_predictions",
+    "model_name", "model_version", "period_label", "matched_predictions",
     "matched_pairs", "mae", "rmse", "r2",
 ]  # fmt: skip
 

@@ -109,7 +109,7 @@ def log_check(
                 if pd.isna(value):
                     continue
                 name = _metric_name("perf", row.model_name, f"v{row.model_version}", metric)
-                if row.period == "all":
+                if row.period_label == "all":
                     client.log_metric(run.info.run_id, name + ".all", float(value))
                 else:
                     client.log_metric(

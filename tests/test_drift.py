@@ -164,7 +164,7 @@ def _check(statuses: dict[str, str], psi: float = 0.4) -> DriftCheck:
         ]
     )
     performance = pd.DataFrame(
-        [dict(model_name="prerelease", model_version=2, period="all", release_year=None,
+        [dict(model_name="prerelease", model_version=2, period_label="all", release_year=None,
               matched_predictions=40, matched_pairs=44, mae=0.3, rmse=0.5, r2=0.2)]
     )
     return DriftCheck(tests=tests, drift=drift, bins=bins, performance=performance)

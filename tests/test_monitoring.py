@@ -421,8 +421,8 @@ def test_the_new_batch_shows_drift_and_actuals_meet_earlier_predictions(refreshe
     assert batch.loc["platform", "unseen_rate"] > 0 and batch.loc["platform", "psi"] > 0.1
     years = [str(y) for y in refreshed["summary"].added_years]
     _, performance_before = drifted_check
-    assert not performance_before.period.isin(years).any()
-    after = check.performance[check.performance.period.isin(years)]
+    assert not performance_before.period_label.isin(years).any()
+    after = check.performance[check.performance.period_label.isin(years)]
     assert set(after.model_name) == set(features.MODEL_NAMES)
     assert (after.matched_predictions > 0).all() and (after.mae >= 0).all()
 

@@ -43,8 +43,9 @@ judged as (
         *,
         case
             when feature_kind = 'category'
-                then cast(unseen_rows as double)
-                / nullif(current_present_rows, 0)
+                then
+                    cast(unseen_rows as double)
+                    / nullif(current_present_rows, 0)
         end as unseen_rate,
         current_rows >= {{ var('drift_min_rows') }} as is_evaluated
 

@@ -57,7 +57,7 @@ periods as (
     select
         model_name,
         model_version,
-        cast(release_year as char(8)) as period,
+        cast(release_year as char(8)) as period_label,
         release_year,
         request_id,
         item_index,
@@ -69,7 +69,7 @@ periods as (
     select
         model_name,
         model_version,
-        'all' as period,
+        'all' as period_label,
         null as release_year,
         request_id,
         item_index,
@@ -85,7 +85,7 @@ sums as (
     select
         model_name,
         model_version,
-        period,
+        period_label,
         min(release_year) as release_year,
         count(*) as matched_pairs,
         count(distinct request_id, item_index) as matched_predictions,
@@ -97,14 +97,14 @@ sums as (
         avg(predicted) as mean_predicted
 
     from periods
-    group by model_name, model_version, period
+    group by model_name, model_version, period_label
 
 )
 
 select
     model_name,
     model_version,
-    period,
+    period_label,
     release_year,
     matched_pairs,
     matched_predictions,
