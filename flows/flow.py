@@ -26,6 +26,7 @@ from flows.tasks import (
 from ml.features import MODEL_NAMES, spec
 from ml.settings import load_settings
 from ml.snapshot import DEFAULT_TTL_SECONDS
+from ml.validation_summary import Summary
 
 SUMMARY_ARTIFACT = "vgsales-pipeline-summary"
 METRICS_ARTIFACT = "vgsales-model-metrics"
@@ -99,7 +100,7 @@ def vgsales_pipeline(
     return report
 
 
-def _row_counts(frame: pd.DataFrame, quality) -> dict[str, int]:
+def _row_counts(frame: pd.DataFrame, quality: Summary | None) -> dict[str, int]:
     """Rows of each tested relation (when dbt ran), then of the training frame
     and of each part of the splits the models use."""
     counts = dict(quality.row_counts) if quality else {}

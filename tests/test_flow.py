@@ -27,14 +27,13 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 from pandas.testing import assert_frame_equal
 
+from flows.summary import ModelOutcome, PipelineReport, SnapshotOutcome
 from flows.tasks import is_transient, request_reload
 from ml import snapshot
 from ml.features import MODEL_NAMES
 from ml.settings import ROOT
 from ml.warehouse import mart_fingerprint, read_ml_mart
 from tests.conftest import isolated_settings
-
-pytestmark = pytest.mark.slow
 
 REDIS_DB = 3
 FLOW_TIMEOUT_SECONDS = 1200
@@ -116,6 +115,7 @@ def prefect_artifacts(settings, flow_run_id: str) -> dict[str, object]:
     return {key: (kind, json.loads(data)) for key, kind, data in rows}
 
 
+@pytest.mark.slow
 def test_first_run_publishes_the_mart_to_redis_exactly(flow_settings, first_run):
     report, _ = first_run
     outcome = report["snapshot"]
@@ -136,6 +136,7 @@ def test_first_run_publishes_the_mart_to_redis_exactly(flow_settings, first_run)
     assert len(from_mariadb) > 1000
 
 
+@pytest.mark.slow
 def test_first_run_makes_both_models_champions(flow_settings, first_run):
     report, _ = first_run
     assert [m["model_name"] for m in report["models"]] == list(MODEL_NAMES)
@@ -151,6 +152,7 @@ def test_first_run_makes_both_models_champions(flow_settings, first_run):
     assert "No API answered" in report["reload"]
 
 
+@pytest.mark.slow
 def test_first_run_summary_and_metrics_artifacts(flow_settings, first_run):
     report, _ = first_run
     markdown = report["markdown"]
@@ -170,6 +172,7 @@ def test_first_run_summary_and_metrics_artifacts(flow_settings, first_run):
         assert metrics == pytest.approx(model["metrics"])
 
 
+@pytest.mark.slow
 def test_unchanged_mart_reuses_the_snapshot(first_run, reuse_check):
     report, _ = first_run
     assert reuse_check["fingerprint"] == report["snapshot"]["fingerprint"]
@@ -177,6 +180,7 @@ def test_unchanged_mart_reuses_the_snapshot(first_run, reuse_check):
     assert reuse_check["key"] == report["snapshot"]["key"]
 
 
+@pytest.mark.slow
 def test_rerun_without_redis_is_degraded_not_failed(first_run, degraded_rerun):
     report, output = degraded_rerun
     assert report["degraded"]
@@ -190,6 +194,7 @@ def test_rerun_without_redis_is_degraded_not_failed(first_run, degraded_rerun):
     assert report["snapshot"]["rows"] == first_run[0]["snapshot"]["rows"]
 
 
+@pytest.mark.slow
 def test_rerun_on_unchanged_data_keeps_the_champions(flow_settings, first_run, degraded_rerun):
     first, rerun = first_run[0], degraded_rerun[0]
     client = MlflowClient(tracking_uri=flow_settings.mlflow_tracking_uri)
@@ -246,3 +251,37 @@ def test_request_reload_sends_the_admin_token_and_tolerates_no_api():
     ]
     status, message = request_reload(closed_port(), "s3cret", timeout=5)
     assert status == "absent" and "No API answered" in message
+
+
+def test_summary_of_a_degraded_run_without_dbt():
+    model = ModelOutcome(
+        model_name="prerelease",
+        version=3,
+        alias="challenger",
+        promoted=False,
+        reused=False,
+        reason="time_test_r2 0.41 does not beat the champion's 0.47",
+        run_id="r1",
+        metrics={"time_test_r2": 0.41, "cv_r2_mean": 0.4},
+        evaluation_markdown="# prerelease\n\nHeld-out metric.\n\n## Test scores\n\n| a |\n|---|",
+    )
+    report = PipelineReport(
+        flow_run_id="f1",
+        snapshot=SnapshotOutcome("16595-1", 16595, degraded="Redis unavailable (ConnectionError: refused)"),
+        row_counts={"training frame": 16595},
+        models=[model],
+        reload="No new champion: the API was not asked to reload.",
+    )
+    markdown = report.to_markdown()
+    assert "Status: completed, **degraded**." in markdown
+    assert "Redis unavailable (ConnectionError: refused)" in markdown
+    assert "dbt was skipped" in markdown and "dbt warnings" not in markdown
+    assert "| `prerelease` | 3 | challenger | time_test_r2 0.41 does not beat" in markdown
+    # The model's own report sits under its section, one level down.
+    assert "## Model `prerelease`\n\nHeld-out metric." in markdown
+    assert "### Test scores" in markdown and "\n# prerelease" not in markdown
+    assert report.metrics_rows() == [
+        {"model": "prerelease", "version": 3, "alias": "challenger", "metric": m, "value": v}
+        for m, v in model.metrics.items()
+    ]
+    assert json.loads(report.to_json())["degraded"] is True
