@@ -24,6 +24,7 @@ from prefect.tasks import exponential_backoff
 
 from flows.summary import SnapshotOutcome
 from ml import snapshot
+from ml.csv_check import check_raw_csv
 from ml.dbt_runner import run_dbt
 from ml.evaluate import Evaluation, evaluate
 from ml.registry import Registration, register
@@ -78,8 +79,13 @@ def build_warehouse(settings: Settings) -> Summary:
     database, so a test's build never overwrites the user's. Warned tests are
     logged and returned in the summary; failed or errored ones fail the task,
     after their data-quality summary is published as an artifact.
+
+    The raw CSV is checked first (`ml.csv_check`): a file the seed would store
+    wrongly fails the task with its line and reason, before dbt starts.
     """
     logger = get_run_logger()
+    csv_facts = check_raw_csv(settings.seeds_dir / "vgsales.csv")
+    logger.info("Raw CSV %s: %s rows, checked", csv_facts.path, f"{csv_facts.rows:,}")
     target = settings.run_dir / "dbt" / settings.mariadb_database
     result = run_dbt(
         ["build", "--no-use-colors"], settings, log=logger.info, target_path=target

@@ -13,6 +13,8 @@
     keeps everything else verbatim. Inferred numbers, dates or booleans would
     need the connector's conversions, so such seeds, and any seed run with
     `--vars '{seed_loader: stock}'`, go through dbt's default loader.
+    The fast path loads into a new table and swaps it in only once every row
+    is there, so a failed load leaves the table as it was (seed_replace.sql).
     Either way the load is recorded in `seed_load_audit` (seed_load_audit.sql).
 -#}
 {% macro mariadb__load_csv_rows(model, agate_table) %}
@@ -20,17 +22,22 @@
     {%- do create_seed_load_audit_table() -%}
     {%- set loader = seed_loader(model, agate_table) -%}
     {%- if loader == 'json_table' -%}
-        {%- set sql = load_csv_rows_as_json(model, agate_table) -%}
+        {%- set replacement = create_seed_replacement(model, agate_table) -%}
+        {%- set sql = load_csv_rows_as_json(model, agate_table, replacement) -%}
+        {%- set loaded_rows = count_seed_rows(model, agate_table, replacement) -%}
+        {%- do swap_seed_table(replacement) -%}
     {%- else -%}
         {%- set sql = default__load_csv_rows(model, agate_table) -%}
+        {%- set loaded_rows = count_seed_rows(model, agate_table, this) -%}
     {%- endif -%}
-    {%- do record_seed_load(model, agate_table, loader, started) -%}
+    {%- do record_seed_load(model, agate_table, loader, started, loaded_rows) -%}
     {{ return(sql) }}
 {% endmacro %}
 
 
-{#- 'json_table' when every column is text and the stock loader is not asked for. -#}
-{% macro seed_loader(model, agate_table) %}
+{#- 'json_table' when every column is text and the stock loader is not asked for;
+    `explain` logs why a seed falls back. -#}
+{% macro seed_loader(model, agate_table, explain=true) %}
     {%- set requested = var('seed_loader', 'json_table') -%}
     {%- if requested not in ('json_table', 'stock') -%}
         {{ exceptions.raise_compiler_error(
@@ -43,7 +50,7 @@
         {%- if adapter.convert_type(agate_table, loop.index0) != 'text' -%}
             {{ log("seed " ~ model.name ~ ": column " ~ column_name ~ " is not read as text;"
                    ~ " set column_types for every column to use the fast loader."
-                   ~ " Loading with dbt's default loader.", info=True) }}
+                   ~ " Loading with dbt's default loader.", info=True) if explain }}
             {{ return('stock') }}
         {%- endif -%}
     {%- endfor -%}
@@ -52,11 +59,11 @@
 
 
 {#-
-    Inserts the rows in batches of `var('seed_batch_rows', 10000)`, one
-    statement each, and returns the statement's shape (payload elided) for
-    the file dbt writes under target/run/.
+    Inserts the rows into `relation` in batches of `var('seed_batch_rows',
+    10000)`, one statement each, and returns the statement's shape (payload
+    elided) for the file dbt writes under target/run/.
 -#}
-{% macro load_csv_rows_as_json(model, agate_table) %}
+{% macro load_csv_rows_as_json(model, agate_table, relation) %}
     {%- set batch_rows = var('seed_batch_rows', 10000) | int -%}
     {%- if batch_rows < 1 -%}
         {{ exceptions.raise_compiler_error(
@@ -75,11 +82,11 @@
         {%- set batch = modules.itertools.islice(rows, batch_rows) | list -%}
         {%- set payload = tojson(batch).encode('ascii').hex() -%}
         {%- do adapter.add_query(
-            json_rows_insert_sql(columns_sql, column_count, "X'" ~ payload ~ "'"),
+            json_rows_insert_sql(relation, columns_sql, column_count, "X'" ~ payload ~ "'"),
             abridge_sql_log=True) -%}
     {%- endfor -%}
     {{ return(json_rows_insert_sql(
-        columns_sql, column_count,
+        relation, columns_sql, column_count,
         "X'…' /* " ~ row_count ~ " rows in batches of " ~ batch_rows ~ " */")) }}
 {% endmacro %}
 
@@ -90,8 +97,8 @@
     connection's character set, and the insert converts text to the column
     types exactly as it converts the default loader's string literals.
 -#}
-{% macro json_rows_insert_sql(columns_sql, column_count, json_hex) -%}
-    insert into {{ this.render() }} ({{ columns_sql }})
+{% macro json_rows_insert_sql(relation, columns_sql, column_count, json_hex) -%}
+    insert into {{ relation }} ({{ columns_sql }})
     select
         {%- for i in range(column_count) %}
         c{{ i }}{{ ',' if not loop.last }}

@@ -34,17 +34,24 @@
 
 
 {#-
-    Counts the rows now in the seed table and records the load; a count that
-    differs from the file's is an error, not a row in the audit table.
+    The rows `relation` holds after the load; a count that differs from the
+    file's is an error (before the swap, so the seed table keeps its rows).
 -#}
-{% macro record_seed_load(model, agate_table, loader, started) %}
+{% macro count_seed_rows(model, agate_table, relation) %}
     {%- set file_rows = agate_table.rows | length -%}
-    {%- set loaded_rows = run_query('select count(*) from ' ~ this.render()).columns[0].values()[0] -%}
+    {%- set loaded_rows = run_query('select count(*) from ' ~ relation).columns[0].values()[0] -%}
     {%- if loaded_rows != file_rows -%}
         {{ exceptions.raise_compiler_error(
             "seed " ~ model.name ~ ": " ~ agate_table.original_abspath ~ " has " ~ file_rows
-            ~ " rows but " ~ this.render() ~ " holds " ~ loaded_rows ~ " after the load") }}
+            ~ " rows but " ~ relation ~ " holds " ~ loaded_rows ~ " after the load") }}
     {%- endif -%}
+    {{ return(loaded_rows) }}
+{% endmacro %}
+
+
+{#- Records a load of `loaded_rows` rows (counted by `count_seed_rows`). -#}
+{% macro record_seed_load(model, agate_table, loader, started, loaded_rows) %}
+    {%- set file_rows = agate_table.rows | length -%}
     {%- set seconds = (modules.datetime.datetime.now() - started).total_seconds() -%}
     {%- set file_sha256 = model.config.get('meta', {}).get('file_sha256') or none -%}
     {% call statement('record_seed_load') %}
