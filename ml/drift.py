@@ -26,6 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ml.dbt_runner import DbtResult, run_dbt
+from ml.identifiers import quoted
 from ml.settings import Settings
 
 SELECTOR = "monitoring"
@@ -178,7 +179,7 @@ def drift_tests(result: DbtResult) -> list[DriftTest]:
 def read_tables(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """`mon_feature_drift`, `mon_feature_bins`, `mon_prediction_performance`."""
     engine = sa.create_engine(settings.sqlalchemy_url(reader=True))
-    database = f"`{settings.mariadb_database}`"
+    database = quoted(settings.mariadb_database)
     try:
         with engine.connect() as connection:
             drift = pd.read_sql(

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 
+from ml.identifiers import quoted
 from ml.settings import Settings
 
 # MariaDB's "table doesn't exist".
@@ -24,7 +25,7 @@ class LandingTableMissing(RuntimeError):
 
 def table(settings: Settings, name: str) -> str:
     """The qualified name of landing table `name`."""
-    return f"`{settings.raw_database}`.`{name}`"
+    return quoted(settings.raw_database, name)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ shell recipes (`make`, dbt on the command line) see exactly what Python sees.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import shlex
@@ -41,6 +42,10 @@ EXPORTED = (
     "VGSALES_CSV",
     "VGSALES_SEEDS_DIR",
 )
+
+
+# The warehouse writer's login, which only dbt and the flows need (not the API).
+WRITER_CREDENTIALS = ("MARIADB_USER", "MARIADB_PASSWORD")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -116,6 +121,14 @@ class Settings:
             "?charset=utf8mb4"
         )
 
+    def for_api(self) -> Settings:
+        """These settings without the writer's password.
+
+        The API reads the warehouse with the reader user only; dropping the
+        password means a compromised API process cannot write with it.
+        """
+        return dataclasses.replace(self, mariadb_password="")
+
     def as_env(self) -> dict[str, str]:
         """The exported names with their values, for child processes."""
         values = {k.upper(): str(v) for k, v in asdict(self).items()}
@@ -156,6 +169,20 @@ def load_settings(
             key = name.lower()
             kwargs[key] = int(merged[name]) if key.endswith("_port") else merged[name]
     return Settings(**kwargs)
+
+
+def environ_without_writer() -> dict[str, str] | None:
+    """This process's environment minus the writer's credentials, or None
+    when it holds none.
+
+    Environment variables cannot be taken back from a running process
+    (`/proc/<pid>/environ` keeps showing what it was started with, and forked
+    children inherit it), so a process that must not hold them re-executes
+    itself with this environment (`python -m serve`).
+    """
+    if not any(name in os.environ for name in WRITER_CREDENTIALS):
+        return None
+    return {k: v for k, v in os.environ.items() if k not in WRITER_CREDENTIALS}
 
 
 def export_to_environ(settings: Settings) -> None:

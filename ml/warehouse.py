@@ -12,6 +12,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ml.features import MART_DTYPES
+from ml.identifiers import quoted
 from ml.settings import Settings
 
 MART_TABLE = "ml_release_features"
@@ -50,8 +51,8 @@ def read_ml_mart(settings: Settings) -> pd.DataFrame:
     Only the columns in `MART_DTYPES` are returned. Ordering makes two reads
     of the same data byte-identical (the snapshot key is a content hash).
     """
-    table = f"`{settings.mariadb_database}`.`{MART_TABLE}`"
-    columns = ", ".join(f"`{c}`" for c in MART_DTYPES)
+    table = quoted(settings.mariadb_database, MART_TABLE)
+    columns = ", ".join(quoted(c) for c in MART_DTYPES)
     query = f"select {columns} from {table} order by release_id"
     engine = _engine(settings)
     try:
@@ -75,7 +76,7 @@ def mart_fingerprint(settings: Settings) -> str:
     count it changes whenever the content does and stays equal across dbt
     rebuilds of the same data, so a rerun can recognise an unchanged mart.
     """
-    table = f"`{settings.mariadb_database}`.`{MART_TABLE}`"
+    table = quoted(settings.mariadb_database, MART_TABLE)
     engine = _engine(settings)
     try:
         with engine.connect() as connection:

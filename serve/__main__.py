@@ -4,17 +4,25 @@ The gunicorn master runs in this process with the settings and hooks of
 `serve/gunicorn_conf.py`; each worker calls `serve.app.create_app` with the
 same `Settings` and the instance directory `.run/serve/<port>/`, which the
 workers share (champions file, Prometheus files) and nobody else touches.
+
+The API needs no write access to the warehouse: started with the writer's
+credentials in its environment (`scripts/with-env` exports them all), it
+re-executes itself without them first, so neither the master nor its workers
+hold them (`/proc/<pid>/environ` included), and it drops the password that
+`.run/stack.env` gives (`Settings.for_api`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import sys
 from pathlib import Path
 
 from gunicorn.app.base import Application
 
-from ml.settings import Settings, load_settings
+from ml.settings import Settings, environ_without_writer, load_settings
 
 CONFIG = Path(__file__).with_name("gunicorn_conf.py")
 
@@ -49,7 +57,11 @@ class GunicornServer(Application):
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = load_settings()
+    scrubbed = environ_without_writer()
+    if scrubbed is not None:
+        args = sys.argv[1:] if argv is None else argv
+        os.execve(sys.executable, [sys.executable, "-m", "serve", *args], scrubbed)
+    settings = load_settings().for_api()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=settings.api_port,

@@ -56,8 +56,9 @@ def create_app(
 
     `instance_dir` is the gunicorn instance's shared directory (champions
     file, Prometheus files); None builds a self-contained single-process app.
+    The app keeps no writer password: it reads the warehouse as the reader.
     """
-    settings = settings or load_settings()
+    settings = (settings or load_settings()).for_api()
     instance = Path(instance_dir) if instance_dir is not None else None
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = schemas.MAX_BODY_BYTES

@@ -49,11 +49,14 @@ def test_app_env_uses_the_settings_names(service):
     # PREFECT_API_URL is Prefect's own switch from ephemeral mode to a server.
     assert names - {"PREFECT_API_URL"} <= set(EXPORTED)
     required = {
-        "MARIADB_HOST", "MARIADB_PORT", "MARIADB_DATABASE", "MARIADB_USER",
-        "MARIADB_PASSWORD", "MARIADB_READER_USER", "MARIADB_READER_PASSWORD",
+        "MARIADB_HOST", "MARIADB_PORT", "MARIADB_DATABASE",
+        "MARIADB_READER_USER", "MARIADB_READER_PASSWORD",
         "REDIS_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME", "API_ADMIN_TOKEN",
     }
     assert required <= names
+    # Least privilege: only the worker (dbt, flows) may write to the warehouse.
+    writer = {"MARIADB_USER", "MARIADB_PASSWORD"}
+    assert writer <= names if service == "worker" else not writer & names
 
 
 def test_interpolated_variables_exist_in_stack_env():

@@ -1,0 +1,401 @@
+"""Security properties, checked on the real stack and a real API process.
+
+- Least privilege: the reader can only read; the writer only reaches the
+  `vgsales%` databases; the API process holds no writer password (its
+  environment as the kernel shows it, and its settings).
+- Secrets: none in tracked files or history; on disk only in `.run/` files
+  of mode 600 (and never on a service's command line).
+- Services listen on loopback only (every listening socket of the stack).
+- The API: no stack trace in a 500, models only from the configured registry.
+  (Admin token, body and batch limits: tests/test_serve.py.)
+- Identifiers in SQL text are quoted by SQLAlchemy (`ml.identifiers`).
+
+The private stack of tests/test_stack.py covers Redis auth, bind settings and
+the reader's insert/create/drop refusals; this module adds what it lacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from ml.identifiers import quoted
+from ml.settings import ROOT, Settings, environ_without_writer, read_env_file
+from serve import gunicorn_conf
+from serve.app import create_app
+from tests.conftest import isolated_settings
+
+REDIS_DB = 12
+# Patterns of well-known credential formats, and our own generated secrets
+# (scripts/stack.sh: 24 random bytes as 48 hex digits).
+SECRET_PATTERNS = {
+    "private key": re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    "AWS access key": re.compile(rb"\bAKIA[0-9A-Z]{16}\b"),
+    "GitHub token": re.compile(rb"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
+    "Slack token": re.compile(rb"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    "password in a URL": re.compile(rb"[a-z][a-z0-9+.-]*://[^/\s:@'\"]*:[^/\s:@'\"${}<>]{6,}@"),
+    "literal password": re.compile(rb"(?i)passw(or)?d\w*['\"]?\s*[:=]\s*['\"][^'\"\s${}]{6,}['\"]"),
+    "generated secret": re.compile(rb"\b[0-9a-f]{48}\b"),
+}
+
+
+def live_secrets(settings: Settings) -> dict[str, str]:
+    """The stack's generated secrets, by name (from .run/stack.env)."""
+    values = read_env_file(settings.run_dir / "stack.env")
+    return {k: v for k, v in values.items() if k.endswith(("PASSWORD", "TOKEN")) and v}
+
+
+def connect(settings: Settings, *, reader: bool = False, **kwargs) -> pymysql.Connection:
+    return pymysql.connect(
+        host=settings.mariadb_host,
+        port=settings.mariadb_port,
+        user=settings.mariadb_reader_user if reader else settings.mariadb_user,
+        password=settings.mariadb_reader_password if reader else settings.mariadb_password,
+        charset="utf8mb4",
+        autocommit=True,
+        **kwargs,
+    )
+
+
+def grants(settings: Settings, *, reader: bool) -> list[str]:
+    with connect(settings, reader=reader) as connection, connection.cursor() as cursor:
+        cursor.execute("show grants for current_user()")
+        return [row[0] for row in cursor.fetchall()]
+
+
+# -- least privilege -------------------------------------------------------------------
+
+
+def test_reader_holds_select_and_show_view_only(stack_settings):
+    statements = grants(stack_settings, reader=True)
+    privileges = [re.match(r"GRANT (.+?) ON (\S+) TO", s).groups() for s in statements]
+    assert ("USAGE", "*.*") in privileges
+    assert ("SELECT, SHOW VIEW", f"`{stack_settings.mariadb_database}%`.*") in privileges
+    assert len(privileges) == 2, statements
+    assert not any("WITH GRANT OPTION" in s for s in statements)
+
+
+def test_writer_holds_nothing_beyond_its_databases(stack_settings):
+    statements = grants(stack_settings, reader=False)
+    global_grants = [s for s in statements if " ON *.* " in s]
+    assert all(s.startswith("GRANT USAGE ON *.*") for s in global_grants), global_grants
+    assert not any("WITH GRANT OPTION" in s for s in statements)
+    with connect(stack_settings) as connection, connection.cursor() as cursor:
+        for statement, code in (
+            ("select count(*) from mysql.user", 1142),
+            ("create database outside_vgsales", 1044),
+        ):
+            with pytest.raises(pymysql.err.MySQLError) as refused:
+                cursor.execute(statement)
+            assert refused.value.args[0] == code, statement
+
+
+@pytest.fixture(scope="module")
+def scratch_table(stack_settings):
+    """`vgsales_test_security.guarded` with one row, made by the writer."""
+    database = "vgsales_test_security"
+    with connect(stack_settings) as connection, connection.cursor() as cursor:
+        cursor.execute(f"create database if not exists {quoted(database)}")
+        cursor.execute(f"create or replace table {quoted(database, 'guarded')} (x int)")
+        cursor.execute(f"insert into {quoted(database, 'guarded')} values (1)")
+    yield database
+    with connect(stack_settings) as connection, connection.cursor() as cursor:
+        cursor.execute(f"drop database if exists {quoted(database)}")
+
+
+def test_reader_cannot_change_or_export_the_warehouse(stack_settings, scratch_table, tmp_path):
+    table = quoted(scratch_table, "guarded")
+    data = tmp_path / "rows.csv"
+    data.write_text("2\n")
+    attempts = [
+        f"update {table} set x = 2",
+        f"delete from {table}",
+        f"truncate table {table}",
+        f"alter table {table} add column y int",
+        f"rename table {table} to {quoted(scratch_table, 'renamed')}",
+        f"create view {quoted(scratch_table, 'v')} as select * from {table}",
+        f"grant select on {table} to current_user()",
+        f"select * from {table} into outfile '{tmp_path / 'out.csv'}'",
+        f"load data local infile '{data}' into table {table}",
+    ]
+    with connect(stack_settings, reader=True, local_infile=True) as connection:
+        with connection.cursor() as cursor:
+            for statement in attempts:
+                with pytest.raises(pymysql.err.MySQLError) as refused:
+                    cursor.execute(statement)
+                # Denied (1142 table, 1044 database, 1045 FILE, 1227 privilege,
+                # 1370 routine), never a syntax or missing-table error.
+                assert refused.value.args[0] in (1044, 1045, 1142, 1227, 1370), (
+                    statement, refused.value.args)
+            cursor.execute(f"select * from {table}")
+            assert cursor.fetchall() == ((1,),)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_for_api_drops_only_the_writer_password(stack_settings):
+    api = stack_settings.for_api()
+    assert stack_settings.mariadb_password and api.mariadb_password == ""
+    assert api.mariadb_reader_password == stack_settings.mariadb_reader_password
+    assert api.sqlalchemy_url(reader=True) == stack_settings.sqlalchemy_url(reader=True)
+
+
+def test_environ_without_writer(monkeypatch):
+    monkeypatch.setenv("MARIADB_PASSWORD", "w")
+    monkeypatch.setenv("MARIADB_USER", "writer")
+    monkeypatch.setenv("MARIADB_READER_PASSWORD", "r")
+    scrubbed = environ_without_writer()
+    assert "MARIADB_PASSWORD" not in scrubbed and "MARIADB_USER" not in scrubbed
+    assert scrubbed["MARIADB_READER_PASSWORD"] == "r"
+    monkeypatch.delenv("MARIADB_PASSWORD")
+    monkeypatch.delenv("MARIADB_USER")
+    assert environ_without_writer() is None
+
+
+# -- the API process -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()]
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def api(stack_settings, tmp_path_factory):
+    """`python -m serve` started the way `make serve` starts it: with every
+    setting, the writer's password included, in its environment. Its MLflow
+    registry is empty; the user's (.run/mlflow) may hold champions."""
+    home = tmp_path_factory.mktemp("security-api")
+    settings = dataclasses.replace(
+        isolated_settings(stack_settings, "security", REDIS_DB, home),
+        api_port=free_port(),
+        api_admin_token="security-test-token",
+    )
+    env = {**os.environ, **settings.as_env()}
+    assert env["MARIADB_PASSWORD"] == stack_settings.mariadb_password
+    log = home / "gunicorn.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serve"], cwd=ROOT, env=env,
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            try:
+                if get(settings.api_port, "/health")[0] == 200 and (
+                    len(children(process.pid)) == gunicorn_conf.workers
+                ):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        yield settings, process
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def test_api_processes_hold_no_writer_credentials(stack_settings, api):
+    settings, process = api
+    pids = [process.pid, *children(process.pid)]
+    assert len(pids) == 1 + gunicorn_conf.workers
+    password = stack_settings.mariadb_password.encode()
+    for pid in pids:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        names = {entry.split(b"=", 1)[0] for entry in environ}
+        assert b"MARIADB_PASSWORD" not in names and b"MARIADB_USER" not in names, pid
+        assert b"MARIADB_READER_PASSWORD" in names  # the rest of the settings got through
+        assert not any(password in entry for entry in environ), pid
+        assert password not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    status, body = get(settings.api_port, "/model")
+    assert status == 200 and password not in body
+
+
+def test_api_serves_only_from_its_configured_registry(api):
+    settings, _ = api
+    status, body = get(settings.api_port, "/ready")
+    ready = json.loads(body)
+    # Its own registry is empty: nothing is served, whatever other registries hold.
+    assert status == 503 and not ready["ready"]
+    assert set(ready["models"].values()) == {None}
+    assert any(settings.mlflow_tracking_uri in problem for problem in ready["problems"])
+
+
+def test_an_internal_error_answers_without_a_stack_trace(stack_settings, tmp_path):
+    settings = isolated_settings(stack_settings, "security", REDIS_DB, tmp_path)
+    app = create_app(settings)
+    assert app.extensions["vgsales"]["state"]._settings.mariadb_password == ""
+
+    def broken():
+        raise RuntimeError(f"leaky detail {settings.mariadb_reader_password}")
+
+    app.add_url_rule("/broken", view_func=broken)
+    response = app.test_client().get("/broken")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 500
+    assert json.loads(body)["error"] == "internal_error"
+    for leak in ("Traceback", "leaky detail", settings.mariadb_reader_password, ".py"):
+        assert leak not in body
+
+
+# -- secrets on disk and in the repository -----------------------------------------------
+
+
+def tracked_files() -> list[Path]:
+    names = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    return [ROOT / name.decode() for name in names if name]
+
+
+def test_no_secret_in_tracked_files_or_history(stack_settings):
+    secrets = live_secrets(stack_settings)
+    assert {"MARIADB_PASSWORD", "MARIADB_READER_PASSWORD", "REDIS_PASSWORD",
+            "API_ADMIN_TOKEN"} <= set(secrets)
+    found = []
+    for path in tracked_files():
+        if not path.is_file():
+            continue  # deleted in the working tree, not yet committed
+        content = path.read_bytes()
+        found += [(path, name) for name, v in secrets.items() if v.encode() in content]
+        found += [(path, kind) for kind, pattern in SECRET_PATTERNS.items()
+                  if pattern.search(content)]
+    assert not found, found
+    history = subprocess.run(
+        ["git", "log", "--all", "-p"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    assert not [name for name, v in secrets.items() if v.encode() in history]
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".run/stack.env"], cwd=ROOT)
+    assert ignored.returncode == 0, ".run/ must stay out of git (.gitignore)"
+
+
+def test_secret_patterns_catch_what_they_should():
+    samples = {
+        "private key": b"-----BEGIN RSA PRIVATE KEY-----",
+        "AWS access key": b"key = AKIAABCDEFGHIJKLMNOP",
+        "GitHub token": b"ghp_" + b"a" * 36,
+        "Slack token": b"xoxb-1234567890-abc",
+        "password in a URL": b"mysql://writer:hunter2secret@db/x",
+        "literal password": b'MARIADB_PASSWORD = "hunter2secret"',
+        "generated secret": b"x='" + b"ab" * 24 + b"'",
+    }
+    for kind, sample in samples.items():
+        assert SECRET_PATTERNS[kind].search(sample), kind
+    harmless = (b"redis://:${REDIS_PASSWORD}@redis redis://:<generated>@host "
+                b"password=settings.mariadb_password " + b"a" * 64)
+    assert not any(p.search(harmless) for p in SECRET_PATTERNS.values())
+
+
+# Files that hold secrets by design: the stack's settings and Redis's config.
+SECRET_FILES = ("stack.env", "redis/redis.conf")
+
+
+def test_secrets_on_disk_only_in_private_run_files(stack_settings):
+    run_dir = stack_settings.run_dir
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    for name in SECRET_FILES:
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE((run_dir / "mariadb").stat().st_mode) == 0o700
+    secrets = [v.encode() for v in live_secrets(stack_settings).values()]
+    # Everything generated besides the database files (700, hashes only):
+    # dbt targets and logs, MLflow, Prefect, the API's instance folders.
+    roots = [run_dir, ROOT / "dbt_project" / "target", ROOT / "dbt_project" / "logs"]
+    holders = []
+    for root in roots:
+        for path in root.rglob("*") if root.exists() else ():
+            if run_dir / "mariadb" in path.parents or not path.is_file():
+                continue
+            try:
+                content = path.read_bytes()
+            except (FileNotFoundError, PermissionError):
+                continue  # written or removed by a concurrent run
+            if any(secret in content for secret in secrets):
+                holders.append(str(path.relative_to(ROOT) if ROOT in path.parents else path))
+    allowed = {str((run_dir / name).relative_to(ROOT)) for name in SECRET_FILES}
+    assert set(holders) <= allowed, set(holders) - allowed
+
+
+def stack_pids(settings: Settings) -> dict[str, int]:
+    return {
+        name: int((settings.run_dir / pidfile).read_text())
+        for name, pidfile in (("mariadb", "mariadb/mariadb.pid"), ("redis", "redis/redis.pid"))
+    }
+
+
+def test_no_secret_on_a_service_command_line(stack_settings):
+    secrets = [v.encode() for v in live_secrets(stack_settings).values()]
+    for name, pid in stack_pids(stack_settings).items():
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert cmdline, name
+        assert not any(secret in cmdline for secret in secrets), name
+
+
+def listening(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of the TCP sockets `pid` listens on, IPv4 and IPv6."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                address, port = local.split(":")
+                found.add((_address(address), int(port, 16)))
+    return found
+
+
+def _address(hex_address: str) -> str:
+    raw = bytes.fromhex(hex_address)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+    return socket.inet_ntop(socket.AF_INET6, words)
+
+
+def test_services_listen_on_loopback_only(stack_settings):
+    pids = stack_pids(stack_settings)
+    for name, pid in pids.items():
+        sockets = listening(pid)
+        assert sockets, name
+        assert {address for address, _ in sockets} == {"127.0.0.1"}, (name, sockets)
+    assert ("127.0.0.1", stack_settings.mariadb_port) in listening(pids["mariadb"])
+
+
+def test_identifiers_are_quoted_by_sqlalchemy():
+    assert quoted("vgsales_raw", "raw_vgsales") == "`vgsales_raw`.`raw_vgsales`"
+    assert quoted("odd`name; drop table x") == "`odd``name; drop table x`"
+    with pytest.raises(ValueError):
+        quoted("db", "")
