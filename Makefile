@@ -14,9 +14,11 @@ PYTEST_ARGS ?=
 # Total privacy budget of `make dp-release`.
 EPSILON ?= 1.0
 # Schedules `make deploy` creates (cron, UTC): the full pipeline about every
-# four months (06:00 on 1 Jan, May, Sep) and the drift check daily.
+# four months (06:00 on 1 Jan, May, Sep), the drift check daily, and the
+# prediction-log drain hourly (the API's Redis stream is capped).
 PIPELINE_CRON ?= 0 6 1 */4 *
 DRIFT_CRON ?= 0 7 * * *
+DRAIN_CRON ?= 15 * * * *
 # The local Prefect server `make deploy` starts (scripts/prefect_server.sh).
 PREFECT_URL = $$(scripts/prefect_server.sh url)
 
@@ -66,7 +68,7 @@ data: venv ## Put the verified vgsales.csv into seeds/
 deploy: venv stack-up ## Start a local Prefect server; schedule the pipeline (PIPELINE_CRON) and drift check (DRIFT_CRON)
 	@scripts/prefect_server.sh up
 	PREFECT_API_URL=$(PREFECT_URL) $(WITH_ENV) python -m flows.deploy \
-		--pipeline-cron "$(PIPELINE_CRON)" --drift-cron "$(DRIFT_CRON)"
+		--pipeline-cron "$(PIPELINE_CRON)" --drift-cron "$(DRIFT_CRON)" --drain-cron "$(DRAIN_CRON)"
 
 worker: venv stack-up ## Run the scheduled flows: a Prefect process worker on the pool `vgsales` (foreground)
 	@scripts/prefect_server.sh up

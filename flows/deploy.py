@@ -1,6 +1,6 @@
 """Create the scheduled Prefect deployments: `python -m flows.deploy` (make deploy).
 
-Two deployments on the Prefect server named by PREFECT_API_URL, in the
+Three deployments on the Prefect server named by PREFECT_API_URL, in the
 process work pool `vgsales` (created if missing, one run at a time so the
 pipeline and the drift check never build the warehouse together):
 
@@ -8,7 +8,9 @@ pipeline and the drift check never build the warehouse together):
   current raw file, training, champion gate), cron `0 6 1 */4 *` by default:
   06:00 UTC on the 1st of January, May and September;
 - `vgsales-drift-check/daily`: drain the prediction log, measure drift,
-  retrain on error-severity drift, cron `0 7 * * *` by default.
+  retrain on error-severity drift, cron `0 7 * * *` by default;
+- `vgsales-prediction-drain/hourly`: only the drain, cron `15 * * * *`: the
+  API's stream keeps about 10,000 entries, which a busy day would overrun.
 
 Deployments point at the flows by module path (`flows.flow.vgsales_pipeline`),
 so a worker started in the project (`make worker`, or the docker-compose
@@ -28,6 +30,8 @@ PIPELINE_DEPLOYMENT = "every-four-months"
 DRIFT_DEPLOYMENT = "daily"
 PIPELINE_CRON = "0 6 1 */4 *"
 DRIFT_CRON = "0 7 * * *"
+DRAIN_DEPLOYMENT = "hourly"
+DRAIN_CRON = "15 * * * *"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,7 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"schedule of the full pipeline (default {PIPELINE_CRON!r})")
     parser.add_argument("--drift-cron", default=DRIFT_CRON,
                         help=f"schedule of the drift check (default {DRIFT_CRON!r})")
-    parser.add_argument("--timezone", default="UTC", help="time zone of both crons")
+    parser.add_argument("--drain-cron", default=DRAIN_CRON,
+                        help=f"schedule of the prediction-log drain (default {DRAIN_CRON!r})")
+    parser.add_argument("--timezone", default="UTC", help="time zone of the crons")
     parser.add_argument("--work-pool", default=WORK_POOL, help="process work pool to use")
     return parser.parse_args(argv)
 
@@ -70,13 +76,15 @@ def ensure_work_pool(name: str) -> None:
             pass
 
 
-def deploy(pipeline_cron: str, drift_cron: str, timezone: str, work_pool: str) -> dict[str, str]:
-    """Create or update both deployments; their ids by full name."""
+def deploy(
+    pipeline_cron: str, drift_cron: str, drain_cron: str, timezone: str, work_pool: str
+) -> dict[str, str]:
+    """Create or update the deployments; their ids by full name."""
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
     from flows.flow import vgsales_pipeline
-    from flows.monitoring import drift_check
+    from flows.monitoring import drift_check, prediction_drain
 
     ensure_work_pool(work_pool)
     deployments = [
@@ -95,6 +103,13 @@ def deploy(pipeline_cron: str, drift_cron: str, timezone: str, work_pool: str) -
             entrypoint_type=EntrypointType.MODULE_PATH,
             description="Drain the prediction log, measure drift against the champions' "
             "training references, retrain on error-severity drift.",
+            tags=["vgsales", "monitoring"],
+        ),
+        prediction_drain.to_deployment(
+            name=DRAIN_DEPLOYMENT,
+            schedule=Cron(drain_cron, timezone=timezone),
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            description="Land the API's prediction log (Redis stream) in the warehouse.",
             tags=["vgsales", "monitoring"],
         ),
     ]
@@ -116,12 +131,15 @@ def main(argv: list[str] | None = None) -> int:
             "Start one with `scripts/prefect_server.sh up` (make deploy does) and set "
             "PREFECT_API_URL=$(scripts/prefect_server.sh url)."
         )
-    ids = deploy(args.pipeline_cron, args.drift_cron, args.timezone, args.work_pool)
+    ids = deploy(
+        args.pipeline_cron, args.drift_cron, args.drain_cron, args.timezone, args.work_pool
+    )
     for name, deployment_id in ids.items():
         print(f"[deploy] {name}: {deployment_id}")
     print(
         f"[deploy] schedules: pipeline {args.pipeline_cron!r}, drift check "
-        f"{args.drift_cron!r} ({args.timezone}), server {PREFECT_API_URL.value()}. "
+        f"{args.drift_cron!r}, drain {args.drain_cron!r} ({args.timezone}), server "
+        f"{PREFECT_API_URL.value()}. "
         f"Runs start when a worker polls the pool: make worker"
     )
     return 0

@@ -104,6 +104,16 @@ def _retrain(headline: str) -> RetrainOutcome:
     )
 
 
+@flow(name="vgsales-prediction-drain", persist_result=False)
+def prediction_drain() -> dict:
+    """Only step 1: land the prediction log in the warehouse.
+
+    Scheduled hourly by `make deploy`: the stream keeps about 10,000 entries,
+    so a busy API would overrun a once-a-day drain.
+    """
+    return asdict(drain_prediction_log(load_settings()))
+
+
 @flow(name="vgsales-drift-check", persist_result=False)
 def drift_check(
     window_days: int = 7, retrain: bool = True, reports_dir: str | None = None

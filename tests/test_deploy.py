@@ -96,7 +96,7 @@ def test_server_recovers_a_stale_pid_file_and_up_is_idempotent(server):
     assert (server["home"] / "prefect.db").exists()  # SQLite in its own home
 
 
-def test_deploy_creates_the_two_scheduled_deployments(server, tmp_path):
+def test_deploy_creates_the_scheduled_deployments(server, tmp_path):
     done = deploy(server, tmp_path)
     assert "vgsales-pipeline/every-four-months" in done.stdout
     deployments, pool = read_back(server)
@@ -110,6 +110,11 @@ def test_deploy_creates_the_two_scheduled_deployments(server, tmp_path):
             entrypoint="flows.monitoring.drift_check",
             pool="vgsales",
             schedules=[("0 7 * * *", "UTC", True)],
+        ),
+        "hourly": dict(
+            entrypoint="flows.monitoring.prediction_drain",
+            pool="vgsales",
+            schedules=[("15 * * * *", "UTC", True)],
         ),
     }
     assert pool.type == "process" and pool.concurrency_limit == 1

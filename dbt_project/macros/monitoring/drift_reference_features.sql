@@ -43,3 +43,18 @@
         / greatest({{ reference_share }}, {{ floor }})
     )
 {%- endmacro %}
+
+
+{#-
+    The value of the column named by `key`, row by row, as text: an unpivot
+    of `relation`'s columns `features` (pairs from drift_reference_features)
+    in one pass. Null for a name that is not listed (all names when the list
+    is empty).
+-#}
+{% macro feature_value_by_name(key, relation, features) -%}
+    case {{ key }}
+    {%- for feature, _kind in features %}
+        when '{{ feature }}' then cast({{ relation }}.{{ feature }} as char(512))
+    {%- endfor %}
+    {%- if not features %} when '' then null{% endif %} end
+{%- endmacro %}

@@ -14,8 +14,7 @@
 
     Features are those of the champion's training reference: categories as
     text compared byte for byte, numbers as double. The mart is unpivoted
-    by a `case` over the referenced feature names (macro
-    drift_reference_features), in one pass. A table: every drift model
+    in one pass (macro feature_value_by_name). A table: every drift model
     reads it.
 -#}
 {%- set features = drift_reference_features() %}
@@ -109,13 +108,9 @@ batch_values as (
         batch_rows.release_id as observation_id,
         reference_features.feature,
         reference_features.feature_kind,
-        case reference_features.feature
-        {%- for feature, _kind in features %}
-            when '{{ feature }}' then cast(batch_rows.{{ feature }} as char(512))
-        {%- else %}
-            when '' then null
-        {%- endfor %}
-        end as feature_value
+        {{ feature_value_by_name(
+            'reference_features.feature', 'batch_rows', features
+        ) }} as feature_value
 
     from batch_rows
     inner join reference_features
