@@ -142,7 +142,7 @@ def hostile(stack_settings, tmp_path_factory):
     """Every hostile file, checked; the dbt ones seeded over a good raw table."""
     home = tmp_path_factory.mktemp("hostile")
     good = write_csv(home / "good.csv", GOOD_ROWS, seed=3, dirty_share=0)
-    base = isolated_settings(stack_settings, "faults", redis_db=13, home=home)
+    base = isolated_settings(stack_settings, "faults", redis_db=10, home=home)
     with connect(base) as connection, connection.cursor() as cursor:
         cursor.execute(f"drop database if exists {quoted(base.raw_database)}")
 

@@ -37,7 +37,7 @@ from serve import gunicorn_conf
 from serve.app import create_app
 from tests.conftest import isolated_settings
 
-REDIS_DB = 12
+REDIS_DB = 9
 # Patterns of well-known credential formats, and our own generated secrets
 # (scripts/stack.sh: 24 random bytes as 48 hex digits).
 SECRET_PATTERNS = {

@@ -1,0 +1,166 @@
+"""Benchmark: `dbt build` wall time as the raw file grows.
+
+    python -m bench.bench_build [--runs 3] [--full]
+
+The whole warehouse build the pipeline runs (`dbt build`: seeds, models,
+snapshot, tests) on the real vgsales.csv (16,598 rows) and on 100,000
+synthetic rows (`ml.synthetic`, 1% dirty), `--runs` times each; `--full`
+adds 1,000,000 rows, once: that build takes over ten minutes on the 2-core
+reference machine (int_releases__accepted, the prior-performance model and
+the point-in-time test are the slow nodes), so it is outside `make bench`.
+
+"wall s" is the dbt process; "dbt s" dbt's own elapsed time (without start-up
+and parsing); "CPU s" the dbt process's CPU time (MariaDB's is not
+included); "seed s" the raw seed's node; the slowest node is named. Each
+figure is the median (min-max) of the runs.
+
+The real file builds into `<MARIADB_DATABASE>_bench_mart`, which is kept:
+bench_snapshot and bench_train read its mart (bench/marts.py). The synthetic
+sizes build into `<MARIADB_DATABASE>_bench_build`, dropped afterwards. Prints
+a markdown table and writes bench/results/build.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pymysql
+
+from bench.bench_seed import count_rows
+from bench.common import Stats, machine, markdown_table, write_results
+from bench.marts import mart_settings, real_csv
+from ml.dbt_runner import run_dbt
+from ml.settings import ROOT, Settings, load_settings
+from ml.synthetic import write_csv
+
+MEDIUM_ROWS = 100_000
+LARGE_ROWS = 1_000_000
+SEED_NODE = "seed.vgsales.vgsales"
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def build_once(settings: Settings, target: Path) -> dict:
+    """One `dbt build`; its timings and the slowest node."""
+    cpu, started = children_cpu(), time.perf_counter()
+    result = run_dbt(["build", "--no-use-colors"], settings, log=lambda line: None,
+                     target_path=target)
+    wall, cpu = time.perf_counter() - started, children_cpu() - cpu
+    if result.run_results is None or result.errored or result.failed:
+        raise RuntimeError(f"dbt build failed on {settings.mariadb_database}: "
+                           f"{result.status_counts}; see {target}")
+    nodes = {r["unique_id"]: r["execution_time"] for r in result.results}
+    slowest = max(nodes, key=nodes.get)
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "dbt_s": result.run_results["elapsed_time"],
+        "seed_s": nodes[SEED_NODE],
+        "nodes": len(nodes),
+        "slowest": (slowest, nodes[slowest]),
+    }
+
+
+def measure(settings: Settings, target: Path, runs: int, label: str) -> dict:
+    builds = []
+    for i in range(runs):
+        builds.append(build_once(settings, target))
+        b = builds[-1]
+        print(f"[bench build] {label} run {i + 1}/{runs}: {b['wall_s']:.1f} s wall "
+              f"(dbt {b['dbt_s']:.1f} s, CPU {b['cpu_s']:.1f} s, seed {b['seed_s']:.1f} s), "
+              f"slowest {b['slowest'][0]} {b['slowest'][1]:.1f} s", flush=True)
+    return {
+        **{key: Stats.of([b[key] for b in builds]) for key in ("wall_s", "dbt_s", "cpu_s", "seed_s")},
+        "nodes": builds[-1]["nodes"],
+        "slowest": max((b["slowest"] for b in builds), key=lambda s: s[1]),
+    }
+
+
+def drop_databases(settings: Settings, prefix: str) -> None:
+    """Drop `<prefix>` and every `<prefix>_*` database (dbt's schemas)."""
+    connection = pymysql.connect(host=settings.mariadb_host, port=settings.mariadb_port,
+                                 user=settings.mariadb_user, password=settings.mariadb_password)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("show databases")
+            for (name,) in cursor.fetchall():
+                if name == prefix or name.startswith(prefix + "_"):
+                    cursor.execute(f"drop database `{name}`")
+    finally:
+        connection.close()
+
+
+def table(results: dict) -> str:
+    rows = []
+    for size in results["sizes"]:
+        r = results[size]
+        slowest, seconds = r["slowest"]
+        rows.append([
+            f"{r['rows']:,} ({r['source']})",
+            r["wall_s"].cell(1),
+            r["dbt_s"].cell(1),
+            r["cpu_s"].cell(1),
+            r["seed_s"].cell(2),
+            f"{slowest.split('.')[-1]} ({seconds:.1f} s)",
+            f"{r['wall_s'].median / results[results['sizes'][0]]['wall_s'].median:.1f}x",
+            str(len(r["wall_s"].runs)),
+        ])
+    headers = ["rows", "wall s", "dbt s", "dbt CPU s", "seed s", "slowest node",
+               "vs 16.6k", "runs"]
+    return markdown_table(headers, rows, align="lrrrrlrr")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="builds per size")
+    parser.add_argument("--full", action="store_true",
+                        help="also build 1,000,000 rows once (over ten minutes)")
+    args = parser.parse_args(argv)
+    base = load_settings()
+    scratch = f"{base.mariadb_database}_bench_build"
+    results: dict = {"machine": machine(), "sizes": []}
+    with tempfile.TemporaryDirectory(prefix="bench-build-") as folder:
+        home = Path(folder)
+        csv_path, source = real_csv(base, home)
+        sizes = [("real", csv_path, source, args.runs)]
+        for rows, runs in ((MEDIUM_ROWS, args.runs), (LARGE_ROWS, 1)):
+            if rows == LARGE_ROWS and not args.full:
+                continue
+            path = write_csv(home / f"{rows}" / "vgsales.csv", rows, seed=0)
+            sizes.append((f"{rows}", path, "synthetic", runs))
+        try:
+            for label, path, source, runs in sizes:
+                if label == "real":
+                    settings = mart_settings(base, path)
+                else:
+                    settings = dataclasses.replace(
+                        base, mariadb_database=scratch, vgsales_seeds_dir=str(path.parent))
+                rows = count_rows(path)
+                measured = measure(settings, home / f"target-{label}", runs, f"{rows:,} rows")
+                results[label] = {"rows": rows, "source": source, **measured}
+                results["sizes"].append(label)
+        finally:
+            drop_databases(base, scratch)
+    results["machine"]["load_average_1m_after"] = machine()["load_average_1m"]
+    print()
+    print(table(results))
+    if not args.full:
+        print("\n1,000,000 rows: not built by default (over ten minutes here); "
+              "`python -m bench.bench_build --full` builds it once.")
+    path = write_results("build", json.loads(json.dumps(results, default=Stats.as_dict)))
+    print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
