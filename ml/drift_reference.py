@@ -162,7 +162,10 @@ def record_reference(settings: Settings, facts: VersionFacts, frame: pd.DataFram
     """Write the reference of a registered version trained on `frame`.
 
     Idempotent: a version's reference is written once (INSERT IGNORE on the
-    primary keys); a rerun for the same version writes nothing new. Returns
+    primary keys); a rerun for the same version writes nothing new. A
+    reference recorded for the same model and version number by another
+    MLflow run (the registry was reset while the warehouse was kept) is
+    replaced: version numbers mean the current registry's versions. Returns
     the number of reference rows the version has.
     """
     spec = features.spec(facts.model_name)
@@ -182,7 +185,21 @@ def record_reference(settings: Settings, facts: VersionFacts, frame: pd.DataFram
         for row in bins.astype(object).where(bins.notna(), None).to_dict("records")
     ]
     columns = ("model_name", "model_version", *REFERENCE_COLUMNS)
+    key = "model_name = :model_name and model_version = :model_version"
     with landing.transaction(settings) as connection:
+        recorded_run = connection.execute(
+            sa.text(
+                f"select run_id from {landing.table(settings, 'raw_model_versions')} "
+                f"where {key}"
+            ),
+            version_row,
+        ).scalar()
+        if recorded_run not in (None, facts.run_id):
+            for table in ("raw_model_versions", "raw_training_reference"):
+                connection.execute(
+                    sa.text(f"delete from {landing.table(settings, table)} where {key}"),
+                    version_row,
+                )
         connection.execute(
             sa.text(
                 f"insert ignore into {landing.table(settings, 'raw_model_versions')} "
@@ -202,22 +219,19 @@ def record_reference(settings: Settings, facts: VersionFacts, frame: pd.DataFram
         return connection.execute(
             sa.text(
                 f"select count(*) from {landing.table(settings, 'raw_training_reference')} "
-                "where model_name = :model_name and model_version = :model_version"
+                f"where {key}"
             ),
             version_row,
         ).scalar_one()
 
 
-def recorded_versions(settings: Settings) -> set[tuple[str, int]]:
-    """(model, version) pairs whose reference is in the warehouse."""
+def recorded_runs(settings: Settings) -> set[str]:
+    """MLflow run ids of the versions whose reference is in the warehouse."""
     with landing.transaction(settings) as connection:
         rows = connection.execute(
-            sa.text(
-                "select model_name, model_version from "
-                f"{landing.table(settings, 'raw_model_versions')}"
-            )
+            sa.text(f"select run_id from {landing.table(settings, 'raw_model_versions')}")
         )
-        return {(name, int(version)) for name, version in rows}
+        return {run_id for (run_id,) in rows}
 
 
 def record_champions(settings: Settings) -> dict[str, VersionFacts | None]:
@@ -273,11 +287,11 @@ def backfill_references(
     it until the next retrain. Returns one sentence per champion that still
     lacks a reference.
     """
-    recorded = recorded_versions(settings)
+    recorded = recorded_runs(settings)
     missing = [
         facts
         for facts in champions.values()
-        if facts is not None and (facts.model_name, facts.model_version) not in recorded
+        if facts is not None and facts.run_id not in recorded
     ]
     if not missing:
         return []

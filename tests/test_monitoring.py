@@ -217,7 +217,7 @@ def refreshed(settings, drifted_check, refresh_file, home):
     build = run_dbt(["build", "--no-use-colors"], refreshed_settings, log=lambda line: None,
                     target_path=home / "target")
     check = drift.run_checks(refreshed_settings, log=lambda line: None)
-    return dict(before=before, build=build, check=check, summary=summary)
+    return dict(before=before, build=build, check=check, summary=summary, refresh_csv=path)
 
 
 # -- the calm check ---------------------------------------------------------------
@@ -351,7 +351,7 @@ def test_refresh_builds_with_quarantine_and_reconciliation_intact(refreshed):
     assert build.ok, [r["unique_id"] for r in build.results if r["status"] in ("error", "fail")]
     statuses = {r["unique_id"].split(".")[2]: r["status"] for r in build.results}
     assert statuses["assert_raw_rows_reconcile_to_fct_and_rejected"] == "pass"
-    assert statuses["snap_release_sales"] == "success"
+    assert statuses["fct_sales_history"] == "success"
 
 
 def test_a_new_platform_becomes_a_member_and_stray_codes_stay_quarantined(settings, refreshed):
@@ -384,34 +384,55 @@ def test_refresh_adds_releases_and_keeps_every_earlier_one(settings, refreshed):
 
 
 def test_history_keeps_the_sales_as_of_each_load(settings, refreshed):
+    database = settings.mariadb_database
     history = query(
         settings,
-        "select release_id, na_sales + eu_sales + jp_sales + other_sales as regional, "
-        f"load_file_sha256, dbt_valid_to from `{settings.mariadb_database}_history`"
-        ".snap_release_sales",
+        "select load_id, load_file_sha256, release_id, "
+        "na_sales + eu_sales + jp_sales + other_sales as regional "
+        f"from `{database}`.fct_sales_history",
     )
-    loads = query(settings, f"select file_sha256 from `{settings.raw_database}`.seed_load_audit "
-                            "where seed_name = 'vgsales' order by loaded_at")
-    first, second = loads.file_sha256.iloc[0], loads.file_sha256.iloc[-1]
-    assert len(loads) == 2 and first != second
-    closed = history[history.dbt_valid_to.notna()]
-    assert len(closed) >= 0.8 * refreshed["summary"].revised_rows
-    assert set(closed.load_file_sha256) == {first}
-    revised = history[history.release_id.isin(closed.release_id)]
-    assert (revised.groupby("release_id").size() == 2).all()
-    current = revised[revised.dbt_valid_to.isna()]
-    assert set(current.load_file_sha256) == {second}
-    # This refresh only raised sales: each new version sells more than the old.
-    paired = closed.merge(current, on="release_id", suffixes=("_old", "_new"))
-    assert len(paired) == len(closed)
-    assert (paired.regional_new > paired.regional_old).all()
+    loads = query(settings, f"select invocation_id, file_sha256 from `{settings.raw_database}`"
+                            ".seed_load_audit where seed_name = 'vgsales' order by loaded_at")
+    assert len(loads) == 2 and loads.file_sha256.nunique() == 2
+    # One batch per load, the whole accepted file each time.
+    per_load = history.groupby("load_id").release_id.count()
+    assert list(per_load.index.sort_values()) == sorted(loads.invocation_id)
+    first, second = loads.invocation_id
+    assert per_load[first] == len(refreshed["before"])
+    after = query(settings, f"select count(*) as n from `{database}`.fct_sales").n.iloc[0]
+    assert per_load[second] == after
+    # The sales of a release as of each load, side by side.
+    wide = history.pivot(index="release_id", columns="load_id", values="regional")
+    both = wide.dropna()
+    raised = both[both[second] != both[first]]
+    assert len(raised) >= 0.8 * refreshed["summary"].revised_rows
+    assert (raised[second] > raised[first]).all()  # this refresh only raised sales
     changes = query(
         settings,
-        f"select change_kind, count(*) as n from `{settings.mariadb_database}`"
-        ".mon_sales_revisions group by change_kind",
-    ).set_index("change_kind").n
-    assert changes["revised"] == len(closed)
-    assert changes["added"] == history.release_id.nunique()
+        f"select load_number, change_kind, count(*) as n from `{database}`.mon_sales_revisions "
+        "group by load_number, change_kind",
+    )
+    counts = {(r.load_number, r.change_kind): r.n for r in changes.itertuples()}
+    assert counts[(1, "added")] == per_load[first]
+    assert counts[(2, "revised")] == len(raised)
+    assert counts[(2, "added")] == after - len(refreshed["before"])
+    assert (2, "removed") not in counts
+
+
+def test_reloading_the_same_file_adds_no_history(settings, refreshed, home):
+    path = refreshed["refresh_csv"]
+    # The seed loads the file again (a new load of the same content).
+    again = run_dbt(
+        ["build", "--select", "resource_type:seed", "fct_sales_history", "--no-use-colors"],
+        dataclasses.replace(settings, vgsales_seeds_dir=str(path.parent)),
+        log=lambda line: None, target_path=home / "target",
+    )
+    assert again.ok
+    audit = query(settings, f"select count(*) as n from `{settings.raw_database}`.seed_load_audit "
+                            "where seed_name = 'vgsales'")
+    loads = query(settings, "select count(distinct load_id) as n from "
+                            f"`{settings.mariadb_database}`.fct_sales_history")
+    assert (audit.n.iloc[0], loads.n.iloc[0]) == (3, 2)
 
 
 def test_the_new_batch_shows_drift_and_actuals_meet_earlier_predictions(refreshed, drifted_check):

@@ -32,7 +32,7 @@ ML_CONTRACT_COLUMNS = [
     "platform_age_years", "platform_titles_that_year", "title_platform_count",
     "split_random", "split_time",
 ]  # fmt: skip
-SCHEMA_SUFFIXES = ("", "_raw", "_staging", "_intermediate", "_history", "_dbt_test__audit")
+SCHEMA_SUFFIXES = ("", "_raw", "_staging", "_intermediate", "_dbt_test__audit")
 SYNTHETIC_ROWS = 2000
 REASON_COUNTS = "select reason_code, count(*) from rejected_vgsales group by reason_code"
 

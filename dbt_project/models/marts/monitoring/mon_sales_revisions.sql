@@ -1,81 +1,119 @@
 {#-
-    What each load changed, from the history snapshot `snap_release_sales`:
-    one row per release version that a load opened or closed. `added` is a
-    release first seen in that load, `revised` a release whose sales or
-    attributes changed (with the previous figures), `removed` a release the
-    load no longer had.
+    What each load changed, from `fct_sales_history` (docs block
+    load_history): one row per release that a load added, revised (sales,
+    publisher or genre differ from the previous load) or no longer has, with
+    the figures before and after.
 -#}
 with
 
 history as (
 
-    select * from {{ ref('snap_release_sales') }}
+    select * from {{ ref('fct_sales_history') }}
 
 ),
 
-ordered as (
+loads as (
 
     select
-        *,
-        lag(global_sales) over per_release as previous_global_sales,
-        lag(dbt_valid_from) over per_release as previous_valid_from,
-        row_number() over per_release as version_number
+        load_id,
+        loaded_at,
+        load_file_sha256,
+        row_number() over (order by loaded_at) as load_number
 
-    from history
-    window per_release as (
-        partition by release_id order by dbt_valid_from
-    )
+    from (
+        select distinct
+            load_id,
+            loaded_at,
+            load_file_sha256
+        from history
+    ) as distinct_loads
+
+),
+
+paired as (
+
+    select
+        current_load.load_number,
+        current_load.loaded_at,
+        current_load.load_file_sha256,
+        current_rows.release_id,
+        current_rows.game_name,
+        current_rows.platform_code,
+        current_rows.release_year,
+        previous_rows.global_sales as previous_global_sales,
+        current_rows.global_sales,
+        case
+            when previous_rows.release_id is null then 'added'
+            when
+                not (
+                    current_rows.publisher_name <=> previous_rows.publisher_name
+                    and current_rows.genre_name <=> previous_rows.genre_name
+                    and current_rows.na_sales <=> previous_rows.na_sales
+                    and current_rows.eu_sales <=> previous_rows.eu_sales
+                    and current_rows.jp_sales <=> previous_rows.jp_sales
+                    and current_rows.other_sales <=> previous_rows.other_sales
+                    and current_rows.global_sales <=> previous_rows.global_sales
+                )
+                then 'revised'
+        end as change_kind
+
+    from history as current_rows
+    inner join loads as current_load
+        on current_rows.load_id = current_load.load_id
+    left join loads as previous_load
+        on previous_load.load_number = current_load.load_number - 1
+    left join history as previous_rows
+        on
+            current_rows.release_id = previous_rows.release_id
+            and previous_load.load_id = previous_rows.load_id
+
+),
+
+removed as (
+
+    select
+        next_load.load_number,
+        next_load.loaded_at,
+        next_load.load_file_sha256,
+        previous_rows.release_id,
+        previous_rows.game_name,
+        previous_rows.platform_code,
+        previous_rows.release_year,
+        previous_rows.global_sales as previous_global_sales,
+        null as global_sales,
+        'removed' as change_kind
+
+    from history as previous_rows
+    inner join loads as previous_load
+        on previous_rows.load_id = previous_load.load_id
+    inner join loads as next_load
+        on next_load.load_number = previous_load.load_number + 1
+    left join history as next_rows
+        on
+            previous_rows.release_id = next_rows.release_id
+            and next_load.load_id = next_rows.load_id
+    where next_rows.release_id is null
 
 ),
 
 changes as (
 
-    select
-        release_id,
-        game_name,
-        platform_code,
-        release_year,
-        case when version_number = 1 then 'added' else 'revised' end
-            as change_kind,
-        dbt_valid_from as changed_at,
-        load_file_sha256,
-        previous_global_sales,
-        global_sales
-
-    from ordered
+    select * from paired
+    where change_kind is not null
     union all
-    select
-        release_id,
-        game_name,
-        platform_code,
-        release_year,
-        'removed' as change_kind,
-        dbt_valid_to as changed_at,
-        null as load_file_sha256,
-        global_sales as previous_global_sales,
-        null as global_sales
-
-    from history
-    where
-        dbt_valid_to is not null
-        and not exists (
-            select 1 as later_version
-            from history as later
-            where
-                later.release_id = history.release_id
-                and later.dbt_valid_from = history.dbt_valid_to
-        )
+    select * from removed
 
 )
 
 select
+    load_number,
+    loaded_at,
+    load_file_sha256,
     release_id,
     game_name,
     platform_code,
     release_year,
     change_kind,
-    changed_at,
-    load_file_sha256,
     previous_global_sales,
     global_sales,
     global_sales - previous_global_sales as global_sales_change
