@@ -61,15 +61,15 @@ select
 
 from releases
 cross join latest_load
-{%- if is_incremental() %}
--- Only a file other than the last one recorded (or one of unknown content)
--- is a new load; a rebuild over the same file appends nothing.
-where
-    latest_load.file_sha256 is null
-    or not (latest_load.file_sha256 <=> (
-        select recorded.load_file_sha256
-        from {{ this }} as recorded
-        order by recorded.loaded_at desc
-        limit 1
-    ))
-{%- endif %}
+{% if is_incremental() %}
+    -- Only a file other than the last one recorded (or one of unknown
+    -- content) is a new load; a rebuild over the same file appends nothing.
+    where
+        latest_load.file_sha256 is null
+        or not (latest_load.file_sha256 <=> (
+            select recorded.load_file_sha256
+            from {{ this }} as recorded
+            order by recorded.loaded_at desc
+            limit 1
+        ))
+{% endif %}
