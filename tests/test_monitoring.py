@@ -318,16 +318,17 @@ def test_a_retrain_that_does_not_win_leaves_the_champions(settings, champions, d
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     for model in retrain["models"]:
         assert not model["promoted"] and model["alias"] == "champion", model
-        assert "unchanged" in model["reason"]
+        assert "unchanged" in model["reason"], model
         registration = champions[model["model_name"]][0]
         champion = client.get_model_version_by_alias(model["model_name"], "champion")
-        assert int(champion.version) == registration.version
+        assert int(champion.version) == registration.version, (champion, registration)
     assert "the champion stays" in outcome["action"]
     # The retrain is a real flow run of the pipeline, named after the drift.
     with sqlite3.connect(Path(settings.prefect_home) / "prefect.db") as db:
         names = dict(db.execute("select id, name from flow_run").fetchall())
     name = names.get(retrain["flow_run_id"]) or names.get(retrain["flow_run_id"].replace("-", ""))
-    assert name.startswith("retrain: ") and "global_from_regional.platform PSI" in name
+    assert name and name.startswith("retrain: "), (retrain["flow_run_id"], names)
+    assert "global_from_regional.platform PSI" in name, name
 
 
 def test_the_retrain_is_recorded_and_not_repeated_on_the_same_data(settings, drifted_check):
