@@ -42,11 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     export_to_environ(load_settings())
     from flows.monitoring import drift_check
 
-    outcome = drift_check(
-        window_days=args.window_days,
-        retrain=not args.no_retrain,
-        reports_dir=str(args.reports_dir.resolve()) if args.reports_dir else None,
-    )
+    try:
+        outcome = drift_check(
+            window_days=args.window_days,
+            retrain=not args.no_retrain,
+            reports_dir=str(args.reports_dir.resolve()) if args.reports_dir else None,
+        )
+    except Exception as error:  # noqa: BLE001 - Prefect has logged the traceback
+        print(f"drift check failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     print(f"Decision: {outcome.decision}. {outcome.reason}\n{outcome.action}")
     print(f"Report: {outcome.report_path}")
     if args.report is not None:

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from ml.identifiers import quoted
 from ml.settings import Settings
 
-# MariaDB's "table doesn't exist".
-NO_SUCH_TABLE = 1146
+# MariaDB's "unknown database" and "table doesn't exist".
+MISSING = (1049, 1146)
 
 
 class LandingTableMissing(RuntimeError):
@@ -35,8 +35,8 @@ def transaction(settings: Settings) -> Iterator[sa.Connection]:
     try:
         with engine.begin() as connection:
             yield connection
-    except sa.exc.ProgrammingError as error:
-        if getattr(error.orig, "args", (None,))[0] == NO_SUCH_TABLE:
+    except (sa.exc.ProgrammingError, sa.exc.OperationalError) as error:
+        if getattr(error.orig, "args", (None,))[0] in MISSING:
             raise LandingTableMissing(
                 f"{error.orig.args[1]}: the monitoring landing tables of "
                 f"{settings.raw_database} are created by dbt; run `make pipeline` "
