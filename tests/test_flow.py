@@ -140,7 +140,12 @@ def test_first_run_publishes_the_mart_to_redis_exactly(flow_settings, first_run)
 def test_first_run_makes_both_models_champions(flow_settings, first_run):
     report, _ = first_run
     assert [m["model_name"] for m in report["models"]] == list(MODEL_NAMES)
-    client = MlflowClient(tracking_uri=flow_settings.mlflow_tracking_uri)
+    # The registry too: MlflowClient otherwise takes the process-wide registry
+    # URI, which an earlier test's ml.registry.client() may have set.
+    client = MlflowClient(
+        tracking_uri=flow_settings.mlflow_tracking_uri,
+        registry_uri=flow_settings.mlflow_tracking_uri,
+    )
     for model in report["models"]:
         assert model["promoted"], model["reason"]
         champion = client.get_model_version_by_alias(model["model_name"], "champion")
@@ -197,7 +202,12 @@ def test_rerun_without_redis_is_degraded_not_failed(first_run, degraded_rerun):
 @pytest.mark.slow
 def test_rerun_on_unchanged_data_keeps_the_champions(flow_settings, first_run, degraded_rerun):
     first, rerun = first_run[0], degraded_rerun[0]
-    client = MlflowClient(tracking_uri=flow_settings.mlflow_tracking_uri)
+    # The registry too: MlflowClient otherwise takes the process-wide registry
+    # URI, which an earlier test's ml.registry.client() may have set.
+    client = MlflowClient(
+        tracking_uri=flow_settings.mlflow_tracking_uri,
+        registry_uri=flow_settings.mlflow_tracking_uri,
+    )
     for before, after in zip(first["models"], rerun["models"]):
         # Same rows (from MariaDB this time) and code: the registry recognises
         # the model, registers nothing and leaves the champion where it was.

@@ -36,7 +36,6 @@ import pandas as pd
 import pytest
 import redis
 import sqlalchemy as sa
-from mlflow import MlflowClient
 
 from ml import drift, drift_reference, evaluate, features, monitoring_runs, registry, train
 from ml.dbt_runner import run_dbt
@@ -285,7 +284,7 @@ def test_calm_check_report_and_monitoring_run(settings, calm_check):
     n_features = sum(len(features.spec(m).features) for m in features.MODEL_NAMES)
     assert html.count("data:image/png;base64,") == n_features
     assert "No retrain" in html and page.with_suffix(".md").exists()
-    run = MlflowClient(tracking_uri=settings.mlflow_tracking_uri).get_run(
+    run = registry.client(settings).get_run(
         outcome["monitoring_run_id"]
     )
     assert run.data.tags["decision"] == "none" and run.data.tags["retrained"] == "false"
@@ -315,7 +314,7 @@ def test_a_retrain_that_does_not_win_leaves_the_champions(settings, champions, d
     retrain = outcome["retrain"]
     assert retrain and retrain["flow_run_id"]
     assert [m["model_name"] for m in retrain["models"]] == list(features.MODEL_NAMES)
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    client = registry.client(settings)
     for model in retrain["models"]:
         assert not model["promoted"] and model["alias"] == "champion", model
         assert "unchanged" in model["reason"], model
@@ -333,7 +332,7 @@ def test_a_retrain_that_does_not_win_leaves_the_champions(settings, champions, d
 
 def test_the_retrain_is_recorded_and_not_repeated_on_the_same_data(settings, drifted_check):
     (outcome, _), _ = drifted_check
-    run = MlflowClient(tracking_uri=settings.mlflow_tracking_uri).get_run(
+    run = registry.client(settings).get_run(
         outcome["monitoring_run_id"]
     )
     assert run.data.tags["decision"] == "retrain" and run.data.tags["retrained"] == "true"
