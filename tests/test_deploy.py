@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 
@@ -17,16 +16,11 @@ import pytest
 
 from ml.settings import ROOT, load_settings
 from tests.conftest import isolated_settings
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 
 SCRIPT = ROOT / "scripts" / "prefect_server.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def server_script(env: dict, command: str) -> subprocess.CompletedProcess:

@@ -36,7 +36,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -57,6 +56,7 @@ from ml.synthetic import write_csv
 from serve import gunicorn_conf
 from tests.conftest import isolated_settings
 from tests.test_stack import private_stack  # noqa: F401 - a module-scoped fixture
+from tests.helpers import free_port, kill_pid_file
 
 pytestmark = pytest.mark.slow
 
@@ -241,12 +241,6 @@ def test_bom_crlf_and_quoted_fields_load_correctly(hostile):
 # -- services dying under the pipeline ---------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclasses.dataclass
 class FlowRun:
     returncode: int
@@ -288,20 +282,6 @@ def kill_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-
-
-def kill_pid_file(path: Path) -> None:
-    """SIGKILL the service whose pid file is `path`, and wait until it is gone."""
-    pid = int(path.read_text())
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"pid {pid} ({path}) survived SIGKILL")
 
 
 COMPARED_SCHEMAS = ("", "_staging", "_intermediate", "_raw")

@@ -36,6 +36,7 @@ from ml.settings import ROOT, Settings, environ_without_writer, read_env_file
 from serve import gunicorn_conf
 from serve.app import create_app
 from tests.conftest import isolated_settings
+from tests.helpers import free_port
 
 REDIS_DB = 9
 # Patterns of well-known credential formats, and our own generated secrets
@@ -166,12 +167,6 @@ def test_environ_without_writer(monkeypatch):
 
 
 # -- the API process -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def children(pid: int) -> list[int]:

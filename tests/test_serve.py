@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from ml.synthetic import write_csv
 from serve import gunicorn_conf, schemas
 from serve.prediction_log import STREAM
 from tests.conftest import isolated_settings
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -39,12 +39,6 @@ REDIS_DB = 5
 SAMPLE_ROWS = 1500
 TOKEN = "test-admin-token"
 FUZZ_EXAMPLES = 150
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

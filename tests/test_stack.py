@@ -7,25 +7,17 @@ cannot disturb the shared stack other tests use.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import stat
 import subprocess
-import time
 
 import pymysql
 import pytest
 import redis
 
 from ml.settings import ROOT, Settings, load_settings
+from tests.helpers import free_port, kill_pid_file
 
 STACK = ROOT / "scripts" / "stack.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -150,15 +142,7 @@ def test_services_listen_on_loopback_only(private_stack):
 
 def test_recovers_after_kill_9_and_down_up(private_stack):
     stack, settings, run_dir = private_stack
-    pid = int((run_dir / "mariadb" / "mariadb.pid").read_text())
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
+    kill_pid_file(run_dir / "mariadb" / "mariadb.pid")
     recovered = stack("up")
     assert recovered.returncode == 0, recovered.stderr
     with connect(settings) as conn, conn.cursor() as cur:
