@@ -3,15 +3,24 @@
     read from the landing table when the model runs. The feature schema is
     defined once, in ml/features.py; the reference writer records each
     model's features, and the drift models unpivot exactly those mart
-    columns. At parse time (no database) the list is empty.
+    columns. At parse time (no database) the list is empty, and so it is
+    before the landing table exists (sqlfluff compiling a fresh warehouse;
+    in a build the on-run-start hook has created it).
 -#}
 {% macro drift_reference_features() %}
     {%- if not execute -%}
         {{ return([]) }}
     {%- endif -%}
+    {%- set reference = source('monitoring', 'raw_training_reference') -%}
+    {%- if adapter.get_relation(
+            database=reference.database,
+            schema=reference.schema,
+            identifier=reference.identifier) is none -%}
+        {{ return([]) }}
+    {%- endif -%}
     {%- set query -%}
         select distinct feature, feature_kind
-        from {{ source('monitoring', 'raw_training_reference') }}
+        from {{ reference }}
         order by feature
     {%- endset -%}
     {%- set features = [] -%}
