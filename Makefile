@@ -33,7 +33,7 @@ run: pipeline serve ## Set up everything, run the whole pipeline on the real dat
 
 pipeline: venv stack-up data ## Set up everything and run the pipeline (dbt, export, training, registry)
 	@echo "[pipeline] running the Prefect flow (flows/pipeline.py)"
-	$(WITH_ENV) python -m flows.pipeline
+	$(WITH_ENV) python -m flows.pipeline --html-report reports
 
 serve: venv stack-up ## Serve the prediction API on 127.0.0.1:API_PORT (default 8000), foreground
 	$(WITH_ENV) python -m serve

@@ -19,6 +19,7 @@ from flows.tasks import (
     build_warehouse,
     evaluate_model,
     fit_model,
+    publish_report,
     register_model,
     signal_reload,
     snapshot_mart,
@@ -34,9 +35,12 @@ METRICS_ARTIFACT = "vgsales-model-metrics"
 
 @flow(name="vgsales-pipeline", persist_result=False)
 def vgsales_pipeline(
-    skip_dbt: bool = False, snapshot_ttl: int = DEFAULT_TTL_SECONDS
+    skip_dbt: bool = False,
+    snapshot_ttl: int = DEFAULT_TTL_SECONDS,
+    html_report_dir: str | None = None,
 ) -> PipelineReport:
-    """Build the warehouse, snapshot the ML mart, train, evaluate, register.
+    """Build the warehouse, snapshot the ML mart, train, evaluate, register;
+    with `html_report_dir`, also publish the analytics report (ml.report).
 
     Fails when dbt reports an error (a failed error-severity test included) or
     MariaDB stays unreachable through the retries; an unreachable Redis only
@@ -80,6 +84,8 @@ def vgsales_pipeline(
             )
         )
 
+    if html_report_dir:
+        logger.info("analytics report: %s", publish_report(settings, html_report_dir, tags))
     if any(model.promoted for model in report.models):
         report.reload = signal_reload(settings)
     else:

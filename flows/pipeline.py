@@ -41,6 +41,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--report", type=Path, help="also write the run report as JSON to this file"
     )
+    parser.add_argument(
+        "--html-report",
+        type=Path,
+        metavar="DIR",
+        help="also build the analytics report into DIR/index.html and log it to "
+        "MLflow (experiment vgsales-reports); make pipeline uses reports/",
+    )
     return parser.parse_args(argv)
 
 
@@ -58,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     from flows.flow import vgsales_pipeline
 
     try:
-        report = vgsales_pipeline(skip_dbt=args.skip_dbt, snapshot_ttl=args.snapshot_ttl)
+        report = vgsales_pipeline(
+            skip_dbt=args.skip_dbt,
+            snapshot_ttl=args.snapshot_ttl,
+            html_report_dir=str(args.html_report.resolve()) if args.html_report else None,
+        )
     except Exception as error:  # noqa: BLE001 - Prefect has logged the traceback
         print(f"pipeline failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1

@@ -12,13 +12,14 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pymysql
 import redis
 import sqlalchemy as sa
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
@@ -215,3 +216,27 @@ def signal_reload(settings: Settings) -> str:
     else:
         get_run_logger().info(message)
     return message
+
+
+@task(cache_policy=NO_CACHE)
+def publish_report(settings: Settings, out_dir: str, tags: dict[str, str]) -> str:
+    """The analytics report of this run (ml.report) as a file, an MLflow run
+    and a Prefect link. A report that cannot be built is a warning: the
+    models are registered by then, and the run stays valid without it."""
+    from ml.report import build_report, log_report
+
+    logger = get_run_logger()
+    try:
+        path = build_report(settings, Path(out_dir), progress=logger.info)
+        run_id = log_report(path, settings, tags)
+    except Exception as error:  # noqa: BLE001 - reported, not fatal
+        logger.warning("analytics report not built: %s: %s", type(error).__name__, error)
+        return f"not built: {type(error).__name__}: {error}"
+    create_link_artifact(
+        key="vgsales-analytics-report",
+        link=path.resolve().as_uri(),
+        link_text="Analytics report (static HTML)",
+        description=f"Also logged to MLflow run {run_id} (experiment vgsales-reports)",
+    )
+    return f"{path} (MLflow run {run_id})"
+

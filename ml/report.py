@@ -372,6 +372,25 @@ def build_report(settings: Settings, out_dir: Path, progress: Callable[[str], No
     return path
 
 
+REPORTS_EXPERIMENT = "vgsales-reports"
+
+
+def log_report(path: Path, settings: Settings, tags: dict[str, str]) -> str:
+    """Log the page as an artifact of a new run in `vgsales-reports`; returns the run id.
+
+    A run of its own (not the models' runs): the report covers both models and
+    the warehouse, and a rerun that registers nothing still gets its report.
+    """
+    from ml import registry
+
+    mlflow_client = registry.client(settings)
+    experiment = registry.experiment_id(mlflow_client, settings, REPORTS_EXPERIMENT)
+    run = mlflow_client.create_run(experiment, tags=tags, run_name="analytics-report")
+    mlflow_client.log_artifact(run.info.run_id, str(path))
+    mlflow_client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("reports"),

@@ -31,6 +31,7 @@ from flows.summary import ModelOutcome, PipelineReport, SnapshotOutcome
 from flows.tasks import is_transient, request_reload
 from ml import snapshot
 from ml.features import MODEL_NAMES
+from ml.report import REPORTS_EXPERIMENT
 from ml.settings import ROOT
 from ml.warehouse import mart_fingerprint, read_ml_mart
 from tests.conftest import isolated_settings
@@ -78,8 +79,18 @@ def run_pipeline(settings, report: Path, *args: str) -> tuple[dict, str]:
 
 
 @pytest.fixture(scope="module")
-def first_run(flow_settings, tmp_path_factory):
-    return run_pipeline(flow_settings, tmp_path_factory.mktemp("run1") / "report.json")
+def first_run_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("run1")
+
+
+@pytest.fixture(scope="module")
+def first_run(flow_settings, first_run_dir):
+    return run_pipeline(
+        flow_settings,
+        first_run_dir / "report.json",
+        "--html-report",
+        str(first_run_dir / "html"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +306,25 @@ def test_summary_of_a_degraded_run_without_dbt():
         for m, v in model.metrics.items()
     ]
     assert json.loads(report.to_json())["degraded"] is True
+
+
+@pytest.mark.slow
+def test_first_run_publishes_the_analytics_report(flow_settings, first_run, first_run_dir):
+    report, _ = first_run
+    page = (first_run_dir / "html" / "index.html").read_text(encoding="utf-8")
+    assert "<html" in page[:500] and "data:image/png;base64," in page
+    client = MlflowClient(
+        tracking_uri=flow_settings.mlflow_tracking_uri,
+        registry_uri=flow_settings.mlflow_tracking_uri,
+    )
+    experiment = client.get_experiment_by_name(REPORTS_EXPERIMENT)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.flow_run_id = '{report['flow_run_id']}'",
+    )
+    assert len(runs) == 1
+    assert [a.path for a in client.list_artifacts(runs[0].info.run_id)] == ["index.html"]
+    # Prefect stores a link artifact as a markdown link.
+    _, link = prefect_artifacts(flow_settings, report["flow_run_id"])["vgsales-analytics-report"]
+    assert (first_run_dir / "html" / "index.html").resolve().as_uri() in link
+
