@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import resource
 import sys
 import tempfile
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.full:
         print("\n1,000,000 rows: not built by default (over ten minutes here); "
               "`python -m bench.bench_build --full` builds it once.")
-    path = write_results("build", json.loads(json.dumps(results, default=Stats.as_dict)))
+    path = write_results("build", results)
     print(f"wrote {path.relative_to(ROOT)}")
     return 0
 

@@ -289,8 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- goal: {results[label]['rows']:,} rows load in <= {goal:g} s with ours: {met}")
     print(f"- load average (1 min) before/after: {results['machine']['load_average_1m']:.1f} / "
           f"{results['machine']['load_average_1m_after']:.1f} on {results['machine']['cpus']} CPUs")
-    serialisable = json.loads(json.dumps(results, default=lambda s: s.as_dict()))
-    path = write_results("seed", serialisable)
+    path = write_results("seed", results)
     print(f"\nwrote {path.relative_to(ROOT)}")
     return 0
 

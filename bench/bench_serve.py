@@ -300,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch_rows": BATCH_ROWS,
         "gunicorn": {"workers": gunicorn_conf.workers, "worker_class": gunicorn_conf.worker_class,
                      "threads": gunicorn_conf.threads},
-        "service": {k: v.as_dict() for k, v in service.items()},
-        "original": {k: v.as_dict() for k, v in original.items()},
+        "service": service,
+        "original": original,
         "speedup": speedup,
         "goals": goals,
     })

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 
@@ -119,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     print(f"\nReal mart: {source}; 1M rows resampled from it (bench/marts.py).")
-    path = write_results("snapshot", json.loads(json.dumps(results, default=Stats.as_dict)))
+    path = write_results("snapshot", results)
     print(f"wrote {path.relative_to(ROOT)}")
     return 0
 

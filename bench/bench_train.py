@@ -16,7 +16,6 @@ Prints a markdown table and writes bench/results/train.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     print(f"\nReal mart: {source}; 1M rows resampled from it (bench/marts.py).")
-    path = write_results("train", json.loads(json.dumps(results, default=Stats.as_dict)))
+    path = write_results("train", results)
     print(f"wrote {path.relative_to(ROOT)}")
     return 0
 

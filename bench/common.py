@@ -59,9 +59,16 @@ def machine() -> dict:
     }
 
 
+def _jsonable(value: object) -> object:
+    return value.as_dict() if isinstance(value, Stats) else str(value)
+
+
 def write_results(name: str, payload: dict) -> Path:
-    """Write `bench/results/<name>.json` (gitignored) and return its path."""
+    """Write `bench/results/<name>.json` (gitignored) and return its path.
+
+    `Stats` anywhere in `payload` are written as dicts, anything else JSON
+    cannot hold as text."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
     return path
