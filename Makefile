@@ -32,7 +32,7 @@ help: ## List the targets
 run: pipeline serve ## Set up everything, run the whole pipeline on the real data, serve the API
 
 pipeline: venv stack-up data ## Set up everything and run the pipeline (dbt, export, training, registry)
-	@echo "[pipeline] running the Prefect flow (flows/pipeline.py)"
+	@echo "[pipeline] running the Prefect flow (flows/pipeline/__main__.py)"
 	$(WITH_ENV) python -m flows.pipeline --html-report reports
 
 serve: venv stack-up ## Serve the prediction API on 127.0.0.1:API_PORT (default 8000), foreground
@@ -63,7 +63,7 @@ stack-status: ## Say what runs where
 	@scripts/stack.sh status
 
 data: venv ## Put the verified vgsales.csv into seeds/
-	@$(WITH_ENV) python -m ml.rawdata
+	@$(WITH_ENV) python -m ml.data.fetch
 
 deploy: venv stack-up ## Start a local Prefect server; schedule the pipeline (PIPELINE_CRON) and drift check (DRIFT_CRON)
 	@scripts/prefect_server.sh up
@@ -91,10 +91,10 @@ docs-serve: docs ## Serve the dbt docs on 127.0.0.1:8080
 	cd dbt_project && ../$(WITH_ENV) dbt docs serve --port 8080
 
 report: venv stack-up ## Analytics report of the last run's warehouse and champions: reports/index.html
-	$(WITH_ENV) python -m ml.report --out reports
+	$(WITH_ENV) python -m ml.reporting.analytics_report --out reports
 
 dp-release: venv stack-up ## Differentially private sales aggregates (EPSILON=1.0) into reports/dp/
-	$(WITH_ENV) python -m ml.dp_release --epsilon $(EPSILON) --out reports/dp
+	$(WITH_ENV) python -m ml.reporting.dp_release --epsilon $(EPSILON) --out reports/dp
 
 bench: venv stack-up data ## Benchmarks: print tables, write bench/results/
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y -qq wrk \

@@ -4,7 +4,7 @@
 
 The whole warehouse build the pipeline runs (`dbt build`: seeds, models,
 snapshot, tests) on the real vgsales.csv (16,598 rows) and on 100,000
-synthetic rows (`ml.synthetic`, 1% dirty), `--runs` times each; `--full`
+synthetic rows (`ml.data.synthetic`, 1% dirty), `--runs` times each; `--full`
 adds 1,000,000 rows, once: that build takes over ten minutes on the 2-core
 reference machine (int_releases__accepted, the prior-performance model and
 the point-in-time test are the slow nodes), so it is outside `make bench`.
@@ -35,9 +35,9 @@ import pymysql
 from bench.bench_seed import count_rows
 from bench.common import Stats, machine, markdown_table, write_results
 from bench.marts import mart_settings, real_csv
-from ml.dbt_runner import run_dbt
+from ml.data.synthetic import write_csv
 from ml.settings import ROOT, Settings, load_settings
-from ml.synthetic import write_csv
+from ml.warehouse.dbt_runner import run_dbt
 
 MEDIUM_ROWS = 100_000
 LARGE_ROWS = 1_000_000

@@ -3,7 +3,7 @@
     python -m bench.bench_seed [--runs 3] [--large-runs 2] [--stock-runs 3] [--full]
 
 Two sizes: the real file (16,598 rows; a synthetic file of that size when it
-is absent) and 1,000,000 synthetic rows (`ml.synthetic`). Three loaders:
+is absent) and 1,000,000 synthetic rows (`ml.data.synthetic`). Three loaders:
 
 - stock: `dbt seed --vars '{seed_loader: stock}'`, dbt's default row binding;
 - ours: `dbt seed`, the JSON_TABLE batches of dbt_project/macros/seed/;
@@ -47,8 +47,8 @@ from pathlib import Path
 import pymysql
 
 from bench.common import Stats, machine, markdown_table, write_results
+from ml.data.synthetic import write_csv
 from ml.settings import ROOT, Settings, load_settings
-from ml.synthetic import write_csv
 
 REAL_ROWS = 16_598
 LARGE_ROWS = 1_000_000

@@ -2,7 +2,7 @@
 
     python -m bench.bench_serve [--seconds 8] [--repeats 3] [--connections 4]
 
-Trains both models with `ml.train` on the real vgsales.csv (or a synthetic
+Trains both models with `ml.modeling.train` on the real vgsales.csv (or a synthetic
 one of the same size) into a private MLflow registry, starts the service
 (`python -m serve`, its gunicorn configuration) and the original design
 (`bench/original_app.py`, same gunicorn workers and threads, same model
@@ -54,7 +54,7 @@ def data_csv(folder: Path) -> Path:
     for candidate in (ROOT / "seeds" / "vgsales.csv", ROOT.parent / "shared" / "data" / "vgsales.csv"):
         if candidate.exists():
             return candidate
-    from ml.synthetic import write_csv
+    from ml.data.synthetic import write_csv
 
     return write_csv(folder / "vgsales.csv", 16_598, seed=0, dirty_share=0)
 
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         home = Path(folder)
         settings = bench_settings(home)
         csv = data_csv(home)
-        print(f"[bench serve] training both models with ml.train on {csv}", flush=True)
+        print(f"[bench serve] training both models with ml.modeling.train on {csv}", flush=True)
         versions = register_champions(settings, mart_frame(csv))
         generator = "wrk" if shutil.which("wrk") else "python http.client"
         measured: dict[str, dict[str, Stats]] = {}
@@ -329,7 +329,7 @@ def _wait_listening(port: int, process: subprocess.Popen, timeout: float = 120) 
 def _clean_stream(settings: Settings) -> None:
     import redis
 
-    from serve.prediction_log import STREAM
+    from ml.monitoring.stream import STREAM
 
     try:
         redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1).delete(STREAM)

@@ -2,7 +2,7 @@
 
     python -m bench.bench_snapshot [--runs 5] [--large-runs 3]
 
-The pipeline hands the mart to training through Redis (`ml.snapshot`: Arrow
+The pipeline hands the mart to training through Redis (`ml.warehouse.snapshot`: Arrow
 IPC, zstd): serialise, SET, GET, deserialise. This measures each step and
 their sum against `frame.copy(deep=True)`, the cheapest way to hand a frame
 over inside one process, on the real mart (16.6k rows, `bench.marts`) and on
@@ -25,8 +25,8 @@ from pandas.testing import assert_frame_equal
 
 from bench.common import Stats, machine, markdown_table, write_results
 from bench.marts import real_mart, resampled
-from ml import snapshot
 from ml.settings import ROOT, load_settings
+from ml.warehouse import snapshot
 
 REDIS_DB = 7
 KEY = "vgsales:bench:snapshot"

@@ -2,7 +2,7 @@
 
     python -m bench.bench_train [--runs 3] [--large-runs 1]
 
-`ml.train.fit` of each model (the one the pipeline calls) on the real mart
+`ml.modeling.train.fit` of each model (the one the pipeline calls) on the real mart
 (`bench.marts`, 16.6k releases) and on a 1,000,000-row frame resampled from
 it. "fit s" is the wall time of `fit()` (train split, input frame, pipeline
 fit, data digest); "estimator s" the pipeline's `fit` alone; "CPU s" the
@@ -24,8 +24,8 @@ import pandas as pd
 from bench.common import Stats, machine, markdown_table, write_results
 from bench.marts import real_mart, resampled
 from ml.features import MODEL_NAMES
+from ml.modeling.train import fit
 from ml.settings import ROOT, load_settings
-from ml.train import fit
 
 LARGE_ROWS = 1_000_000
 

@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 import pymysql
 
-from ml.dbt_runner import run_dbt
+from ml.data.synthetic import write_csv
 from ml.features import MART_DTYPES
-from ml.identifiers import quoted
 from ml.settings import ROOT, Settings
-from ml.synthetic import write_csv
-from ml.warehouse import read_ml_mart
+from ml.warehouse.dbt_runner import run_dbt
+from ml.warehouse.identifiers import quoted
+from ml.warehouse.mart import read_ml_mart
 
 REAL_ROWS = 16_598
 REGIONS = ("na_sales", "eu_sales", "jp_sales", "other_sales")

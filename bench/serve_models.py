@@ -1,14 +1,14 @@
 """Champion models in a private MLflow registry, for the serve tests and bench.
 
 `mart_frame(csv)` turns a vgsales-shaped CSV (the real file or one from
-`ml.synthetic`) into a frame with the `ml_release_features` columns, without
-a warehouse: point-in-time history comes from `ml.point_in_time`, launch
+`ml.data.synthetic`) into a frame with the `ml_release_features` columns, without
+a warehouse: point-in-time history comes from `ml.modeling.point_in_time`, launch
 years from the committed `ref_platforms` seed. It is test data, close enough
 to the mart for the models to be realistic; the warehouse stays the source
 of truth for real training.
 
 `register_champions(settings, frame)` trains both models on it with the
-project's own `ml.train.fit` and registers them with the `champion` alias in
+project's own `ml.modeling.train.fit` and registers them with the `champion` alias in
 `settings`' registry.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ml.features import MODEL_NAMES
-from ml.point_in_time import MART_COLUMNS, PointInTime
+from ml.modeling.point_in_time import MART_COLUMNS, PointInTime
 from ml.settings import ROOT, Settings
 
 REF_PLATFORMS = ROOT / "dbt_project" / "seeds" / "ref_platforms.csv"
@@ -92,15 +92,16 @@ def mart_frame(csv: Path) -> pd.DataFrame:
 def register_champions(
     settings: Settings, frame: pd.DataFrame, *, models: tuple[str, ...] = MODEL_NAMES,
 ) -> dict[str, str]:
-    """Train each model on `frame` with `ml.train.fit`, register it and make it
+    """Train each model on `frame` with `ml.modeling.train.fit`, register it and make it
     the champion; publish `frame` as the Redis snapshot its runs name, as the
     training flow does. Returns the new version of each model.
     """
     import mlflow
     from mlflow import MlflowClient
 
-    from ml import registry, snapshot
-    from ml.train import fit
+    from ml.modeling import registry
+    from ml.modeling.train import fit
+    from ml.warehouse import snapshot
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
@@ -123,7 +124,7 @@ def register_champions(
                 "trained_at": fitted.trained_at.isoformat(timespec="seconds")}
         with mlflow.start_run(tags=tags):
             mlflow.log_metric("train_rows", fitted.n_train)
-            # Stored as ml.registry stores it (skops, same trusted types and
+            # Stored as ml.modeling.registry stores it (skops, same trusted types and
             # signature) without its evaluation, which would cost minutes here.
             logged = mlflow.sklearn.log_model(
                 fitted.pipeline, name="model", input_example=fitted.input_example,

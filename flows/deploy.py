@@ -12,7 +12,7 @@ pipeline and the drift check never build the warehouse together):
 - `vgsales-prediction-drain/hourly`: only the drain, cron `15 * * * *`: the
   API's stream keeps about 10,000 entries, which a busy day would overrun.
 
-Deployments point at the flows by module path (`flows.flow.vgsales_pipeline`),
+Deployments point at the flows by module path (`flows.pipeline.flow.vgsales_pipeline`),
 so a worker started in the project (`make worker`, or the docker-compose
 `worker` service) runs the code it has, with the settings of its environment.
 Running it again updates the deployments in place.
@@ -83,8 +83,8 @@ def deploy(
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
-    from flows.flow import vgsales_pipeline
-    from flows.monitoring import drift_check, prediction_drain
+    from flows.drift_check.flow import drift_check, prediction_drain
+    from flows.pipeline.flow import vgsales_pipeline
 
     ensure_work_pool(work_pool)
     deployments = [

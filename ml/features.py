@@ -30,7 +30,7 @@ import pandas as pd
 MODEL_NAMES = ("global_from_regional", "prerelease")
 
 # Column types of the `ml_release_features` mart as Python reads it
-# (`ml.warehouse.read_ml_mart`): text that identifies is `str`, text that groups
+# (`ml.warehouse.mart.read_ml_mart`): text that identifies is `str`, text that groups
 # is `category`, nullable integers are `Int64`, measures are float64.
 MART_DTYPES: dict[str, str] = {
     "release_id": "str",
@@ -63,7 +63,7 @@ MART_DTYPES: dict[str, str] = {
 
 # Free-text categories: any non-empty string up to this length is accepted.
 # Values the model never saw in training are encoded as "unknown" inside the
-# pipeline (see ml.pipelines), never rejected: a new publisher is a normal
+# pipeline (see ml.modeling.pipelines), never rejected: a new publisher is a normal
 # pre-release question.
 MAX_CATEGORY_LENGTH = 100
 

@@ -3,7 +3,7 @@
 `create_app()` builds everything (settings, metrics, prediction log, model
 state) when called, never at import. Under gunicorn each worker calls it once
 (`serve/gunicorn_conf.py`), loading the champions named in the instance
-directory; see `serve.state` for how `/admin/reload` reaches every worker.
+directory; see `serve.model.state` for how `/admin/reload` reaches every worker.
 
 The single-prediction path avoids pandas: the body is validated by pydantic
 straight from bytes, the record goes to the model's compiled predictor and
@@ -31,9 +31,9 @@ from ml.features import MODEL_NAMES
 from ml.settings import Settings, load_settings
 from serve import schemas
 from serve.metrics import Metrics
+from serve.model.state import ModelState
 from serve.openapi import Api, docs_page
 from serve.prediction_log import PredictionLog
-from serve.state import ModelState
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def create_app(
                admin=True, tags=("ops",))
     def admin_reload():
         """Resolves the `champion` alias of each model and loads any new version
-        in every worker, without dropping requests (see serve/state.py). The
+        in every worker, without dropping requests (see serve/model/state.py). The
         answer comes once this worker serves the new versions."""
         _authorise(settings.api_admin_token)
         try:

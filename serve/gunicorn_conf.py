@@ -5,7 +5,7 @@ Sized for a CPU-bound service: one worker per core, each with a few threads
 and `/admin/reload` can load models without blocking the worker's other
 requests. `preload_app` stays off: every worker builds its own app after the
 fork, so no MLflow/SQLite/Redis connection is ever shared across a fork (the
-reload design in serve/state.py does not need preloading either).
+reload design in serve/model/state.py does not need preloading either).
 
 After a worker has built its app, its long-lived objects are frozen out of
 the garbage collector's generations (see `post_worker_init`).

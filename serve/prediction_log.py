@@ -4,13 +4,8 @@ The request thread only puts a tuple on a bounded in-memory queue; a daemon
 thread per worker serialises entries and XADDs them in pipelined batches,
 trimming the stream to about `MAXLEN` entries. When Redis is slow or down
 the queue fills and new entries are dropped (and counted): predictions
-never wait for, or fail because of, the log.
-
-One stream entry per request (a batch is one entry), all values strings:
-`ts` (Unix seconds), `request_id`, `endpoint`, `model`, `version`,
-`features` (JSON array of records keyed by feature name), `predictions`
-(JSON array of global sales) and `unseen` (JSON array, per record, of the
-fields whose category was unseen in training).
+never wait for, or fail because of, the log. The entry format is
+`ml.monitoring.stream`'s, shared with the drain.
 """
 
 from __future__ import annotations
@@ -23,15 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ml.monitoring.stream import MAXLEN, STREAM, encode_entry
+
 log = logging.getLogger(__name__)
 
-STREAM = "vgsales:predictions"
-MAXLEN = 10_000
 QUEUE_SIZE = 10_000
 BATCH = 256
 # Back-off between attempts while Redis is unreachable.
@@ -123,20 +117,6 @@ class PredictionLog:
     @staticmethod
     def _write(client: redis.Redis, batch: list[tuple]) -> None:
         with client.pipeline(transaction=False) as pipe:
-            for ts, endpoint, request_id, model, version, features, predictions, unseen in batch:
-                pipe.xadd(
-                    STREAM,
-                    {
-                        "ts": f"{ts:.6f}",
-                        "endpoint": endpoint,
-                        "request_id": request_id,
-                        "model": model,
-                        "version": version,
-                        "features": orjson.dumps(features),
-                        "predictions": orjson.dumps(predictions),
-                        "unseen": orjson.dumps(unseen),
-                    },
-                    maxlen=MAXLEN,
-                    approximate=True,
-                )
+            for entry in batch:
+                pipe.xadd(STREAM, encode_entry(*entry), maxlen=MAXLEN, approximate=True)
             pipe.execute()

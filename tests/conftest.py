@@ -46,7 +46,7 @@ def raw_csv(tmp_path_factory) -> Path:
     """The real vgsales.csv when present, otherwise a generated sample."""
     if REAL_CSV.exists():
         return REAL_CSV
-    from ml.synthetic import write_csv  # generated, deterministic sample
+    from ml.data.synthetic import write_csv  # generated, deterministic sample
 
     path = tmp_path_factory.mktemp("sample") / "vgsales.csv"
     write_csv(path, n_rows=SAMPLE_ROWS, seed=7)
@@ -69,7 +69,7 @@ def marts_settings(stack_settings, seeds_dir, tmp_path_factory) -> Settings:
     build time): this is for tests that only read the marts, which share one
     build per session.
     """
-    from ml.dbt_runner import run_dbt
+    from ml.warehouse.dbt_runner import run_dbt
 
     home = tmp_path_factory.mktemp("marts")
     settings = dataclasses.replace(

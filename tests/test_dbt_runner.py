@@ -1,4 +1,4 @@
-"""Unit tests of ml.dbt_runner's result parsing and environment (the real
+"""Unit tests of ml.warehouse.dbt_runner's result parsing and environment (the real
 dbt runs are in tests/test_warehouse_dbt.py)."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ml import dbt_runner
-from ml.dbt_runner import DbtResult, dbt_environment
 from ml.settings import load_settings
+from ml.warehouse import dbt_runner
+from ml.warehouse.dbt_runner import DbtResult, dbt_environment
 
 
 def _result(statuses, returncode=0):

@@ -96,17 +96,17 @@ def test_deploy_creates_the_scheduled_deployments(server, tmp_path):
     deployments, pool = read_back(server)
     assert deployments == {
         "every-four-months": dict(
-            entrypoint="flows.flow.vgsales_pipeline",
+            entrypoint="flows.pipeline.flow.vgsales_pipeline",
             pool="vgsales",
             schedules=[("0 6 1 */4 *", "UTC", True)],
         ),
         "daily": dict(
-            entrypoint="flows.monitoring.drift_check",
+            entrypoint="flows.drift_check.flow.drift_check",
             pool="vgsales",
             schedules=[("0 7 * * *", "UTC", True)],
         ),
         "hourly": dict(
-            entrypoint="flows.monitoring.prediction_drain",
+            entrypoint="flows.drift_check.flow.prediction_drain",
             pool="vgsales",
             schedules=[("15 * * * *", "UTC", True)],
         ),

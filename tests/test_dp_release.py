@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import dp_release
+from ml.reporting import dp_release
 from ml.settings import ROOT, load_settings
 
 STD_TOLERANCE = 0.04
@@ -181,7 +181,7 @@ def test_cli_releases_the_marts_of_a_real_warehouse(marts_settings, tmp_path):
     out = tmp_path / "dp"
     env = {**os.environ, **marts_settings.as_env()}
     done = subprocess.run(
-        [sys.executable, "-m", "ml.dp_release", "--epsilon", "1.0", "--out", str(out)],
+        [sys.executable, "-m", "ml.reporting.dp_release", "--epsilon", "1.0", "--out", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -18,12 +18,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import features, synthetic, synthetic_refresh
-from ml.drift import RETRAIN, WARN, NONE, DriftCheck, DriftTest
-from ml.drift_reference import MISSING, NUMERIC_BINS, OTHER, TOP_CATEGORIES, profile
-from ml.drift_report import Action, to_html, to_markdown
-from ml.prediction_drain import entry_rows
-from ml.train import split_rows
+from ml import features
+from ml.data import refresh as synthetic_refresh
+from ml.data import synthetic
+from ml.modeling.train import split_rows
+from ml.monitoring.drain import entry_rows
+from ml.monitoring.drift import NONE, RETRAIN, WARN, DriftCheck, DriftTest
+from ml.monitoring.reference import (
+    MISSING,
+    NUMERIC_BINS,
+    OTHER,
+    TOP_CATEGORIES,
+    profile,
+)
+from ml.reporting.drift_report import Action, to_html, to_markdown
 from tests.mart_sample import mart_frame
 
 

@@ -3,7 +3,7 @@
 Hostile CSVs (shared stack, database vgsales_test_faults): each file is
 either loaded correctly or refused with a message naming the problem, and a
 refused or failed load leaves the raw table exactly as it was. Files are
-checked by `ml.csv_check` (what the pipeline runs before dbt) and, where dbt
+checked by `ml.data.csv_check` (what the pipeline runs before dbt) and, where dbt
 would see them, seeded with `dbt seed` for real. The 1,000,000-row file is
 bench/bench_seed.py's large file (too slow for the suite).
 
@@ -47,16 +47,16 @@ import pymysql
 import pytest
 from mlflow import MlflowClient
 
-from ml.csv_check import CsvRefused, check_raw_csv
-from ml.dbt_runner import run_dbt
+from ml.data.csv_check import CsvRefused, check_raw_csv
+from ml.data.synthetic import write_csv
 from ml.features import MODEL_NAMES
-from ml.identifiers import quoted
 from ml.settings import ROOT, Settings
-from ml.synthetic import write_csv
+from ml.warehouse.dbt_runner import run_dbt
+from ml.warehouse.identifiers import quoted
 from serve import gunicorn_conf
 from tests.conftest import isolated_settings
-from tests.test_stack import private_stack  # noqa: F401 - a module-scoped fixture
 from tests.helpers import free_port, kill_pid_file
+from tests.test_stack import private_stack  # noqa: F401 - a module-scoped fixture
 
 pytestmark = pytest.mark.slow
 

@@ -27,13 +27,13 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 from pandas.testing import assert_frame_equal
 
-from flows.summary import ModelOutcome, PipelineReport, SnapshotOutcome
-from flows.tasks import is_transient, request_reload
-from ml import snapshot
+from flows.pipeline.summary import ModelOutcome, PipelineReport, SnapshotOutcome
+from flows.pipeline.tasks import is_transient, request_reload
 from ml.features import MODEL_NAMES
-from ml.report import REPORTS_EXPERIMENT
+from ml.reporting.analytics_report import REPORTS_EXPERIMENT
 from ml.settings import ROOT
-from ml.warehouse import mart_fingerprint, read_ml_mart
+from ml.warehouse import snapshot
+from ml.warehouse.mart import mart_fingerprint, read_ml_mart
 from tests.conftest import isolated_settings
 
 REDIS_DB = 3
@@ -152,7 +152,7 @@ def test_first_run_makes_both_models_champions(flow_settings, first_run):
     report, _ = first_run
     assert [m["model_name"] for m in report["models"]] == list(MODEL_NAMES)
     # The registry too: MlflowClient otherwise takes the process-wide registry
-    # URI, which an earlier test's ml.registry.client() may have set.
+    # URI, which an earlier test's ml.modeling.registry.client() may have set.
     client = MlflowClient(
         tracking_uri=flow_settings.mlflow_tracking_uri,
         registry_uri=flow_settings.mlflow_tracking_uri,
@@ -214,7 +214,7 @@ def test_rerun_without_redis_is_degraded_not_failed(first_run, degraded_rerun):
 def test_rerun_on_unchanged_data_keeps_the_champions(flow_settings, first_run, degraded_rerun):
     first, rerun = first_run[0], degraded_rerun[0]
     # The registry too: MlflowClient otherwise takes the process-wide registry
-    # URI, which an earlier test's ml.registry.client() may have set.
+    # URI, which an earlier test's ml.modeling.registry.client() may have set.
     client = MlflowClient(
         tracking_uri=flow_settings.mlflow_tracking_uri,
         registry_uri=flow_settings.mlflow_tracking_uri,

@@ -37,14 +37,19 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from ml import drift, drift_reference, evaluate, features, monitoring_runs, registry, train
-from ml.dbt_runner import run_dbt
-from ml.prediction_drain import CONSUMER, GROUP, drain
+from ml import features
+from ml.data.refresh import INVALID_PLATFORM, NEW_PLATFORM, RARE_PLATFORM, write_refresh
+from ml.data.synthetic import write_csv
+from ml.modeling import evaluate, registry, train
+from ml.monitoring import drift
+from ml.monitoring import reference as drift_reference
+from ml.monitoring import runs as monitoring_runs
+from ml.monitoring.drain import CONSUMER, GROUP, drain
+from ml.monitoring.stream import STREAM
 from ml.settings import ROOT
-from ml.synthetic import write_csv
-from ml.synthetic_refresh import INVALID_PLATFORM, NEW_PLATFORM, RARE_PLATFORM, write_refresh
-from ml.warehouse import mart_fingerprint, read_ml_mart
-from serve.prediction_log import STREAM, PredictionLog
+from ml.warehouse.dbt_runner import run_dbt
+from ml.warehouse.mart import mart_fingerprint, read_ml_mart
+from serve.prediction_log import PredictionLog
 from tests.conftest import isolated_settings
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from ml import evaluate, features, registry, train
+from ml import features
+from ml.modeling import champions, evaluate, registry, train
 from ml.settings import load_settings
 from tests.conftest import isolated_settings
 from tests.mart_sample import mart_frame
@@ -75,7 +76,7 @@ def versions(settings, model_name: str) -> list[int]:
 
 
 def champion_version(settings, model_name: str) -> int:
-    return registry.champion_info(model_name, settings).version
+    return champions.load_champion_with_info(model_name, settings).info.version
 
 
 def run_tags(settings, run_id: str) -> dict[str, str]:
@@ -163,13 +164,13 @@ def test_champion_loads_and_predicts_on_api_records(settings, good, mart):
         {"platform": "Unreleased", "genre": "Puzzle", "publisher": "Nobody Yet", "year": 2030},
     ]
     inputs = features.model_input("prerelease", records)
-    pipeline = registry.load_champion("prerelease", settings)
+    pipeline = champions.load_champion_with_info("prerelease", settings).pipeline
     assert np.allclose(pipeline.predict(inputs), fitted.pipeline.predict(inputs))
     # The pyfunc flavour enforces the logged signature on the same frame.
     pyfunc = mlflow.pyfunc.load_model("models:/prerelease@champion")
     assert np.allclose(np.asarray(pyfunc.predict(inputs)), fitted.pipeline.predict(inputs))
 
-    info = registry.champion_info("prerelease", settings)
+    info = champions.load_champion_with_info("prerelease", settings).info
     assert (info.version, info.run_id) == (registration.version, registration.run_id)
     assert info.data_digest == fitted.data_digest
     assert info.held_out_metric == "time_test_r2"
@@ -193,5 +194,5 @@ def test_run_keeps_reports_under_the_artifact_root(settings, good):
 
 
 def test_load_champion_without_one_says_what_to_do(settings):
-    with pytest.raises(registry.NoChampionError, match="no champion.*make pipeline"):
-        registry.load_champion("prerelease", settings)
+    with pytest.raises(champions.NoChampionError, match="no champion.*make pipeline"):
+        champions.load_champion_with_info("prerelease", settings).pipeline

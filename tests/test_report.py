@@ -18,10 +18,17 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from ml import evaluate, features, registry, report, train
-from ml import report_tables as tables
-from ml.report_data import MartData, typed_releases
-from ml.report_model import MissingChampion, ModelFindings, champion_findings, recorded_scores
+from ml import features
+from ml.modeling import evaluate, registry, train
+from ml.reporting import analytics_report as report
+from ml.reporting import tables
+from ml.reporting.data import MartData, typed_releases
+from ml.reporting.model_findings import (
+    MissingChampion,
+    ModelFindings,
+    champion_findings,
+    recorded_scores,
+)
 from tests.conftest import isolated_settings
 from tests.mart_sample import mart_frame
 

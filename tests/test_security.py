@@ -8,7 +8,7 @@
 - Services listen on loopback only (every listening socket of the stack).
 - The API: no stack trace in a 500, models only from the configured registry.
   (Admin token, body and batch limits: tests/test_serve.py.)
-- Identifiers in SQL text are quoted by SQLAlchemy (`ml.identifiers`).
+- Identifiers in SQL text are quoted by SQLAlchemy (`ml.warehouse.identifiers`).
 
 The private stack of tests/test_stack.py covers Redis auth, bind settings and
 the reader's insert/create/drop refusals; this module adds what it lacks.
@@ -31,8 +31,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from ml.identifiers import quoted
 from ml.settings import ROOT, Settings, environ_without_writer, read_env_file
+from ml.warehouse.identifiers import quoted
 from serve import gunicorn_conf
 from serve.app import create_app
 from tests.conftest import isolated_settings

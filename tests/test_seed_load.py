@@ -24,8 +24,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from ml.data.synthetic import HEADER as SYNTHETIC_HEADER
 from ml.settings import Settings
-from ml.synthetic import HEADER as SYNTHETIC_HEADER
 from tests.conftest import isolated_settings
 
 HEADER = ",".join(SYNTHETIC_HEADER)

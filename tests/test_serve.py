@@ -1,5 +1,5 @@
 """The prediction API for real: gunicorn (`python -m serve`), an MLflow SQLite
-registry with both models trained by `ml.train.fit`, Redis db 5.
+registry with both models trained by `ml.modeling.train.fit`, Redis db 5.
 
 One gunicorn instance serves the whole module. The reload test runs last:
 it registers a new champion while a client thread keeps predicting.
@@ -22,14 +22,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from bench.serve_models import mart_frame, register_champions
+from ml.data.synthetic import write_csv
 from ml.features import MAX_CATEGORY_LENGTH, SPECS, model_input, to_sales
+from ml.monitoring.stream import STREAM
 from ml.settings import ROOT, Settings
-from ml.synthetic import write_csv
 from serve import gunicorn_conf, schemas
-from serve.prediction_log import STREAM
 from tests.conftest import isolated_settings
 from tests.helpers import free_port
 

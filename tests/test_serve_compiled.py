@@ -1,4 +1,4 @@
-"""`serve.compiled` reproduces `pipeline.predict` exactly, or refuses.
+"""`serve.model.compiled` reproduces `pipeline.predict` exactly, or refuses.
 
 Unit tests on small fitted pipelines of every supported shape (the served
 models themselves are checked at load and in tests/test_serve.py).
@@ -19,9 +19,19 @@ from sklearn.ensemble import (
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
+from sklearn.preprocessing import (
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+    TargetEncoder,
+)
 
-from serve.compiled import NotCompilable, compile_pipeline, known_categories, verify
+from serve.model.compiled import (
+    NotCompilable,
+    compile_pipeline,
+    known_categories,
+    verify,
+)
 
 PLATFORMS = ["Wii", "PS2", "X360", "DS", "PC", "GBA", "N64"]
 GENRES = ["Sports", "Action", "Puzzle", "Racing"]

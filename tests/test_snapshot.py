@@ -11,7 +11,7 @@ import pytest
 import redis
 from pandas.testing import assert_frame_equal
 
-from ml import snapshot
+from ml.warehouse import snapshot
 from tests.conftest import isolated_settings
 
 REDIS_DB = 3

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from ml.data.synthetic import DIRTY_KINDS, HEADER, dirty_counts, write_csv
 from ml.settings import ROOT
-from ml.synthetic import DIRTY_KINDS, HEADER, dirty_counts, write_csv
 
 SEEDS = ROOT / "dbt_project" / "seeds"
 
@@ -138,7 +138,7 @@ def test_clean_rows_look_like_the_real_file(sample):
 def test_cli_writes_the_same_file(tmp_path):
     out = tmp_path / "cli.csv"
     subprocess.run(
-        [sys.executable, "-m", "ml.synthetic", "--rows", "500", "--seed", "9", "--out", str(out)],
+        [sys.executable, "-m", "ml.data.synthetic", "--rows", "500", "--seed", "9", "--out", str(out)],
         check=True,
         cwd=ROOT,
     )

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from ml import evaluate, features, train
+from ml import features
 from ml.features import MODEL_NAMES
+from ml.modeling import evaluate, train
 from tests.mart_sample import mart_frame
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from ml import validation_summary as vs
+from ml.warehouse import validation_summary as vs
 
 SEED = "seed.vgsales.vgsales"
 FCT = "model.vgsales.fct_sales"

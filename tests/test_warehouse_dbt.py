@@ -16,9 +16,9 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from ml.dbt_runner import dbt_environment, run_dbt
-from ml.synthetic import DIRTY_KINDS, dirty_counts, write_csv
-from ml.validation_summary import build_summary
+from ml.data.synthetic import DIRTY_KINDS, dirty_counts, write_csv
+from ml.warehouse.dbt_runner import dbt_environment, run_dbt
+from ml.warehouse.validation_summary import build_summary
 from tests.conftest import REAL_CSV, isolated_settings
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,1 @@
+"""The vgsales pipeline flow: `python -m flows.pipeline`."""

@@ -1,0 +1,1 @@
+"""The raw file: fetching and verifying it, its structural checks, synthetic data."""

@@ -1,0 +1,1 @@
+"""Pipelines, training, evaluation, the registry and its champion gate."""

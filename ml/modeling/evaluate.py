@@ -1,0 +1,331 @@
+"""Held-out metrics, baselines, cross-validation and per-segment metrics.
+
+Every score is one row of a tidy table (candidate, split, part, metric,
+value); `Evaluation.metrics` flattens it into MLflow-friendly names:
+
+- `<split>_<part>_<metric>` for the model, e.g. `time_test_r2`,
+- `baseline_<name>_<split>_test_<metric>` for baselines,
+- `cv_<metric>_mean` / `cv_<metric>_std` for 5-fold CV on the train rows,
+- `<split>_<part>_rows` for row counts.
+
+Splits are named after their mart column without the prefix: `split_time`
+is `time`, `split_random` is `random`. Metrics are on the model's training
+scale (log1p sales for `prerelease`); log-scale models also get `mae_millions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import (
+    explained_variance_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+)
+from sklearn.model_selection import KFold, cross_validate
+from threadpoolctl import threadpool_limits
+
+from ml import features
+from ml.features import ModelSpec
+from ml.modeling import pipelines
+from ml.modeling.train import FittedModel, fit_pipeline, split_rows
+
+METRICS = ("mse", "rmse", "mae", "r2", "explained_variance")
+SEGMENT_DIMENSIONS = ("platform", "genre", "decade")
+CV_FOLDS = 5
+PERMUTATION_REPEATS = 5
+# Segments smaller than this are flagged: their metrics are noise.
+SMALL_SEGMENT = 30
+
+# A baseline gets the train and test mart rows of a split and returns
+# predictions for the test rows on the model's label scale.
+Baseline = Callable[[ModelSpec, pd.DataFrame, pd.DataFrame], np.ndarray]
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """The original design's five metrics."""
+    mse = mean_squared_error(y_true, y_pred)
+    return {
+        "mse": float(mse),
+        "rmse": float(np.sqrt(mse)),
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "r2": float(r2_score(y_true, y_pred)),
+        "explained_variance": float(explained_variance_score(y_true, y_pred)),
+    }
+
+
+def _sum_of_regions(spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """Global sales as the sum of the four regions: what the data defines."""
+    regions = ["na_sales", "eu_sales", "jp_sales", "other_sales"]
+    return test[regions].astype("float64").sum(axis=1).to_numpy()
+
+
+def _train_median(spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """Every release forecast at the median of the training releases."""
+    return np.full(len(test), features.label(spec.name, train).median())
+
+
+def _label_encoded_forest(
+    spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame
+) -> np.ndarray:
+    """The original RandomForest on label-encoded platform/genre/publisher/year."""
+    categorical, numeric = ["platform", "genre", "publisher"], ["year"]
+    pipeline = pipelines.label_encoded_forest(categorical, numeric)
+    columns = categorical + numeric
+    pipeline.fit(train[columns].astype({c: object for c in categorical}),
+                 features.label(spec.name, train))
+    return pipeline.predict(test[columns].astype({c: object for c in categorical}))
+
+
+BASELINES: dict[str, dict[str, Baseline]] = {
+    "global_from_regional": {"sum": _sum_of_regions},
+    "prerelease": {"median": _train_median, "label_encoded_forest": _label_encoded_forest},
+}
+
+
+@dataclass
+class Evaluation:
+    """Scores of one fitted model; `.metrics` is the flat dict MLflow logs."""
+
+    model_name: str
+    held_out_metric: str
+    greater_is_better: bool
+    scores: pd.DataFrame
+    segments: pd.DataFrame
+    importance: pd.DataFrame
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        flat: dict[str, float] = {}
+        for row in self.scores.itertuples(index=False):
+            if row.candidate == "cv":
+                name = f"cv_{row.metric}_{row.part}"
+            elif row.candidate == "model":
+                name = f"{row.split}_{row.part}_{row.metric}"
+            else:
+                name = f"baseline_{row.candidate}_{row.split}_{row.part}_{row.metric}"
+            flat[name] = float(row.value)
+        return flat
+
+    @property
+    def held_out_value(self) -> float:
+        return self.metrics[self.held_out_metric]
+
+    def to_markdown(self) -> str:
+        """A report for people: scores next to baselines, CV, segments."""
+        test = self.scores[(self.scores.part == "test") & (self.scores.metric != "rows")]
+        table = test.pivot_table(
+            index=["split", "candidate"], columns="metric", values="value", sort=False
+        ).reset_index()
+        lines = [
+            f"# {self.model_name}",
+            "",
+            f"Held-out metric for the champion gate: `{self.held_out_metric}` = "
+            f"{self.held_out_value:.4f} ({'higher' if self.greater_is_better else 'lower'}"
+            " is better).",
+            "",
+            "## Test scores next to baselines",
+            "",
+            markdown_table(table),
+            "",
+            "## Cross-validation on the train rows "
+            f"({CV_FOLDS}-fold, shuffled)",
+            "",
+            markdown_table(
+                self.scores[self.scores.candidate == "cv"]
+                .pivot_table(index="metric", columns="part", values="value")
+                .reset_index()
+            ),
+            "",
+            "## Row counts",
+            "",
+            markdown_table(
+                self.scores[self.scores.metric == "rows"][["split", "part", "value"]]
+            ),
+            "",
+            "## Permutation importance on the held-out rows",
+            "",
+            markdown_table(self.importance),
+            "",
+            f"## Held-out metrics by segment (n < {SMALL_SEGMENT} flagged small)",
+            "",
+            markdown_table(self.segments),
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table (floats to 4 decimals)."""
+    def cell(value: object) -> str:
+        if isinstance(value, (float, np.floating)):
+            return "" if np.isnan(value) else f"{value:.4f}"
+        return str(value)
+
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def _short(split: str) -> str:
+    return split.removeprefix("split_")
+
+
+def _score_rows(
+    candidate: str, split: str, part: str, spec: ModelSpec, y_true: pd.Series, y_pred: np.ndarray
+) -> list[dict[str, object]]:
+    values = regression_metrics(y_true.to_numpy(), y_pred)
+    if spec.log_label:
+        values["mae_millions"] = float(
+            mean_absolute_error(
+                features.to_sales(spec.name, y_true.to_numpy()),
+                features.to_sales(spec.name, y_pred),
+            )
+        )
+    return [
+        {"candidate": candidate, "split": _short(split), "part": part, "metric": k, "value": v}
+        for k, v in values.items()
+    ]
+
+
+def _segments(spec: ModelSpec, test: pd.DataFrame, y_pred: np.ndarray) -> pd.DataFrame:
+    """Held-out metrics per platform, genre and decade, with row counts."""
+    frame = pd.DataFrame(
+        {
+            "actual": features.label(spec.name, test).to_numpy(),
+            "predicted": y_pred,
+            **{d: test[d].astype(str).to_numpy() for d in SEGMENT_DIMENSIONS},
+        }
+    )
+    rows = []
+    for dimension in SEGMENT_DIMENSIONS:
+        for segment, group in frame.groupby(dimension, sort=True):
+            error = group.predicted - group.actual
+            r2 = (
+                r2_score(group.actual, group.predicted)
+                if len(group) > 1 and group.actual.nunique() > 1
+                else np.nan
+            )
+            rows.append(
+                {
+                    "dimension": dimension,
+                    "segment": segment,
+                    "rows": len(group),
+                    "small": len(group) < SMALL_SEGMENT,
+                    "mean_actual": group.actual.mean(),
+                    "bias": error.mean(),
+                    "rmse": float(np.sqrt((error**2).mean())),
+                    "mae": error.abs().mean(),
+                    "r2": r2,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _importance(fitted: FittedModel, test: pd.DataFrame) -> pd.DataFrame:
+    """Permutation importance per input column (and impurity importance if any)."""
+    spec = fitted.spec
+    inputs = features.model_input(spec.name, test)
+    result = permutation_importance(
+        fitted.pipeline,
+        inputs,
+        features.label(spec.name, test),
+        scoring="r2",
+        n_repeats=PERMUTATION_REPEATS,
+        random_state=pipelines.SEED,
+    )
+    table = pd.DataFrame(
+        {
+            "feature": inputs.columns,
+            "permutation_r2_drop": result.importances_mean,
+            "permutation_std": result.importances_std,
+        }
+    )
+    model = fitted.pipeline.named_steps["model"]
+    if hasattr(model, "feature_importances_"):
+        names = fitted.pipeline.named_steps["encode"].get_feature_names_out()
+        impurity = dict(zip(names, model.feature_importances_))
+        table["impurity"] = table.feature.map(impurity)
+    return table.sort_values("permutation_r2_drop", ascending=False).reset_index(drop=True)
+
+
+def _cross_validation(fitted: FittedModel, train: pd.DataFrame) -> list[dict[str, object]]:
+    spec = fitted.spec
+    folds = KFold(CV_FOLDS, shuffle=True, random_state=pipelines.SEED)
+    result = cross_validate(
+        clone(fitted.pipeline),
+        features.model_input(spec.name, train),
+        features.label(spec.name, train),
+        cv=folds,
+        scoring={"r2": "r2", "rmse": "neg_root_mean_squared_error"},
+    )
+    r2, rmse = result["test_r2"], -result["test_rmse"]
+    split = _short(spec.split)
+    return [
+        {"candidate": "cv", "split": split, "part": part, "metric": metric, "value": float(value)}
+        for metric, values in (("r2", r2), ("rmse", rmse))
+        for part, value in (("mean", values.mean()), ("std", values.std()))
+    ]
+
+
+def evaluate(fitted: FittedModel, frame: pd.DataFrame) -> Evaluation:
+    """Score `fitted` on the held-out rows of `frame` and compare to baselines.
+
+    The served pipeline is scored on its own split. For each other split of
+    the spec (the random split for `prerelease`) a copy is refitted on that
+    split's train rows, so the comparison is like for like. Baselines are
+    scored on every split; CV runs on the served split's train rows.
+    """
+    with threadpool_limits(limits=pipelines.THREADS):
+        return _evaluate(fitted, frame)
+
+
+def _evaluate(fitted: FittedModel, frame: pd.DataFrame) -> Evaluation:
+    spec = fitted.spec
+    scores: list[dict[str, object]] = []
+    segments = importance = None
+    for split in spec.splits:
+        train = split_rows(spec, frame, split, "train")
+        test = split_rows(spec, frame, split, "test")
+        if test.empty:
+            raise ValueError(
+                f"{spec.name}: no held-out rows (column {split!r} has no 'test' value)"
+            )
+        pipeline = (
+            fitted.pipeline
+            if split == spec.split
+            else fit_pipeline(clone(fitted.pipeline), spec, train)
+        )
+        for part, rows in (("train", train), ("test", test)):
+            predicted = pipeline.predict(features.model_input(spec.name, rows))
+            actual = features.label(spec.name, rows)
+            scores += _score_rows("model", split, part, spec, actual, predicted)
+            scores.append(
+                {"candidate": "model", "split": _short(split), "part": part,
+                 "metric": "rows", "value": float(len(rows))}
+            )
+            if split == spec.split and part == "test":
+                segments = _segments(spec, rows, predicted)
+        for name, baseline in BASELINES[spec.name].items():
+            scores += _score_rows(
+                name, split, "test", spec, features.label(spec.name, test),
+                baseline(spec, train, test),
+            )
+        if split == spec.split:
+            importance = _importance(fitted, test)
+            scores += _cross_validation(fitted, train)
+    return Evaluation(
+        model_name=spec.name,
+        held_out_metric=spec.held_out_metric,
+        greater_is_better=spec.greater_is_better,
+        scores=pd.DataFrame(scores),
+        segments=segments,
+        importance=importance,
+    )

@@ -1,0 +1,1 @@
+"""The prediction stream's format and drain, drift references, drift checks, runs."""

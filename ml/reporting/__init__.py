@@ -1,0 +1,1 @@
+"""People-facing output: the analytics report, the drift report, the DP release."""

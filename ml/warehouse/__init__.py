@@ -1,0 +1,1 @@
+"""MariaDB: the engine factory, dbt runs, landing tables, the mart read, snapshots."""

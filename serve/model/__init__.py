@@ -1,0 +1,1 @@
+"""Served models: loading champions, per-worker state, compiled predictors."""

@@ -1,0 +1,232 @@
+"""A registered model version, loaded and ready to predict.
+
+`load(name, version, settings)` fetches the pipeline from the MLflow
+registry and tries to compile it (`serve.model.compiled`); the compiled predictor
+is kept only if it reproduces `pipeline.predict` exactly, row by row and as
+a batch, on a sample drawn from the feature schema. A pipeline that cannot
+be compiled is served as is, on the frame `ml.features.model_input` builds,
+as in training.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.features import model_input, spec, to_sales
+from ml.modeling import champions
+from ml.modeling.point_in_time import LOOKED_UP, PointInTime
+from ml.settings import Settings
+from serve.model.compiled import (
+    CompiledPredictor,
+    NotCompilable,
+    compile_pipeline,
+    known_categories,
+    verify,
+)
+
+log = logging.getLogger(__name__)
+
+# Rows of the schema-driven sample a compiled predictor must reproduce.
+VERIFY_ROWS = 256
+UNSEEN_PROBE = "\x00unseen category probe"
+
+
+class NoChampion(LookupError):
+    """The registry has no champion for a model (train first)."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model version with what `/model` reports about it."""
+
+    name: str
+    version: str
+    run_id: str
+    pipeline: Any
+    compiled: CompiledPredictor | None
+    fast_path_detail: str
+    known: Mapping[str, frozenset[str]]
+    trained_at: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    data_digest: str | None = None
+    point_in_time: PointInTime | None = None
+    point_in_time_source: str | None = None
+
+    def complete(self, record: Mapping[str, object]) -> dict[str, object]:
+        """The record with its point-in-time features looked up (prerelease)."""
+        if self.point_in_time is None:
+            return dict(record)
+        return self.point_in_time.complete(record)
+
+    def predict_one(self, record: Mapping[str, object]) -> float:
+        """Global sales for one record keyed by feature name."""
+        if self.compiled is not None:
+            raw = np.array([self.compiled.predict_one(record)])
+        else:
+            raw = self.pipeline.predict(model_input(self.name, [record]))
+        return float(to_sales(self.name, raw)[0])
+
+    def predict_many(self, records: Sequence[Mapping[str, object]]) -> np.ndarray:
+        """Global sales for many records in one call."""
+        if self.compiled is not None:
+            raw = self.compiled.predict_many(records)
+        else:
+            raw = self.pipeline.predict(model_input(self.name, records))
+        return to_sales(self.name, raw)
+
+    def unseen(self, record: Mapping[str, object]) -> list[str]:
+        """Feature names whose category the model never saw in training."""
+        return [
+            column
+            for column, seen in self.known.items()
+            if record.get(column) is not None and record[column] not in seen
+        ]
+
+    def unseen_many(self, records: Sequence[Mapping[str, object]]) -> list[list[str]]:
+        """`unseen` of each record, column by column (cheaper for batches)."""
+        flagged: list[list[str]] = [[] for _ in records]
+        for column, seen in self.known.items():
+            for i, record in enumerate(records):
+                value = record.get(column)
+                if value is not None and value not in seen:
+                    flagged[i].append(column)
+        return flagged
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "trained_at": self.trained_at,
+            "metrics": dict(self.metrics),
+            "data_digest": self.data_digest,
+            "fast_path": self.compiled is not None,
+            "fast_path_detail": self.fast_path_detail,
+            "features": spec(self.name).columns,
+            "point_in_time_source": self.point_in_time_source,
+        }
+
+
+def champion_version(name: str, settings: Settings) -> str:
+    """The version the `champion` alias points at, or `NoChampion`."""
+    champion = champions.current_champion(champions.client(settings), name)
+    if champion is None:
+        raise NoChampion(
+            f"no {champions.CHAMPION!r} version of model {name!r} in the registry at "
+            f"{settings.mlflow_tracking_uri}; run `make pipeline` first"
+        )
+    return str(champion.version)
+
+
+def load(name: str, version: str, settings: Settings) -> ServedModel:
+    """Load `name` version `version` from the registry and prepare it to serve."""
+    champion = champions.load_version(name, version, settings)
+    pipeline, info = champion.pipeline, champion.info
+    _single_threaded(pipeline)
+    compiled, detail = _compile_verified(name, pipeline)
+    history, history_source = None, None
+    if any(column in LOOKED_UP for column in spec(name).columns):
+        mart, history_source = _training_mart(info.tags, settings)
+        history = PointInTime(mart)
+    log.info("loaded %s version %s (fast path: %s)", name, version, detail)
+    return ServedModel(
+        name=name,
+        version=str(info.version),
+        run_id=info.run_id,
+        pipeline=pipeline,
+        compiled=compiled,
+        fast_path_detail=detail,
+        known=known_categories(pipeline),
+        trained_at=info.trained_at or None,
+        metrics={k: float(v) for k, v in info.metrics.items()},
+        data_digest=info.data_digest or None,
+        point_in_time=history,
+        point_in_time_source=history_source,
+    )
+
+
+def _training_mart(tags: Mapping[str, str], settings: Settings) -> tuple[pd.DataFrame, str]:
+    """The mart rows the run was trained on, and where they were found.
+
+    First the Redis snapshot the run names (`snapshot_key` tag, set by the
+    training flow); once it has expired, the mart itself, read with the
+    read-only user, noting whether it changed since (`mart_fingerprint`).
+    """
+    import redis
+
+    from ml.warehouse import mart as warehouse
+    from ml.warehouse import snapshot
+
+    key = tags.get("snapshot_key", "")
+    if key.startswith(snapshot.KEY_PREFIX):
+        client = snapshot.connect(settings.redis_url)
+        try:
+            frame = snapshot.fetch(client, key)
+        except redis.RedisError as error:
+            log.warning("snapshot %s unreadable (%s); reading the mart instead", key, error)
+            frame = None
+        finally:
+            client.close()
+        if frame is not None:
+            return frame, f"Redis snapshot {key}"
+    frame = warehouse.read_ml_mart(settings)
+    trained_on = tags.get("mart_fingerprint")
+    now = warehouse.mart_fingerprint(settings)
+    same = "the mart trained on" if trained_on == now else (
+        f"the mart has changed since training ({trained_on} -> {now})"
+    )
+    return frame, f"MariaDB {settings.mariadb_database}.ml_release_features: {same}"
+
+
+def _single_threaded(pipeline: Any) -> None:
+    """Predict on the worker's own thread: workers already fill every core."""
+    for step in getattr(pipeline, "named_steps", {}).values():
+        for estimator in (step, getattr(step, "regressor_", None)):
+            if estimator is not None and hasattr(estimator, "n_jobs"):
+                estimator.n_jobs = 1
+
+
+def _compile_verified(name: str, pipeline: Any) -> tuple[CompiledPredictor | None, str]:
+    try:
+        compiled = compile_pipeline(pipeline)
+    except NotCompilable as reason:
+        log.warning("%s: single predictions use pipeline.predict: %s", name, reason)
+        return None, f"not compiled: {reason}"
+    sample = model_input(name, schema_sample(name, known_categories(pipeline)))
+    ok, detail = verify(compiled, pipeline, sample)
+    if not ok:
+        log.warning("%s: compiled predictor disagrees (%s); using pipeline.predict", name, detail)
+        return None, f"compiled predictor rejected: {detail}"
+    return compiled, f"compiled, verified: {detail}"
+
+
+def schema_sample(
+    name: str, known: Mapping[str, frozenset[str]], rows: int = VERIFY_ROWS, seed: int = 0
+) -> list[dict[str, object]]:
+    """Records spanning the schema: every known category, an unseen one,
+    numbers across their allowed range, and missing optional values."""
+    rng = np.random.default_rng(seed)
+    records: list[dict[str, object]] = []
+    for i in range(rows):
+        record: dict[str, object] = {}
+        for feature in spec(name).features:
+            missing = not feature.required and i % 7 == 3
+            if missing:
+                record[feature.name] = None
+            elif feature.kind == "category":
+                values = sorted(known.get(feature.name, ())) + [UNSEEN_PROBE]
+                record[feature.name] = values[(i * 7 + len(record)) % len(values)]
+            else:
+                low = 0.0 if feature.minimum is None else feature.minimum
+                high = low + 100.0 if feature.maximum is None else feature.maximum
+                # Mostly small values, where the training data and the splits are.
+                record[feature.name] = float(low + (high - low) * rng.random() ** 4)
+        records.append(record)
+    return records
+
