@@ -22,7 +22,7 @@ DRAIN_CRON ?= 15 * * * *
 # The local Prefect server `make deploy` starts (scripts/prefect_server.sh).
 PREFECT_URL = $$(scripts/prefect_server.sh url)
 
-.PHONY: help run pipeline serve test venv stack-up stack-down stack-status data \
+.PHONY: help run pipeline serve test test-fast venv stack-up stack-down stack-status data \
 	lint docs docs-serve bench mlflow-ui lock clean distclean report dp-release \
 	deploy worker drift-check prefect-down
 
@@ -38,8 +38,11 @@ pipeline: venv stack-up data ## Set up everything and run the pipeline (dbt, exp
 serve: venv stack-up ## Serve the prediction API on 127.0.0.1:API_PORT (default 8000), foreground
 	$(WITH_ENV) python -m serve
 
-test: venv stack-up ## Set up everything and run the test suite
+test: venv stack-up ## Set up everything and run the whole test suite (unit, integration, system)
 	$(WITH_ENV) python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv ## Unit tests only: no MariaDB, Redis or other service started
+	$(WITH_ENV) python -m pytest tests/unit $(PYTEST_ARGS)
 
 venv: $(STAMP) ## Create .venv with the pinned dependencies
 

@@ -1,10 +1,12 @@
 """The prediction API: `python -m serve` runs it under gunicorn.
 
-- `app`: the Flask application factory and the routes.
+- `app`: the Flask application factory; `routes/`: the blueprints.
+- `services`, `requests`, `errors`: what views share, what a request must be,
+  the one error shape.
 - `schemas`: request/response bodies, derived from `ml.features`.
-- `models`: a registered model version loaded and ready to predict.
-- `compiled`: fitted pipelines as plain numpy for fast single predictions.
-- `state`: which versions a worker serves; how a reload reaches every worker.
+- `model/loaded`: a registered model version loaded and ready to predict.
+- `model/compiled`: fitted pipelines as plain numpy for fast single predictions.
+- `model/state`: which versions a worker serves; how a reload reaches every worker.
 - `prediction_log`: every prediction to the Redis stream, in the background.
 - `metrics`: Prometheus metrics summed across workers.
 - `openapi`: `/openapi.json` and `/docs`, generated from the routes.

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask
+from flask import Blueprint, Flask
 from pydantic import BaseModel, TypeAdapter
 
 Schema = type[BaseModel] | TypeAdapter
@@ -45,7 +45,7 @@ class Api:
 
     def route(
         self,
-        app: Flask,
+        app: Flask | Blueprint,
         path: str,
         method: str,
         *,

@@ -1,5 +1,9 @@
 """Shared fixtures: the real local stack, and settings isolated per test area.
 
+Tests are grouped by what they need: `unit/` nothing running (`make test-fast`),
+`integration/` one or two real services, `system/` the whole stack (gunicorn,
+flows, Prefect).
+
 Tests never touch the user's `vgsales` database, Redis db 0 or MLflow store:
 each area gets its own `vgsales_test_<area>` database (covered by the writer's
 `vgsales%` grant), its own Redis db number and a temporary MLflow/Prefect home.
@@ -8,6 +12,7 @@ each area gets its own `vgsales_test_<area>` database (covered by the writer's
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from ml.settings import ROOT, Settings, load_settings
+from tests.helpers import free_port, isolated_settings
 
+STACK = ROOT / "scripts" / "stack.sh"
 REAL_CSV = ROOT.parent / "shared" / "data" / "vgsales.csv"
 SAMPLE_ROWS = 3000
 
@@ -23,22 +30,8 @@ SAMPLE_ROWS = 3000
 @pytest.fixture(scope="session")
 def stack_settings() -> Settings:
     """Start (or reuse) the local MariaDB + Redis stack and return its settings."""
-    subprocess.run([str(ROOT / "scripts" / "stack.sh"), "up"], check=True)
+    subprocess.run([str(STACK), "up"], check=True)
     return load_settings()
-
-
-def isolated_settings(base: Settings, area: str, redis_db: int, home: Path) -> Settings:
-    """Settings for one test area: own database, Redis db, MLflow and Prefect home."""
-    redis_url = base.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
-    home.mkdir(parents=True, exist_ok=True)
-    return dataclasses.replace(
-        base,
-        mariadb_database=f"vgsales_test_{area}",
-        redis_url=redis_url,
-        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
-        mlflow_artifact_root=str(home / "artifacts"),
-        prefect_home=str(home / "prefect"),
-    )
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +75,26 @@ def marts_settings(stack_settings, seeds_dir, tmp_path_factory) -> Settings:
     )
     assert result.ok and result.errored == 0, f"dbt build failed: {result.status_counts}"
     return settings
+
+
+@pytest.fixture(scope="module")
+def private_stack(tmp_path_factory):
+    """A second stack of its own (run dir, ports): `(stack(*args), settings, run_dir)`."""
+    run_dir = tmp_path_factory.mktemp("stack") / ".run"
+    env = {
+        **os.environ,
+        "VGSALES_RUN_DIR": str(run_dir),
+        "MARIADB_PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+    }
+
+    def stack(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(STACK), *args], env=env, capture_output=True, text=True, timeout=180
+        )
+
+    first = stack("up")
+    assert first.returncode == 0, first.stderr
+    settings = load_settings(environ={"VGSALES_RUN_DIR": str(run_dir)})
+    yield stack, settings, run_dir
+    stack("down")

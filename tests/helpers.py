@@ -1,12 +1,15 @@
-"""Small helpers shared by the integration tests."""
+"""Small helpers shared by the tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
 import time
 from pathlib import Path
+
+from ml.settings import Settings
 
 
 def free_port() -> int:
@@ -28,3 +31,17 @@ def kill_pid_file(path: Path) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"pid {pid} ({path}) survived SIGKILL")
+
+
+def isolated_settings(base: Settings, area: str, redis_db: int, home: Path) -> Settings:
+    """Settings for one test area: own database, Redis db, MLflow and Prefect home."""
+    redis_url = base.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
+    home.mkdir(parents=True, exist_ok=True)
+    return dataclasses.replace(
+        base,
+        mariadb_database=f"vgsales_test_{area}",
+        redis_url=redis_url,
+        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+        mlflow_artifact_root=str(home / "artifacts"),
+        prefect_home=str(home / "prefect"),
+    )

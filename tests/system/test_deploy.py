@@ -15,8 +15,7 @@ import sys
 import pytest
 
 from ml.settings import ROOT, load_settings
-from tests.conftest import isolated_settings
-from tests.helpers import free_port
+from tests.helpers import free_port, isolated_settings
 
 pytestmark = pytest.mark.slow
 

@@ -34,7 +34,7 @@ from ml.reporting.analytics_report import REPORTS_EXPERIMENT
 from ml.settings import ROOT
 from ml.warehouse import snapshot
 from ml.warehouse.mart import mart_fingerprint, read_ml_mart
-from tests.conftest import isolated_settings
+from tests.helpers import isolated_settings
 
 REDIS_DB = 3
 FLOW_TIMEOUT_SECONDS = 1200

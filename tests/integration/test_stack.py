@@ -6,40 +6,16 @@ cannot disturb the shared stack other tests use.
 
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
 
 import pymysql
 import pytest
 import redis
 
 from ml.settings import ROOT, Settings, load_settings
-from tests.helpers import free_port, kill_pid_file
+from tests.helpers import kill_pid_file
 
 STACK = ROOT / "scripts" / "stack.sh"
-
-
-@pytest.fixture(scope="module")
-def private_stack(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("stack") / ".run"
-    env = {
-        **os.environ,
-        "VGSALES_RUN_DIR": str(run_dir),
-        "MARIADB_PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-    }
-
-    def stack(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(STACK), *args], env=env, capture_output=True, text=True, timeout=180
-        )
-
-    first = stack("up")
-    assert first.returncode == 0, first.stderr
-    settings = load_settings(environ={"VGSALES_RUN_DIR": str(run_dir)})
-    yield stack, settings, run_dir
-    stack("down")
 
 
 def connect(settings: Settings, *, reader: bool = False, database: str | None = None):

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from ml import features
 from ml.modeling import champions, evaluate, registry, train
 from ml.settings import load_settings
-from tests.conftest import isolated_settings
+from tests.helpers import isolated_settings
 from tests.mart_sample import mart_frame
 
 TAGS = {"git_sha": "0123abc", "dbt_invocation_id": "inv-1", "dataset_digest": "snap-1"}

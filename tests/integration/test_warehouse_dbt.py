@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from ml.data.synthetic import DIRTY_KINDS, dirty_counts, write_csv
 from ml.warehouse.dbt_runner import dbt_environment, run_dbt
 from ml.warehouse.validation_summary import build_summary
-from tests.conftest import REAL_CSV, isolated_settings
+from tests.conftest import REAL_CSV
+from tests.helpers import isolated_settings
 
 pytestmark = pytest.mark.slow
 

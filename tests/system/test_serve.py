@@ -32,8 +32,7 @@ from ml.features import MAX_CATEGORY_LENGTH, SPECS, model_input, to_sales
 from ml.monitoring.stream import STREAM
 from ml.settings import ROOT, Settings
 from serve import gunicorn_conf, schemas
-from tests.conftest import isolated_settings
-from tests.helpers import free_port
+from tests.helpers import free_port, isolated_settings
 
 pytestmark = pytest.mark.slow
 
@@ -372,7 +371,7 @@ def test_predictions_continue_when_redis_is_down(server):
     for _ in range(3):
         answer = client.post("/predict", json=VALID)
         assert answer.status_code == 200 and answer.json["global_sales"] >= 0
-    app.extensions["vgsales"]["log"].flush(timeout=5)
+    app.extensions["vgsales"].log.flush(timeout=5)
     text = client.get("/metrics").data.decode()
     assert metric(text, "vgsales_prediction_log_dropped_total") == 3
     ready = client.get("/ready")

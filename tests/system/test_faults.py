@@ -54,9 +54,7 @@ from ml.settings import ROOT, Settings
 from ml.warehouse.dbt_runner import run_dbt
 from ml.warehouse.identifiers import quoted
 from serve import gunicorn_conf
-from tests.conftest import isolated_settings
-from tests.helpers import free_port, kill_pid_file
-from tests.test_stack import private_stack  # noqa: F401 - a module-scoped fixture
+from tests.helpers import free_port, isolated_settings, kill_pid_file
 
 pytestmark = pytest.mark.slow
 

@@ -35,8 +35,7 @@ from ml.settings import ROOT, Settings, environ_without_writer, read_env_file
 from ml.warehouse.identifiers import quoted
 from serve import gunicorn_conf
 from serve.app import create_app
-from tests.conftest import isolated_settings
-from tests.helpers import free_port
+from tests.helpers import free_port, isolated_settings
 
 REDIS_DB = 9
 # Patterns of well-known credential formats, and our own generated secrets
@@ -257,7 +256,7 @@ def test_api_serves_only_from_its_configured_registry(api):
 def test_an_internal_error_answers_without_a_stack_trace(stack_settings, tmp_path):
     settings = isolated_settings(stack_settings, "security", REDIS_DB, tmp_path)
     app = create_app(settings)
-    assert app.extensions["vgsales"]["state"]._settings.mariadb_password == ""
+    assert app.extensions["vgsales"].state._settings.mariadb_password == ""
 
     def broken():
         raise RuntimeError(f"leaky detail {settings.mariadb_reader_password}")

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from ml.features import MART_DTYPES
 from ml.warehouse.mart import MART_TABLE, MartError, mart_fingerprint, read_ml_mart
-from tests.conftest import isolated_settings
+from tests.helpers import isolated_settings
 from tests.mart_sample import mart_frame
 
 SQL_TYPES = {

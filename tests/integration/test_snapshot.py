@@ -12,7 +12,7 @@ import redis
 from pandas.testing import assert_frame_equal
 
 from ml.warehouse import snapshot
-from tests.conftest import isolated_settings
+from tests.helpers import isolated_settings
 
 REDIS_DB = 3
 

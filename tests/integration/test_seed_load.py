@@ -26,7 +26,7 @@ import pytest
 
 from ml.data.synthetic import HEADER as SYNTHETIC_HEADER
 from ml.settings import Settings
-from tests.conftest import isolated_settings
+from tests.helpers import isolated_settings
 
 HEADER = ",".join(SYNTHETIC_HEADER)
 HOSTILE_ROWS = [

@@ -29,7 +29,7 @@ from ml.reporting.model_findings import (
     champion_findings,
     recorded_scores,
 )
-from tests.conftest import isolated_settings
+from tests.helpers import isolated_settings
 from tests.mart_sample import mart_frame
 
 DATA_CHARTS = [

@@ -50,7 +50,7 @@ from ml.settings import ROOT
 from ml.warehouse.dbt_runner import run_dbt
 from ml.warehouse.mart import mart_fingerprint, read_ml_mart
 from serve.prediction_log import PredictionLog
-from tests.conftest import isolated_settings
+from tests.helpers import isolated_settings
 
 pytestmark = pytest.mark.slow
 

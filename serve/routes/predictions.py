@@ -1,0 +1,118 @@
+"""`/predict` (the original design's contract) and `/v1/forecast` (pre-release).
+
+The single-prediction path avoids pandas: the body is validated by pydantic
+straight from bytes, the record goes to the model's compiled predictor and
+the answer is serialised by orjson. Batches build the pipeline's frame with
+`ml.features.model_input`, exactly as training does.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, g
+
+from serve import schemas
+from serve.errors import PREDICTION_ERRORS, Unavailable, json_response
+from serve.requests import parse
+from serve.routes import API
+from serve.services import services
+
+bp = Blueprint("predictions", __name__)
+
+
+def _served(name: str):
+    state = services().state
+    model = state.get(name)
+    if model is None:
+        raise Unavailable(name, state.problems)
+    return model
+
+
+def _count(model, rows: int, unseen: list[str]) -> None:
+    metrics = services().metrics
+    metrics.predictions.labels(model.name, model.version).inc(rows)
+    for name in unseen:
+        metrics.unseen.labels(model.name, name).inc()
+
+
+def _predict_one(model, record: dict, endpoint: str) -> tuple[dict, list[str]]:
+    value = model.predict_one(record)
+    unseen = model.unseen(record)
+    _count(model, 1, unseen)
+    services().log.record(endpoint, g.request_id, model.name, model.version,
+                          [record], [value], [unseen])
+    return {"model": model.name, "version": model.version,
+            "request_id": g.request_id, "global_sales": value}, unseen
+
+
+def _predict_many(model, records: list[dict], endpoint: str
+                  ) -> tuple[list[float], list[list[str]]]:
+    values = model.predict_many(records).tolist()
+    unseen = model.unseen_many(records)
+    _count(model, len(records), [u for row in unseen for u in row])
+    services().log.record(endpoint, g.request_id, model.name, model.version,
+                          records, values, unseen)
+    return values, unseen
+
+
+@API.route(bp, "/predict", "POST", body=schemas.PredictRequest,
+           summary="Global sales from regional sales (original design)",
+           responses={200: ("Prediction", schemas.PredictResponse), **PREDICTION_ERRORS},
+           tags=("predict",))
+def predict():
+    """Model `global_from_regional`. Field names are the vgsales.csv headers."""
+    record = parse(schemas.PredictRequest).__dict__
+    body, unseen = _predict_one(_served("global_from_regional"), record, "/predict")
+    body["unseen"] = [schemas.ORIGINAL_NAMES.get(u, u) for u in unseen]
+    return json_response(body)
+
+
+@API.route(bp, "/predict/batch", "POST", body=schemas.PredictBatch,
+           summary="Batch form of /predict",
+           responses={200: ("Predictions, in request order", schemas.BatchResponse),
+                      **PREDICTION_ERRORS},
+           tags=("predict",))
+def predict_batch():
+    """A JSON array of `/predict` bodies (size limits in the schema)."""
+    records = [row.__dict__ for row in parse(schemas.PredictBatch)]
+    model = _served("global_from_regional")
+    values, unseen = _predict_many(model, records, "/predict/batch")
+    rows = [
+        {"global_sales": v, "unseen": [schemas.ORIGINAL_NAMES.get(x, x) for x in u]}
+        for v, u in zip(values, unseen)
+    ]
+    return json_response({"model": model.name, "version": model.version,
+                          "request_id": g.request_id, "predictions": rows})
+
+
+@API.route(bp, "/v1/forecast", "POST", body=schemas.ForecastRequest,
+           summary="Pre-release forecast of global sales",
+           responses={200: ("Forecast", schemas.ForecastResponse), **PREDICTION_ERRORS},
+           tags=("forecast",))
+def forecast():
+    """Model `prerelease`. Give platform, genre, publisher and year; the
+    point-in-time history (publisher's earlier releases, platform age and
+    schedule) is looked up in the mart snapshot the model was trained on.
+    Optional features given in the request are used as given."""
+    record = parse(schemas.ForecastRequest).__dict__
+    model = _served("prerelease")
+    full = model.complete(record)
+    body, unseen = _predict_one(model, full, "/v1/forecast")
+    body["unseen"] = unseen
+    body["features"] = full
+    return json_response(body)
+
+
+@API.route(bp, "/v1/forecast/batch", "POST", body=schemas.ForecastBatch,
+           summary="Batch form of /v1/forecast",
+           responses={200: ("Forecasts, in request order", schemas.ForecastBatchResponse),
+                      **PREDICTION_ERRORS},
+           tags=("forecast",))
+def forecast_batch():
+    """A JSON array of `/v1/forecast` bodies (size limits in the schema)."""
+    model = _served("prerelease")
+    records = [model.complete(row.__dict__) for row in parse(schemas.ForecastBatch)]
+    values, unseen = _predict_many(model, records, "/v1/forecast/batch")
+    rows = [{"global_sales": v, "unseen": u, "features": r}
+            for v, u, r in zip(values, unseen, records)]
+    return json_response({"model": model.name, "version": model.version,
+                          "request_id": g.request_id, "predictions": rows})
