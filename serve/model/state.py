@@ -13,10 +13,12 @@ them. The mechanism (no preload, no signals, no Redis dependency):
    under a file lock) and loads the new versions in its own worker before
    answering.
 3. Every request first compares the file's inode and mtime with what the
-   worker last saw (one `stat`, ~1 µs). On a change the worker loads the
-   listed versions in a background thread and swaps them in when ready;
-   requests meanwhile keep being answered by the previous versions, so none
-   is dropped or delayed by the load.
+   worker last saw (one `stat`). On a change the worker loads the listed
+   versions in a background thread and swaps them in when ready; requests
+   meanwhile keep being answered by the previous versions, so none is
+   dropped or delayed by the load. A watcher thread makes the same check
+   every `WATCH_SECONDS`, so a worker that gets no requests (keep-alive
+   connections pin clients to the worker that accepted them) converges too.
 
 Without an instance directory (an app built in-process, e.g. for a Flask
 test client) the worker is alone: reload loads into it directly.
@@ -29,6 +31,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +43,7 @@ from serve.model.loaded import NoChampion, ServedModel
 log = logging.getLogger(__name__)
 
 CHAMPIONS_FILE = "champions.json"
+WATCH_SECONDS = 1.0
 Versions = dict[str, str | None]
 
 
@@ -91,6 +95,16 @@ class ModelState:
                 self._write(self._resolve_champions())
         self._seen = self._stamp()
         self._apply(self._read())
+        threading.Thread(target=self._watch, name="champions-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(WATCH_SECONDS)
+            try:
+                self.check_for_reload()
+            except OSError:  # the instance dir went away: the server is stopping
+                log.warning("champions file unreadable; the watcher stops", exc_info=True)
+                return
 
     def reload(self) -> tuple[Versions, Versions]:
         """Point every worker at the registry's current champions.
