@@ -4,7 +4,8 @@
 user), the champions from the MLflow registry, and writes
 `out_dir/index.html`: the original design's visuals, its three research
 questions answered with numbers and a chart each, and the model section
-(metrics against baselines, residuals, per-segment table). Images are
+(metrics against baselines, residuals, per-segment table, and the parts of
+each champion's model card meant for its users: `ml.reporting.model_card`). Images are
 embedded as base64 PNG, so the file reads offline and travels as one MLflow
 or Prefect artifact.
 
