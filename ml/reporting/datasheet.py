@@ -35,23 +35,23 @@ THIN_YEAR_RELEASES = 50
 TAIL_YEARS = 6
 UNKNOWN_YEAR = "unknown year"
 
-# Releases per value of each dimension. Platforms and genres come from their
-# dimension, so a reference platform without a single release shows with 0.
+
+def _members_sql(dimension: str, code: str) -> str:
+    """Releases per member of `dim_<dimension>`, unknown member left out; a
+    member without a release (a reference platform the data never uses) shows 0."""
+    return f"""
+        select dim.{code} as value, count(fct.release_id) as releases
+        from dim_{dimension} as dim
+        left join fct_sales as fct on fct.{dimension}_id = dim.{dimension}_id
+        where not dim.is_unknown
+        group by dim.{code}
+    """
+
+
+# Releases per value of each dimension.
 COUNTS_SQL = {
-    "platform": """
-        select platform.platform_code as value, count(fct.release_id) as releases
-        from dim_platform as platform
-        left join fct_sales as fct on fct.platform_id = platform.platform_id
-        where not platform.is_unknown
-        group by platform.platform_code
-    """,
-    "genre": """
-        select genre.genre_name as value, count(fct.release_id) as releases
-        from dim_genre as genre
-        left join fct_sales as fct on fct.genre_id = genre.genre_id
-        where not genre.is_unknown
-        group by genre.genre_name
-    """,
+    "platform": _members_sql("platform", "platform_code"),
+    "genre": _members_sql("genre", "genre_name"),
     "decade": f"""
         select coalesce(cast(year.decade as char(4)), '{UNKNOWN_YEAR}') as value,
             count(*) as releases
