@@ -23,7 +23,7 @@ DRAIN_CRON ?= 15 * * * *
 PREFECT_URL = $$(scripts/prefect_server.sh url)
 
 .PHONY: help run pipeline serve test test-fast venv stack-up stack-down stack-status data \
-	lint docs docs-serve bench mlflow-ui lock clean distclean report dp-release \
+	lint docs docs-serve bench mlflow-ui lock clean distclean report dp-release model-card \
 	deploy worker drift-check prefect-down
 
 help: ## List the targets
@@ -98,6 +98,9 @@ report: venv stack-up ## Analytics report of the last run's warehouse and champi
 
 dp-release: venv stack-up ## Differentially private sales aggregates (EPSILON=1.0) into reports/dp/
 	$(WITH_ENV) python -m ml.reporting.dp_release --epsilon $(EPSILON) --out reports/dp
+
+model-card: venv stack-up ## Model card of each champion and the datasheet: reports/model_card_*.md, reports/datasheet.md
+	$(WITH_ENV) python -m ml.reporting.model_card --out reports
 
 bench: venv stack-up data ## Benchmarks: print tables, write bench/results/
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y -qq wrk \

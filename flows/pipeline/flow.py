@@ -17,6 +17,7 @@ from flows.drift_check.tasks import record_training_reference
 from flows.pipeline.summary import ModelOutcome, PipelineReport
 from flows.pipeline.tasks import (
     build_warehouse,
+    document_model,
     evaluate_model,
     fit_model,
     publish_report,
@@ -39,8 +40,9 @@ def vgsales_pipeline(
     snapshot_ttl: int = DEFAULT_TTL_SECONDS,
     html_report_dir: str | None = None,
 ) -> PipelineReport:
-    """Build the warehouse, snapshot the ML mart, train, evaluate, register;
-    with `html_report_dir`, also publish the analytics report (ml.reporting.analytics_report).
+    """Build the warehouse, snapshot the ML mart, train, evaluate, register and
+    log each version's model card; with `html_report_dir`, also write the cards
+    there and publish the analytics report (ml.reporting.analytics_report).
 
     Fails when dbt reports an error (a failed error-severity test included) or
     MariaDB stays unreachable through the retries; an unreachable Redis only
@@ -70,6 +72,7 @@ def vgsales_pipeline(
         evaluation = evaluate_model(fitted, mart.frame)
         registration = register_model(fitted, evaluation, settings, tags)
         record_training_reference(settings, fitted, registration, mart.frame)
+        document_model(settings, registration, html_report_dir)
         report.models.append(
             ModelOutcome(
                 model_name=model_name,

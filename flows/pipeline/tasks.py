@@ -180,6 +180,32 @@ def register_model(
     return registration
 
 
+@task(cache_policy=NO_CACHE)
+def document_model(settings: Settings, registration: Registration, out_dir: str | None) -> str:
+    """The model card and datasheet of the registered version, logged to its run
+    (ml.reporting.model_card) and, with `out_dir`, written there. A card that
+    cannot be built is a warning: the version is registered by then."""
+    from ml.reporting.model_card import publish
+
+    logger = get_run_logger()
+    try:
+        places = publish(
+            settings,
+            registration.model_name,
+            registration.version,
+            Path(out_dir) if out_dir else None,
+        )
+    except Exception as error:  # noqa: BLE001 - reported, not fatal
+        logger.warning(
+            "model card of %s version %s not built: %s: %s",
+            registration.model_name, registration.version, type(error).__name__, error,
+        )
+        return f"not built: {type(error).__name__}: {error}"
+    logger.info("model card of %s version %s: %s", registration.model_name,
+                registration.version, "; ".join(places))
+    return "; ".join(places)
+
+
 def request_reload(
     port: int, token: str, timeout: float = RELOAD_TIMEOUT_SECONDS
 ) -> tuple[str, str]:

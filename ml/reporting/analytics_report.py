@@ -4,7 +4,8 @@
 user), the champions from the MLflow registry, and writes
 `out_dir/index.html`: the original design's visuals, its three research
 questions answered with numbers and a chart each, and the model section
-(metrics against baselines, residuals, per-segment table). Images are
+(metrics against baselines, residuals, per-segment table, and the parts of
+each champion's model card meant for its users: `ml.reporting.model_card`). Images are
 embedded as base64 PNG, so the file reads offline and travels as one MLflow
 or Prefect artifact.
 
@@ -26,8 +27,10 @@ from matplotlib.figure import Figure
 from ml import features
 from ml.modeling import evaluate
 from ml.modeling.plots import importance_figure
-from ml.reporting import charts, tables
+from ml.reporting import charts, model_card, tables
 from ml.reporting.data import MartData, read_marts
+from ml.reporting.datasheet import read_warehouse_facts
+from ml.reporting.document import Bullets, Document, Table
 from ml.reporting.model_findings import (
     MissingChampion,
     ModelFindings,
@@ -248,7 +251,9 @@ def rq3_section(releases: pd.DataFrame) -> Section:
     return section
 
 
-def model_section(findings: list[ModelFindings | MissingChampion]) -> Section:
+def model_section(
+    findings: list[ModelFindings | MissingChampion], cards: dict[str, Document] | None = None
+) -> Section:
     section = Section("model", "Model: metrics, residuals and segments")
     for finding in findings:
         section.blocks.append(f"<h3>{html.escape(finding.model_name)}</h3>")
@@ -286,7 +291,26 @@ def model_section(findings: list[ModelFindings | MissingChampion]) -> Section:
             + ". Their metrics are noisy, and they are where the model has least to learn from."
         )
         section.table(finding.segments, "Test metrics per platform, genre and decade", digits=3)
+        if cards and finding.model_name in cards:
+            card_html(section, cards[finding.model_name])
     return section
+
+
+def card_html(section: Section, card: Document) -> None:
+    """The report's parts of a model card (`model_card.report_parts`) as HTML;
+    the whole card is the version's `model_card.md` artifact."""
+    section.text(f"From the {card.title.lower()} (the whole card is logged with the version "
+                 f"as {model_card.CARD_ARTIFACT}).")
+    for part in model_card.report_parts(card):
+        section.blocks.append(f"<h4>{html.escape(part.title)}</h4>")
+        for block in part.blocks:
+            if isinstance(block, Table):
+                section.table(block.frame, block.caption, digits=3)
+            elif isinstance(block, Bullets):
+                items = "".join(f"<li>{html.escape(item)}</li>" for item in block.items)
+                section.blocks.append(f"<ul>{items}</ul>")
+            else:
+                section.text(block)
 
 
 def held_out_column(finding: ModelFindings) -> str:
@@ -334,6 +358,7 @@ def build_sections(
     findings: list[ModelFindings | MissingChampion],
     database: str,
     progress: Callable[[str], None] = print,
+    cards: dict[str, Document] | None = None,
 ) -> list[Section]:
     """Every section, in page order, from already-read data."""
     builders = [
@@ -344,7 +369,7 @@ def build_sections(
         ("rq1", lambda: rq1_section(data.releases)),
         ("rq2", lambda: rq2_section(findings)),
         ("rq3", lambda: rq3_section(data.releases)),
-        ("model", lambda: model_section(findings)),
+        ("model", lambda: model_section(findings, cards)),
     ]
     sections = []
     for name, builder in builders:
@@ -366,7 +391,16 @@ def build_report(settings: Settings, out_dir: Path, progress: Callable[[str], No
     for model_name in features.MODEL_NAMES:
         progress(f"[report] champion of {model_name}: permutation importance on the test split")
         findings.append(champion_findings(model_name, settings, mart))
-    sections = build_sections(data, findings, settings.mariadb_database, progress)
+    warehouse = read_warehouse_facts(settings)
+    cards = {
+        finding.model_name: model_card.model_card(
+            model_card.read_version_facts(settings, finding.model_name, finding.version),
+            warehouse,
+        )
+        for finding in findings
+        if isinstance(finding, ModelFindings)
+    }
+    sections = build_sections(data, findings, settings.mariadb_database, progress, cards)
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / REPORT_FILE

@@ -328,3 +328,23 @@ def test_first_run_publishes_the_analytics_report(flow_settings, first_run, firs
     _, link = prefect_artifacts(flow_settings, report["flow_run_id"])["vgsales-analytics-report"]
     assert (first_run_dir / "html" / "index.html").resolve().as_uri() in link
 
+
+@pytest.mark.slow
+def test_first_run_logs_a_model_card_with_each_version(flow_settings, first_run, first_run_dir):
+    report, _ = first_run
+    client = MlflowClient(
+        tracking_uri=flow_settings.mlflow_tracking_uri,
+        registry_uri=flow_settings.mlflow_tracking_uri,
+    )
+    for model in report["models"]:
+        run_id = client.get_model_version(model["model_name"], str(model["version"])).run_id
+        logged = {a.path for a in client.list_artifacts(run_id)}
+        assert {"model_card.md", "datasheet.md"} <= logged, logged
+        card = Path(client.download_artifacts(run_id, "model_card.md", str(first_run_dir)))
+        text = card.read_text(encoding="utf-8")
+        assert f"# Model card: {model['model_name']}, version {model['version']}" in text
+        # The copy beside the HTML report is the same card.
+        written = first_run_dir / "html" / f"model_card_{model['model_name']}.md"
+        assert written.read_text(encoding="utf-8") == text
+    assert (first_run_dir / "html" / "datasheet.md").exists()
+

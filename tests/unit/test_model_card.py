@@ -1,0 +1,115 @@
+"""The card's and datasheet's rules on hand-made facts (no services).
+
+The integration test (`tests/integration/test_model_card.py`) checks the same
+documents against a real warehouse and registry; these pin the rules: who is
+under-represented, the incomplete tail, and which interval segments are named.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ml.reporting import model_card
+from ml.reporting.datasheet import UNKNOWN_YEAR, WarehouseFacts, datasheet
+from ml.reporting.document import Bullets, Document, Table
+
+
+def facts() -> WarehouseFacts:
+    counts = {
+        # Even split over the four platforms with releases: 100; half is 50.
+        "platform": pd.DataFrame(
+            {"value": ["PS2", "Wii", "GG", "DC", "NS"], "releases": [200, 151, 1, 48, 0]}
+        ),
+        "genre": pd.DataFrame({"value": ["Action", "Puzzle"], "releases": [220, 180]}),
+        "decade": pd.DataFrame(
+            {"value": ["2000", "2010", UNKNOWN_YEAR], "releases": [300, 90, 10]}
+        ),
+    }
+    years = pd.DataFrame(
+        {"year": [2008, 2009, 2010, 2011, 2014, 2016], "releases": [90, 120, 80, 60, 40, 2]}
+    )
+    return WarehouseFacts(
+        database="vgsales_unit",
+        releases=400,
+        global_sales=123.4,
+        min_global_sales=0.01,
+        rejected=pd.DataFrame({"reason_code": ["invalid_year"], "raw_rows": [3]}),
+        counts=counts,
+        years=years,
+    )
+
+
+def version(**metrics: float) -> model_card.VersionFacts:
+    return model_card.VersionFacts(
+        model_name="prerelease",
+        version=4,
+        run_id="abc",
+        aliases=("champion",),
+        metrics=metrics,
+        tags={},
+        segments=None,
+        backtest_scores=None,
+        coverage=pd.DataFrame(
+            {
+                "segment": ["platform", "platform", "horizon"],
+                "value": ["seen", "unseen", "3"],
+                "n": [500, 100, 99],
+                "coverage": [0.69, 0.65, 0.10],
+                "median_width": [0.5, 0.6, 0.7],
+            }
+        ),
+    )
+
+
+def test_under_represented_is_below_half_an_even_split():
+    warehouse = facts()
+    assert list(warehouse.under_represented("platform").value) == ["GG", "DC"]
+    assert warehouse.under_represented("genre").empty
+    # The unknown year is neither a decade nor counted in the even split.
+    assert list(warehouse.representation("decade").value) == ["2010", "2000"]
+    assert list(warehouse.under_represented("decade").value) == ["2010"]
+    assert warehouse.reference_only_platforms == ["NS"]
+    assert warehouse.unknown_year_releases == 10
+    assert warehouse.raw_rows == 403
+
+
+def test_thin_tail_is_the_sparse_years_after_the_busiest():
+    assert facts().thin_tail == [2014, 2016]
+    assert facts().last_year == 2016
+
+
+def test_datasheet_names_thin_values_and_reference_only_platforms():
+    text = datasheet(facts()).to_markdown()
+    assert "Under-represented platforms (releases in the warehouse): GG (1), DC (48)." in text
+    assert "No genre is under-represented." in text
+    assert "without a single release in the data: NS." in text
+    assert "Incomplete last years: 2014, 2016 hold fewer than 50 releases each" in text
+    assert "403 raw rows: 400 accepted releases" in text
+
+
+def test_intervals_name_only_large_segments_below_the_floor():
+    part = model_card.intervals_part(version(interval_coverage=0.8, interval_width_median=0.55))
+    sentence = next(b for b in part.blocks if isinstance(b, str) and "covered less" in b)
+    assert "platform seen (69.0% of 500), platform unseen (65.0% of 100)." in sentence
+    assert "horizon" not in sentence
+
+
+def test_missing_figures_say_so():
+    card = model_card.model_card(version(), facts()).to_markdown()
+    assert "Rolling-origin backtest: not measured for this version." in card
+    assert "Prediction intervals and their coverage: not measured for this version." in card
+    assert "Error per segment: not measured for this version." in card
+    assert "Held-out metrics: not measured for this version." in card
+
+
+def test_markdown_of_each_block_kind():
+    document = Document("T")
+    part = document.part("P")
+    part.blocks += [
+        "text",
+        Bullets(("a", "b")),
+        Table(pd.DataFrame({"x": [1], "y": [0.5]}), "cap"),
+    ]
+    assert document.to_markdown() == (
+        "# T\n\n## P\n\ntext\n\n- a\n- b\n\n*cap*\n\n| x | y |\n|---|---|\n| 1 | 0.5000 |\n"
+    )
