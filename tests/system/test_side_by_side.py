@@ -11,9 +11,7 @@ API still answers `/ready` and `/admin/reload` with its files intact.
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
-import json
 import os
 import subprocess
 import sys
@@ -26,7 +24,7 @@ import redis
 from bench.serve_models import mart_frame, register_champions
 from ml.data.synthetic import write_csv
 from ml.settings import EXPORTED, ROOT, load_settings
-from tests.helpers import free_port, isolated_settings
+from tests.helpers import api_settings, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -68,12 +66,7 @@ def wait_ready(port: int, process: subprocess.Popen, log: Path, timeout: float =
 def first(stack_settings, tmp_path_factory):
     """This checkout's API, serving, with its instance directory under .run/serve/."""
     home = tmp_path_factory.mktemp("first")
-    settings = dataclasses.replace(
-        isolated_settings(stack_settings, "sidebyside", REDIS_DB, home),
-        api_port=free_port(),
-        api_admin_token=TOKEN,
-    )
-    redis.Redis.from_url(settings.redis_url).flushdb()
+    settings = api_settings(stack_settings, "sidebyside", REDIS_DB, home, TOKEN)
     register_champions(settings, mart_frame(write_csv(home / "vgsales.csv", SAMPLE_ROWS, seed=3)))
     log = home / "gunicorn.log"
     process = subprocess.Popen(
