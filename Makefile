@@ -65,7 +65,7 @@ stack-down: ## Stop MariaDB and Redis (data stays in .run/)
 stack-status: ## Say what runs where
 	@scripts/stack.sh status
 
-data: venv ## Put the verified vgsales.csv into seeds/
+data: venv ## Check seeds/vgsales.csv (never replaced), or put the verified Kaggle file there
 	@$(WITH_ENV) python -m ml.data.fetch
 
 deploy: venv stack-up ## Start a local Prefect server; schedule the pipeline (PIPELINE_CRON) and drift check (DRIFT_CRON)

@@ -55,6 +55,7 @@ def test_a_newer_file_in_seeds_goes_through_the_pipeline(stack_settings, tmp_pat
 
     flow = run(settings, "-m", "flows.pipeline")
     assert flow.returncode == 0, (flow.stdout + flow.stderr)[-8000:]
+    assert "not the Kaggle file" in flow.stdout + flow.stderr
     assert (seeds / "vgsales.csv").read_bytes() == placed
     assert sorted(p.name for p in seeds.iterdir()) == ["vgsales.csv"]
 
