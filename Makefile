@@ -65,7 +65,7 @@ stack-down: ## Stop MariaDB and Redis (data stays in .run/)
 stack-status: ## Say what runs where
 	@scripts/stack.sh status
 
-data: venv ## Put the verified vgsales.csv into seeds/
+data: venv ## Check seeds/vgsales.csv (never replaced), or put the verified Kaggle file there
 	@$(WITH_ENV) python -m ml.data.fetch
 
 deploy: venv stack-up ## Start a local Prefect server; schedule the pipeline (PIPELINE_CRON) and drift check (DRIFT_CRON)
@@ -90,8 +90,8 @@ docs: venv stack-up data ## Generate the dbt docs site into dbt_project/target/
 	cd dbt_project && ../$(WITH_ENV) dbt docs generate
 	@echo "[docs] open dbt_project/target/index.html, or: make docs-serve"
 
-docs-serve: docs ## Serve the dbt docs on 127.0.0.1:8080
-	cd dbt_project && ../$(WITH_ENV) dbt docs serve --port 8080
+docs-serve: docs ## Serve the dbt docs on 127.0.0.1:DBT_DOCS_PORT (scripts/ports.sh)
+	cd dbt_project && ../$(WITH_ENV) dbt docs serve --port $$(../scripts/ports.sh DBT_DOCS_PORT)
 
 report: venv stack-up ## Analytics report of the last run's warehouse and champions: reports/index.html
 	$(WITH_ENV) python -m ml.reporting.analytics_report --out reports
@@ -108,9 +108,9 @@ bench: venv stack-up data ## Benchmarks: print tables, write bench/results/
 		|| echo "[bench] wrk not installed: bench_serve uses its Python load generator"
 	$(WITH_ENV) python -m bench
 
-mlflow-ui: venv ## MLflow UI on 127.0.0.1:5000 over the local SQLite store
+mlflow-ui: venv ## MLflow UI on 127.0.0.1:MLFLOW_UI_PORT over the local SQLite store
 	$(WITH_ENV) bash -c 'mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" \
-		--default-artifact-root "$$MLFLOW_ARTIFACT_ROOT" --host 127.0.0.1 --port 5000'
+		--default-artifact-root "$$MLFLOW_ARTIFACT_ROOT" --host 127.0.0.1 --port '$$(scripts/ports.sh MLFLOW_UI_PORT)
 
 lock: venv ## Regenerate constraints.txt from the venv
 	@{ echo "# Full lock for reproducible installs: pip install -r requirements.txt -c constraints.txt"; \

@@ -4,8 +4,10 @@
 #
 # `up` is idempotent: a healthy server started here is left alone; a pid file
 # whose process is gone (or is not a Prefect server) is removed and the server
-# started again. PREFECT_SERVER_PORT (default 4200) and PREFECT_SERVER_HOME
-# (default .run/prefect-server) move it, e.g. for tests. The server keeps its
+# started again. PREFECT_SERVER_PORT (environment, else .run/stack.env, else
+# 4200; scripts/ports.sh) and PREFECT_SERVER_HOME (default .run/prefect-server)
+# move it. A server is ours only if its process runs with our home and port:
+# another checkout's server on the same port is never adopted. The server keeps its
 # own home: the flows' ephemeral mode uses PREFECT_HOME (.run/prefect), and
 # two servers on one SQLite file would lock each other out.
 set -euo pipefail
@@ -13,7 +15,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUN=${VGSALES_RUN_DIR:-$ROOT/.run}
 SERVER_HOME=${PREFECT_SERVER_HOME:-$RUN/prefect-server}
-PORT=${PREFECT_SERVER_PORT:-4200}
+# shellcheck source=scripts/ports.sh
+. "$ROOT/scripts/ports.sh"
+PORT=$(port_value PREFECT_SERVER_PORT "$RUN/stack.env")
 PID_FILE=$SERVER_HOME/server.pid
 LOG_FILE=$SERVER_HOME/server.log
 URL=http://127.0.0.1:$PORT/api
@@ -32,14 +36,23 @@ our_pid() {
     pid=$(cat "$PID_FILE")
     kill -0 "$pid" 2>/dev/null || return 1
     ps -o args= -p "$pid" | grep -q "prefect server start" || return 1
+    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "PREFECT_HOME=$SERVER_HOME" || return 1
     printf '%s' "$pid"
 }
+
+# The port our server was started on (from its command line).
+our_port() { ps -o args= -p "$1" | sed -n 's/.*--port \([0-9]*\).*/\1/p'; }
 
 cmd_up() {
     [ -x "$PREFECT" ] || die "no $PREFECT: run 'make venv' first"
     mkdir -p "$SERVER_HOME"
     local pid
     if pid=$(our_pid); then
+        local running
+        running=$(our_port "$pid")
+        if [ "$running" != "$PORT" ]; then
+            die "this checkout's server (pid $pid) runs on port $running, not PREFECT_SERVER_PORT=$PORT; stop it first (make prefect-down) or use PREFECT_SERVER_PORT=$running"
+        fi
         if healthy; then
             log "already running on $URL (pid $pid)"
             return 0
@@ -50,7 +63,9 @@ cmd_up() {
             log "removing stale pid file $PID_FILE"
             rm -f "$PID_FILE"
         fi
-        healthy && die "something else answers on $URL; set PREFECT_SERVER_PORT to another port"
+        if port_busy "$PORT"; then
+            die "port $PORT is in use by another process (another checkout's server?); choose a free one: PREFECT_SERVER_PORT=<port> scripts/stack.sh up records it in $RUN/stack.env"
+        fi
         log "starting on $URL (home $SERVER_HOME, log $LOG_FILE)"
         # Its own session, so `down` stops the server and the uvicorn process
         # it spawns together; no inherited PREFECT_API_URL, which would point

@@ -5,9 +5,14 @@
 # `up` is idempotent: it installs missing Debian packages (as root), generates
 # passwords once into .run/stack.env (mode 600), recovers stale pid/socket files
 # left by a killed run, and (re)applies users and grants on every call.
+# Ports (scripts/ports.sh): the environment wins over stack.env, and `up`
+# records the ports it uses there; a port held by another process stops `up`
+# before anything starts, naming the variable to change.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/ports.sh
+. "$ROOT/scripts/ports.sh"
 RUN=${VGSALES_RUN_DIR:-$ROOT/.run}
 ENV_FILE=$RUN/stack.env
 DB_DIR=$RUN/mariadb
@@ -62,14 +67,73 @@ MLFLOW_ARTIFACT_ROOT='$RUN/mlflow/artifacts'
 PREFECT_HOME='$RUN/prefect'
 PREFECT_SERVER_ANALYTICS_ENABLED='false'
 DBT_PROFILES_DIR='$ROOT/dbt_project'
-API_PORT='8000'
+API_PORT='${API_PORT:-8000}'
 API_ADMIN_TOKEN='$(gen_secret)'
 EOF
     fi
     chmod 600 "$ENV_FILE"
     # shellcheck disable=SC1090
     . "$ENV_FILE"
+    resolve_ports
     mkdir -p "$RUN/mlflow/artifacts" "$RUN/prefect"
+}
+
+# Sourcing stack.env overwrote the ports the environment gave: put them back.
+resolve_ports() {
+    local name value
+    for name in "${PORT_NAMES[@]}"; do
+        value=$(port_value "$name" "$ENV_FILE")
+        printf -v "$name" '%s' "$value"
+    done
+}
+
+# Before anything starts: a port another process holds, or a service of ours
+# running on another port than the one asked for, stops `up`.
+check_ports() {
+    local problems=() running
+    if pid_alive "$DB_PID"; then
+        running=$(db_root -N -e 'select @@port' 2>/dev/null || true)
+        if [ -n "$running" ] && [ "$running" != "$MARIADB_PORT" ]; then
+            problems+=("mariadb already runs here on port $running, not MARIADB_PORT=$MARIADB_PORT; run 'scripts/stack.sh down' first to move it")
+        fi
+    elif port_busy "$MARIADB_PORT"; then
+        problems+=("$(busy_message MARIADB_PORT mariadb)")
+    fi
+    if pid_alive "$REDIS_PID"; then
+        running=$(sed -n 's/^port //p' "$REDIS_DIR/redis.conf" 2>/dev/null || true)
+        if [ -n "$running" ] && [ "$running" != "$REDIS_PORT" ]; then
+            problems+=("redis already runs here on port $running, not REDIS_PORT=$REDIS_PORT; run 'scripts/stack.sh down' first to move it")
+        fi
+    elif port_busy "$REDIS_PORT"; then
+        problems+=("$(busy_message REDIS_PORT redis)")
+    fi
+    [ ${#problems[@]} -eq 0 ] && return 0
+    printf '[stack] error: %s\n' "${problems[@]}" >&2
+    exit 1
+}
+
+busy_message() {
+    printf '%s: port %s is in use by another process (another checkout?); choose a free one: %s=<port> scripts/stack.sh up (then recorded in %s)' \
+        "$2" "${!1}" "$1" "$ENV_FILE"
+}
+
+# Write the ports in use into stack.env, so later commands without the
+# variables in their environment (make serve, make docs-serve, ...) find them.
+record_ports() {
+    local name recorded
+    for name in "${PORT_NAMES[@]}"; do
+        recorded=$(port_in_file "$name" "$ENV_FILE")
+        [ "$recorded" = "${!name}" ] && continue
+        log "recording $name=${!name} in $ENV_FILE"
+        if [ -n "$recorded" ]; then
+            sed -i "s/^$name=.*/$name='${!name}'/" "$ENV_FILE"
+        else
+            echo "$name='${!name}'" >>"$ENV_FILE"
+        fi
+        if [ "$name" = REDIS_PORT ]; then
+            sed -i "s#^\(REDIS_URL=.*@127\.0\.0\.1:\)[0-9]*/#\1$REDIS_PORT/#" "$ENV_FILE"
+        fi
+    done
 }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -131,7 +195,7 @@ SQL
 }
 
 redis_up() {
-    if pid_alive "$REDIS_PID" && redis_cli ping >/dev/null 2>&1; then
+    if pid_alive "$REDIS_PID" && redis_ready; then
         log "redis already running (pid $(cat "$REDIS_PID"))"
         return 0
     fi
@@ -156,13 +220,18 @@ EOF
     redis-server "$REDIS_DIR/redis.conf"
     local i
     for i in $(seq 1 40); do
-        redis_cli ping >/dev/null 2>&1 && return 0
+        redis_ready && return 0
         sleep 0.25
     done
+    tail -n 5 "$REDIS_DIR/redis.log" >&2 || true
     die "redis did not start within 10 s; see $REDIS_DIR/redis.log"
 }
 
 redis_cli() { REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+
+# PONG only from a Redis that took our password: redis-cli exits 0 on an
+# error reply too, so another instance answering NOAUTH would pass `ping`.
+redis_ready() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; }
 
 stop_pid() {
     local name=$1 pidfile=$2 i
@@ -183,6 +252,8 @@ stop_pid() {
 cmd_up() {
     ensure_packages
     ensure_env_file
+    check_ports
+    record_ports
     mariadb_up
     mariadb_users
     redis_up

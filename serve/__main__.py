@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -56,6 +57,25 @@ class GunicornServer(Application):
         return create_app(self.settings, instance_dir=self.instance_dir)
 
 
+def refuse_busy_port(host: str, port: int) -> None:
+    """Exit with a message naming API_PORT when `host:port` cannot be bound.
+
+    Checked before gunicorn starts, whose own failure is five retries of
+    `Connection in use` with no hint of which setting to change.
+    """
+    with socket.socket() as probe:
+        # As gunicorn binds: a port left in TIME_WAIT is free, a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            sys.exit(
+                f"[serve] error: cannot listen on {host}:{port} ({error.strerror}): "
+                "another process (another API or checkout?) holds it. Choose a free "
+                "port: API_PORT=<port> make serve (or python -m serve --port <port>)"
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     scrubbed = environ_without_writer()
     if scrubbed is not None:
@@ -68,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="port to bind (default API_PORT=%(default)s)")
     args = parser.parse_args(argv)
     settings = dataclasses.replace(settings, api_port=args.port)
+    refuse_busy_port(args.host, args.port)
     GunicornServer(settings, args.host).run()
 
 

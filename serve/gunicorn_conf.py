@@ -13,14 +13,19 @@ the garbage collector's generations (see `post_worker_init`).
 The hooks own the instance directory (`.run/serve/<port>/`, see
 `serve.__main__`): emptied when the master starts, so the first worker
 resolves the champions afresh and Prometheus counts from zero; cleaned of
-dead workers' gauges; removed when the master exits.
+dead workers' gauges; removed when the master exits. The master first takes
+`.run/serve/<port>.lock` (held until it exits): a second instance on the same
+port stops there, before it could empty the directory a live one uses.
 """
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import multiprocessing
+import os
 import shutil
+from pathlib import Path
 
 workers = multiprocessing.cpu_count()
 worker_class = "gthread"
@@ -44,8 +49,32 @@ errorlog = "-"
 loglevel = "info"
 
 
+def claim_instance(instance: Path) -> int:
+    """Lock `instance`'s lock file for this process's lifetime; return its fd.
+
+    Raises SystemExit, naming the owner's pid, when a live instance holds it.
+    The lock (flock) dies with its holder, so a killed server leaves none.
+    """
+    instance.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(instance.with_name(f"{instance.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise SystemExit(
+            f"[serve] error: another API instance (pid {owner}) is running from "
+            f"{instance}; its files are left alone. Stop it, or serve on another "
+            "port: API_PORT=<port> make serve"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
 def on_starting(server) -> None:
     instance = server.app.instance_dir
+    server.instance_lock = claim_instance(instance)
     shutil.rmtree(instance, ignore_errors=True)
     (instance / "metrics").mkdir(parents=True)
 

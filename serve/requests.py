@@ -17,8 +17,13 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def parse(schema):
     """The validated body; a `Refused` naming each bad field otherwise."""
     body = request.get_data(cache=False)
+    single = isinstance(schema, type) and issubclass(schema, BaseModel)
+    if single and body.lstrip().startswith(b"["):
+        message = (f"{request.path} takes one JSON object; for an array of them "
+                   f"use {request.path}/batch")
+        raise Refused(422, "validation_error", message, [{"field": "body", "message": message}])
     try:
-        if isinstance(schema, type) and issubclass(schema, BaseModel):
+        if single:
             return schema.model_validate_json(body)
         return schema.validate_json(body)
     except ValidationError as error:

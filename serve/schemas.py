@@ -6,9 +6,12 @@ without an edit. Validation is strict: a number must be a JSON number (not
 "2006"), text must be a JSON string, NaN/Infinity and unknown fields are
 refused, and every error names its field.
 
-Two naming conventions meet here. `POST /predict` keeps the original design's
-body, whose names are the raw CSV headers (`Platform`, `NA_Sales`, ...);
-`POST /v1/forecast` uses the feature names themselves (`platform`, ...).
+One naming convention: every endpoint's fields are the feature names
+(`platform`, `na_sales`, ...), in requests and responses. `POST /predict`
+also accepts the original design's body, whose names are the raw CSV headers
+(`Platform`, `NA_Sales`, ...), so its existing clients keep working. A
+feature stored as a whole number in the mart (`year`, counts) must be one
+(2016 or 2016.0, not 2016.5). Sales are in millions of units, in and out.
 Categories the model never saw are accepted and flagged: see `Prediction`.
 """
 
@@ -17,15 +20,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
+    AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     TypeAdapter,
     create_model,
 )
+from pydantic_core import PydanticCustomError
 
-from ml.features import MAX_CATEGORY_LENGTH, Feature, spec
+from ml.features import MART_DTYPES, MAX_CATEGORY_LENGTH, Feature, spec
 
 # Largest batch accepted by the batch endpoints, and the largest body at all.
 MAX_BATCH_ROWS = 1000
@@ -42,7 +49,22 @@ ORIGINAL_NAMES = {
     "other_sales": "Other_Sales",
 }
 
+# What every sales figure is counted in, request and response alike.
+SALES_UNIT = "millions of units"
+
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def whole_number(feature: Feature) -> bool:
+    """Whether the mart stores `feature` as an integer (`ml.features.MART_DTYPES`)."""
+    return feature.kind == "number" and MART_DTYPES.get(feature.name) == "Int64"
+
+
+def _json_number(value: object) -> object:
+    # Lax integer parsing (so 2016.0 is 2016) would also take "2016" and true.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
 
 
 def _field_type(feature: Feature) -> Any:
@@ -52,26 +74,36 @@ def _field_type(feature: Feature) -> Any:
             str,
             StringConstraints(min_length=1, max_length=MAX_CATEGORY_LENGTH, pattern=r"\S"),
         ]
+    if whole_number(feature):
+        # Validated as an integer, handed on as a float like every other number.
+        return Annotated[int, Field(ge=feature.minimum, le=feature.maximum, strict=False),
+                         BeforeValidator(_json_number), AfterValidator(float)]
     return Annotated[float, Field(ge=feature.minimum, le=feature.maximum)]
 
 
 def record_model(model_name: str, class_name: str, *, original_names: bool) -> type[BaseModel]:
     """A pydantic model of one input record of `model_name`.
 
-    Attribute names are the feature names (what `ml.features.model_input`
-    reads); JSON names are the same, or the CSV headers when
-    `original_names`. Optional features may be omitted or null.
+    Attribute and JSON names are the feature names (what
+    `ml.features.model_input` reads); with `original_names` the CSV headers
+    are accepted too. Optional features may be omitted or null.
     """
     fields: dict[str, Any] = {}
     for feature in spec(model_name).features:
-        alias = ORIGINAL_NAMES.get(feature.name, feature.name) if original_names else feature.name
+        names = [feature.name]
+        if original_names and feature.name in ORIGINAL_NAMES:
+            names.append(ORIGINAL_NAMES[feature.name])
+        alias = AliasChoices(*names)
         kind = _field_type(feature)
         if feature.required:
-            fields[feature.name] = (kind, Field(alias=alias, description=feature.description))
+            fields[feature.name] = (
+                kind, Field(validation_alias=alias, description=feature.description)
+            )
         else:
             fields[feature.name] = (
                 kind | None,
-                Field(None, alias=alias, description=f"{feature.description} (optional)"),
+                Field(None, validation_alias=alias,
+                      description=f"{feature.description} (optional)"),
             )
     return create_model(class_name, __config__=_STRICT, **fields)
 
@@ -94,11 +126,19 @@ class Prediction(BaseModel):
     model never saw in training: the prediction is still made (the pipeline
     encodes them as unknown) but is less reliable."""
 
-    global_sales: float = Field(description="predicted global sales, millions")
+    global_sales: float = Field(description=f"predicted global sales, {SALES_UNIT}")
     unseen: list[str] = Field(description="fields with a category unseen in training")
+    matched: dict[str, str] = Field(
+        description="fields whose value matched a known category but for case "
+        "(e.g. ps4): the known spelling, which was used"
+    )
+    did_you_mean: dict[str, list[str]] = Field(
+        description="for unseen fields: the closest known spellings"
+    )
 
 
 class Served(BaseModel):
+    unit: str = Field(description="unit of every sales figure", examples=[SALES_UNIT])
     model: str = Field(description="registered model name")
     version: str = Field(description="registered model version")
     request_id: str = Field(description="X-Request-ID, echoed or generated")

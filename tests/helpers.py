@@ -33,6 +33,18 @@ def kill_pid_file(path: Path) -> None:
     raise AssertionError(f"pid {pid} ({path}) survived SIGKILL")
 
 
+def api_settings(base: Settings, area: str, redis_db: int, home: Path, token: str) -> Settings:
+    """`isolated_settings` for an API under test: a free port, an admin token,
+    and its Redis db emptied."""
+    import redis
+
+    settings = dataclasses.replace(
+        isolated_settings(base, area, redis_db, home), api_port=free_port(), api_admin_token=token
+    )
+    redis.Redis.from_url(settings.redis_url).flushdb()
+    return settings
+
+
 def isolated_settings(base: Settings, area: str, redis_db: int, home: Path) -> Settings:
     """Settings for one test area: own database, Redis db, MLflow and Prefect home."""
     redis_url = base.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"

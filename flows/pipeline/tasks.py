@@ -24,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from flows.pipeline.summary import SnapshotOutcome
-from ml.data.csv_check import check_raw_csv
+from ml.data.fetch import describe_raw
 from ml.modeling.evaluate import Evaluation, evaluate
 from ml.modeling.registry import Registration, register
 from ml.modeling.train import FittedModel, fit
@@ -85,8 +85,8 @@ def build_warehouse(settings: Settings) -> Summary:
     wrongly fails the task with its line and reason, before dbt starts.
     """
     logger = get_run_logger()
-    csv_facts = check_raw_csv(settings.seeds_dir / "vgsales.csv")
-    logger.info("Raw CSV %s: %s rows, checked", csv_facts.path, f"{csv_facts.rows:,}")
+    # Checked, and named: the Kaggle file or another one (a data refresh).
+    logger.info("Raw CSV %s", describe_raw(settings.seeds_dir / "vgsales.csv"))
     target = settings.run_dir / "dbt" / settings.mariadb_database
     result = run_dbt(
         ["build", "--no-use-colors"], settings, log=logger.info, target_path=target

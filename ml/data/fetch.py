@@ -1,14 +1,23 @@
-"""Put the raw Kaggle file in place for `dbt seed` (`make data`).
+"""Put the raw file in place for `dbt seed` (`make data`).
 
-Sources, in order: `$VGSALES_CSV`; `../shared/data/vgsales.csv` beside the
-checkout; a download from a public mirror. Every source is verified by SHA-256
-before it is copied, and the copy is atomic (temp file + rename), so a failed
-or interrupted run never leaves a partial `seeds/vgsales.csv`.
+A `vgsales.csv` already in the seeds folder (`seeds/`, `VGSALES_SEEDS_DIR` or
+`--seeds-dir`) is the user's: a newer or edited file is a supported data
+refresh. It is checked for structure (`ml.data.csv_check`), never replaced,
+and the run says whether it is the Kaggle file (the canonical SHA-256) or
+another one.
+
+Only when the folder holds none is the Kaggle file fetched, from, in order:
+`$VGSALES_CSV`; `../shared/data/vgsales.csv` beside the checkout; a download
+from a public mirror. Each is verified by SHA-256 before it is copied, and
+the copy is atomic and exclusive (temp file, then a hard link that fails if
+the name exists), so neither a failed run nor a file placed meanwhile is
+ever clobbered. `$VGSALES_CSV` is used or the run says why not.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -17,6 +26,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from ml.data.csv_check import CsvRefused, check_raw_csv
 from ml.settings import ROOT, Settings, load_settings
 
 EXPECTED_SHA256 = "e2076095ffcae2a92dbc6de6ecbd54455ee034bb38da550b2dc385e9265d4ebe"
@@ -64,23 +74,49 @@ def download(url: str, dest: Path, timeout: float = 30.0) -> None:
 
 
 def atomic_copy(src: Path, dest: Path) -> None:
-    """Verify `src`, then copy it to `dest` via a temp file and rename."""
+    """Verify `src`, then copy it to `dest`, which must not exist yet."""
     verify(src)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, suffix=".part") as tmp:
         tmp_path = Path(tmp.name)
     try:
         shutil.copyfile(src, tmp_path)
-        os.replace(tmp_path, dest)
+        # A link, not a rename: it fails rather than replace a file put there
+        # while we copied.
+        os.link(tmp_path, dest)
+    except FileExistsError:
+        raise RawDataError(f"{dest} appeared while copying; it was left as it is") from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
+def describe_raw(path: Path) -> str:
+    """Check `path` as the raw seed (`CsvRefused` if it would load wrongly) and
+    say what it is: the Kaggle file, or another vgsales-shaped file."""
+    facts = check_raw_csv(path)
+    digest = sha256_of(path)
+    if digest == EXPECTED_SHA256:
+        return f"{path}: the Kaggle file ({facts.rows:,} rows, sha256 {digest[:12]}…)"
+    return (
+        f"{path}: not the Kaggle file ({facts.rows:,} rows, sha256 {digest[:12]}…, "
+        f"the Kaggle file has {EXPECTED_ROWS:,} rows, sha256 {EXPECTED_SHA256[:12]}…); "
+        "used as it is, a data refresh"
+    )
+
+
 def ensure_raw_csv(settings: Settings, *, allow_download: bool = True) -> Path:
-    """Return `seeds/vgsales.csv`, copying or downloading it first if needed."""
+    """Return `<seeds>/vgsales.csv`: the user's file if there is one (checked,
+    never replaced), else the Kaggle file copied or downloaded there."""
     dest = settings.seeds_dir / "vgsales.csv"
-    if dest.exists() and sha256_of(dest) == EXPECTED_SHA256:
-        print(f"[data] {dest} present and verified", file=sys.stderr)
+    if dest.exists():
+        if settings.vgsales_csv:
+            print(f"[data] VGSALES_CSV={settings.vgsales_csv} not used: {dest} is "
+                  "already there and is never replaced; move it away to use "
+                  "VGSALES_CSV", file=sys.stderr)
+        try:
+            print(f"[data] {describe_raw(dest)}", file=sys.stderr)
+        except CsvRefused as refusal:
+            raise RawDataError(str(refusal)) from None
         return dest
     if settings.vgsales_csv:
         source = Path(settings.vgsales_csv).expanduser()
@@ -100,22 +136,27 @@ def ensure_raw_csv(settings: Settings, *, allow_download: bool = True) -> Path:
             download(MIRROR_URL, fetched)
         except OSError as exc:
             raise RawDataError(
-                f"vgsales.csv not found locally (looked in {SHARED_COPY}) and the "
+                f"no vgsales.csv in {dest.parent} nor {SHARED_COPY}, and the "
                 f"download from {MIRROR_URL} failed: {exc}. {WHERE_TO_GET}"
             ) from exc
         atomic_copy(fetched, dest)
     return dest
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Put the verified raw file in seeds/.")
     parser.add_argument("--no-download", action="store_true", help="only local sources")
-    args = parser.parse_args()
+    parser.add_argument("--seeds-dir", type=Path,
+                        help="folder for vgsales.csv (default: VGSALES_SEEDS_DIR, seeds/)")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    if args.seeds_dir is not None:
+        settings = dataclasses.replace(settings, vgsales_seeds_dir=str(args.seeds_dir.resolve()))
     try:
-        path = ensure_raw_csv(load_settings(), allow_download=not args.no_download)
+        path = ensure_raw_csv(settings, allow_download=not args.no_download)
     except RawDataError as exc:
         sys.exit(f"[data] error: {exc}")
-    print(f"[data] ready: {path} ({EXPECTED_ROWS:,} rows, sha256 {EXPECTED_SHA256[:12]}…)")
+    print(f"[data] ready: {path}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ DRIFT_TAG = "drift"
 RETRAIN = "retrain"
 WARN = "warn"
 NONE = "none"
+# A category feature whose current values are mostly categories training never
+# saw: its PSI compares little of what is served, so it judges nothing.
+MOSTLY_UNSEEN = 0.5
 # Counts MariaDB returns as DECIMAL (sums), read back as integers.
 COUNT_COLUMNS = {
     "drift": ("model_version", "reference_rows", "current_rows", "unseen_rows"),
@@ -85,19 +88,45 @@ class DriftCheck:
         rows = self.drift[self.drift.drift_status == status]
         return rows.sort_values("psi", ascending=False).reset_index(drop=True)
 
+    def unjudged(self) -> list[str]:
+        """What the check could not judge, and why: a drift source under
+        `drift_min_rows` observations, a category feature mostly unseen."""
+        notes = []
+        few = self.drift[~self.drift.is_evaluated.astype(bool)]
+        for source, rows in few.groupby("drift_source", sort=True):
+            notes.append(
+                f"{source} ({int(rows.current_rows.max()):,} rows, under drift_min_rows)"
+            )
+        unseen = self.drift[self.drift.unseen_rate.fillna(0) >= MOSTLY_UNSEEN]
+        for row in unseen.itertuples():
+            notes.append(f"{_where(row)} ({row.unseen_rate:.0%} unseen categories)")
+        return notes
+
+    @property
+    def judged_anything(self) -> bool:
+        """Whether any feature had enough rows and mostly known categories."""
+        judged = self.drift.is_evaluated.astype(bool) & (
+            self.drift.unseen_rate.fillna(0) < MOSTLY_UNSEEN
+        )
+        return bool(judged.any())
+
     def reason(self) -> str:
-        """One sentence saying why the decision was taken."""
+        """Why the decision was taken, and what could not be judged."""
+        unjudged = self.unjudged()
+        not_judged = f" Not judged: {'; '.join(unjudged)}." if unjudged else ""
         if self.decision == NONE:
-            evaluated = self.drift[self.drift.is_evaluated]
-            if evaluated.empty:
+            if not self.judged_anything:
                 return (
-                    "No drift judged: no source had enough observations "
-                    "(var drift_min_rows) for any champion feature."
+                    "Could not judge drift: no champion feature had enough "
+                    "observations (var drift_min_rows) and mostly known categories."
+                    + not_judged
                 )
+            evaluated = self.drift[self.drift.is_evaluated.astype(bool)]
             worst = evaluated.sort_values("psi", ascending=False).iloc[0]
+            where = "judged feature" if unjudged else "evaluated feature"
             return (
-                f"No drift: every evaluated feature is under the warning threshold "
-                f"(largest PSI {worst.psi:.3f}: {_where(worst)})."
+                f"No drift: every {where} is under the warning threshold "
+                f"(largest PSI {worst.psi:.3f}: {_where(worst)})." + not_judged
             )
         status = "error" if self.decision == RETRAIN else "warn"
         rows = self.flagged(status)
@@ -115,9 +144,12 @@ class DriftCheck:
             threshold = rows.psi_error_threshold.iloc[0] if len(rows) else float("nan")
             return (
                 f"Error-severity drift: {listed} (PSI >= {threshold:g}; failed tests: "
-                f"{failed})."
+                f"{failed})." + not_judged
             )
-        return f"Drift warning: {listed or 'see the unseen rates'} (failed tests: {failed})."
+        return (
+            f"Drift warning: {listed or 'see the unseen rates'} (failed tests: {failed})."
+            + not_judged
+        )
 
     def headline(self) -> str:
         """The flagged features in a few words, e.g. for a flow-run name."""

@@ -222,6 +222,7 @@ def rq2_section(findings: list[ModelFindings | MissingChampion]) -> Section:
 def rq3_section(releases: pd.DataFrame) -> Section:
     section = Section("rq3", "RQ3: Temporal trends of platforms and genres")
     lifecycles = tables.platform_lifecycles(releases)
+    misdated = tables.dated_before_launch(releases)
     genres = tables.genre_share_by_decade(releases)
     decades = [c for c in genres.columns if c.endswith("s %")]
     rising, falling = genres.iloc[0], genres.iloc[-1]
@@ -246,6 +247,17 @@ def rq3_section(releases: pd.DataFrame) -> Section:
                                "year"),
         f"Genre share of each year's releases (years with {tables.MIN_RELEASES}+ releases)",
     )
+    if len(misdated):
+        per_platform = ", ".join(
+            f"{platform} {count}" for platform, count
+            in misdated.platform.value_counts().sort_index().items()
+        )
+        section.text(
+            f"The lifecycles leave out {len(misdated):,} "
+            f"release{'s' if len(misdated) != 1 else ''} dated before their "
+            f"platform's launch ({per_platform}), which the warehouse flags (dbt test "
+            "accepted_year_not_before_platform_launch warns about them)."
+        )
     section.table(lifecycles, "Platform lifecycles (platforms with most releases)", digits=1)
     section.table(genres, "Genre share of each decade's releases (%)", digits=1)
     return section

@@ -31,7 +31,8 @@ select
     fct.eu_sales,
     fct.jp_sales,
     fct.other_sales,
-    fct.global_sales
+    fct.global_sales,
+    fct.is_year_before_platform_launch
 from fct_sales as fct
 inner join dim_game as game on fct.game_id = game.game_id
 inner join dim_platform as platform on fct.platform_id = platform.platform_id
@@ -57,9 +58,11 @@ class MartData:
 
 
 def typed_releases(frame: pd.DataFrame) -> pd.DataFrame:
-    """Sales as float (the driver gives Decimal), year and decade as Int64."""
+    """Sales as float (the driver gives Decimal), year and decade as Int64,
+    dbt's flags as bool."""
     sales = [*REGIONS, "global_sales"]
-    return frame.astype({**{c: "float64" for c in sales}, "year": "Int64", "decade": "Int64"})
+    return frame.astype({**{c: "float64" for c in sales}, "year": "Int64", "decade": "Int64",
+                         "is_year_before_platform_launch": "bool"})
 
 
 def read_marts(settings: Settings) -> MartData:

@@ -65,13 +65,30 @@ def performance_table(check: DriftCheck) -> pd.DataFrame:
     return check.performance[PERFORMANCE_COLUMNS].reset_index(drop=True)
 
 
+def decision_line(check: DriftCheck, action: Action) -> str:
+    """The headline: the decision, and whether the check could judge at all."""
+    if action.decision == RETRAIN:
+        headline = "**Retrain**: error-severity drift"
+    elif action.decision == WARN:
+        headline = "**Warning**: drift above the warning threshold"
+    elif not check.judged_anything:
+        headline = (
+            "**Not judged**: too few observations or mostly unseen categories; "
+            "no drift decision could be made"
+        )
+    elif check.unjudged():
+        headline = "No action: no drift above the thresholds where it could be judged"
+    else:
+        headline = "No action: no drift above the thresholds"
+    unjudged = check.unjudged()
+    if unjudged and check.judged_anything:
+        headline += f" (not judged: {len(unjudged)}, listed below)"
+    return f"Decision: {headline}."
+
+
 def to_markdown(check: DriftCheck, action: Action) -> str:
     """The Prefect artifact: decision, why, what followed, tables."""
-    headline = {
-        RETRAIN: "**Retrain**: error-severity drift",
-        WARN: "**Warning**: drift above the warning threshold",
-    }.get(action.decision, "No action: no drift above the thresholds")
-    lines = ["# vgsales drift check", "", f"Decision: {headline}.", "", action.reason, ""]
+    lines = ["# vgsales drift check", "", decision_line(check, action), "", action.reason, ""]
     if action.outcome:
         lines += [action.outcome, ""]
     for note in check.notes:
@@ -156,7 +173,7 @@ def feature_figure(check: DriftCheck, model_name: str, feature: str):
 def to_html(check: DriftCheck, action: Action, checked_at: datetime) -> str:
     """The whole page: decision, PSI table, a chart per feature, performance."""
     decision = Section("decision", "Decision")
-    decision.text(f"Decision: {action.decision}. {action.reason}")
+    decision.text(f"{decision_line(check, action).replace('**', '')} {action.reason}")
     if action.outcome:
         decision.text(action.outcome)
     for note in check.notes:

@@ -73,9 +73,21 @@ def leaders_by_region_decade(releases: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def dated_before_launch(releases: pd.DataFrame) -> pd.DataFrame:
+    """Releases whose year is before their platform's launch: dbt flags them
+    (`is_year_before_platform_launch`) and its test
+    `accepted_year_not_before_platform_launch` warns about them."""
+    return releases[releases["is_year_before_platform_launch"]]
+
+
 def platform_lifecycles(releases: pd.DataFrame, top: int = 15) -> pd.DataFrame:
-    """First, peak and last release year of the `top` platforms by releases."""
-    known = releases.dropna(subset=["year"]).assign(year=lambda f: f["year"].astype(int))
+    """First, peak and last release year of the `top` platforms by releases.
+
+    Releases `dated_before_launch` are left out: a first year before the
+    platform existed would stretch its lifecycle by decades.
+    """
+    trusted = releases[~releases["is_year_before_platform_launch"]]
+    known = trusted.dropna(subset=["year"]).assign(year=lambda f: f["year"].astype(int))
     per_year = known.groupby(["platform", "year"], observed=True).size()
     rows = []
     for platform, counts in per_year.groupby(level="platform"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from serve.model.compiled import (
     known_categories,
     verify,
 )
+from serve.model.spelling import Spellings
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,11 @@ class ServedModel:
         else:
             raw = self.pipeline.predict(model_input(self.name, records))
         return to_sales(self.name, raw)
+
+    @cached_property
+    def spellings(self) -> Spellings:
+        """Case-insensitive matching and suggestions over `known`."""
+        return Spellings(self.known)
 
     def unseen(self, record: Mapping[str, object]) -> list[str]:
         """Feature names whose category the model never saw in training."""

@@ -1,5 +1,11 @@
 """`/predict` (the original design's contract) and `/v1/forecast` (pre-release).
 
+Fields are named as the features are, on every endpoint (`/predict` also
+takes the CSV headers of the original design: `serve.schemas`). Categories
+are matched to the model's spelling regardless of case before predicting
+(`serve.model.spelling`); the response says which were, and suggests known
+spellings for values still unseen.
+
 The single-prediction path avoids pandas: the body is validated by pydantic
 straight from bytes, the record goes to the model's compiled predictor and
 the answer is serialised by orjson. Batches build the pipeline's frame with
@@ -34,14 +40,18 @@ def _count(model, rows: int, unseen: list[str]) -> None:
         metrics.unseen.labels(model.name, name).inc()
 
 
-def _predict_one(model, record: dict, endpoint: str) -> tuple[dict, list[str]]:
+def _served_body(model) -> dict:
+    return {"unit": schemas.SALES_UNIT, "model": model.name, "version": model.version,
+            "request_id": g.request_id}
+
+
+def _predict_one(model, record: dict, endpoint: str) -> dict:
     value = model.predict_one(record)
     unseen = model.unseen(record)
     _count(model, 1, unseen)
     services().log.record(endpoint, g.request_id, model.name, model.version,
                           [record], [value], [unseen])
-    return {"model": model.name, "version": model.version,
-            "request_id": g.request_id, "global_sales": value}, unseen
+    return {**_served_body(model), "global_sales": value, "unseen": unseen}
 
 
 def _predict_many(model, records: list[dict], endpoint: str
@@ -59,11 +69,14 @@ def _predict_many(model, records: list[dict], endpoint: str
            responses={200: ("Prediction", schemas.PredictResponse), **PREDICTION_ERRORS},
            tags=("predict",))
 def predict():
-    """Model `global_from_regional`. Field names are the vgsales.csv headers."""
+    """Model `global_from_regional`. Fields as on every endpoint (`platform`,
+    `year`, `genre`, `na_sales`, ...); the original design's vgsales.csv
+    headers (`Platform`, `NA_Sales`, ...) are accepted as aliases."""
     record = parse(schemas.PredictRequest).__dict__
-    body, unseen = _predict_one(_served("global_from_regional"), record, "/predict")
-    body["unseen"] = [schemas.ORIGINAL_NAMES.get(u, u) for u in unseen]
-    return json_response(body)
+    model = _served("global_from_regional")
+    record, matched, suggestions = model.spellings.correct(record)
+    body = _predict_one(model, record, "/predict")
+    return json_response({**body, "matched": matched, "did_you_mean": suggestions})
 
 
 @API.route(bp, "/predict/batch", "POST", body=schemas.PredictBatch,
@@ -73,15 +86,14 @@ def predict():
            tags=("predict",))
 def predict_batch():
     """A JSON array of `/predict` bodies (size limits in the schema)."""
-    records = [row.__dict__ for row in parse(schemas.PredictBatch)]
+    rows_in = parse(schemas.PredictBatch)
     model = _served("global_from_regional")
+    spelled = [model.spellings.correct(row.__dict__) for row in rows_in]
+    records = [record for record, _, _ in spelled]
     values, unseen = _predict_many(model, records, "/predict/batch")
-    rows = [
-        {"global_sales": v, "unseen": [schemas.ORIGINAL_NAMES.get(x, x) for x in u]}
-        for v, u in zip(values, unseen)
-    ]
-    return json_response({"model": model.name, "version": model.version,
-                          "request_id": g.request_id, "predictions": rows})
+    rows = [{"global_sales": v, "unseen": u, "matched": m, "did_you_mean": s}
+            for v, u, (_, m, s) in zip(values, unseen, spelled)]
+    return json_response({**_served_body(model), "predictions": rows})
 
 
 @API.route(bp, "/v1/forecast", "POST", body=schemas.ForecastRequest,
@@ -95,11 +107,12 @@ def forecast():
     Optional features given in the request are used as given."""
     record = parse(schemas.ForecastRequest).__dict__
     model = _served("prerelease")
+    # Matched first, so the history is looked up under the known spelling.
+    record, matched, suggestions = model.spellings.correct(record)
     full = model.complete(record)
-    body, unseen = _predict_one(model, full, "/v1/forecast")
-    body["unseen"] = unseen
-    body["features"] = full
-    return json_response(body)
+    body = _predict_one(model, full, "/v1/forecast")
+    return json_response({**body, "matched": matched, "did_you_mean": suggestions,
+                          "features": full})
 
 
 @API.route(bp, "/v1/forecast/batch", "POST", body=schemas.ForecastBatch,
@@ -110,9 +123,9 @@ def forecast():
 def forecast_batch():
     """A JSON array of `/v1/forecast` bodies (size limits in the schema)."""
     model = _served("prerelease")
-    records = [model.complete(row.__dict__) for row in parse(schemas.ForecastBatch)]
+    spelled = [model.spellings.correct(row.__dict__) for row in parse(schemas.ForecastBatch)]
+    records = [model.complete(record) for record, _, _ in spelled]
     values, unseen = _predict_many(model, records, "/v1/forecast/batch")
-    rows = [{"global_sales": v, "unseen": u, "features": r}
-            for v, u, r in zip(values, unseen, records)]
-    return json_response({"model": model.name, "version": model.version,
-                          "request_id": g.request_id, "predictions": rows})
+    rows = [{"global_sales": v, "unseen": u, "matched": m, "did_you_mean": s, "features": r}
+            for v, u, r, (_, m, s) in zip(values, unseen, records, spelled)]
+    return json_response({**_served_body(model), "predictions": rows})

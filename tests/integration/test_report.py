@@ -69,6 +69,7 @@ def generated_releases(n_rows: int = 900, seed: int = 0) -> pd.DataFrame:
         }
     )
     frame["global_sales"] = regional.sum(axis=1).round(2)
+    frame["is_year_before_platform_launch"] = False
     return typed_releases(frame)
 
 
@@ -141,17 +142,27 @@ def test_small_decades_are_left_out_of_comparisons(releases):
 
 def test_platform_lifecycle_peak_is_the_busiest_year():
     rows = typed_releases(pd.DataFrame({
-        "release_id": [f"r{i}" for i in range(6)],
-        "platform": ["Wii"] * 5 + ["DS"], "manufacturer": "Nintendo", "genre": "Action",
+        "release_id": [f"r{i}" for i in range(8)],
+        "platform": ["Wii"] * 5 + ["DS"] * 3, "manufacturer": "Nintendo", "genre": "Action",
         "publisher": "P", "name": "G",
-        "year": [2006, 2007, 2007, 2007, 2010, 2005], "decade": [2000] * 5 + [2000],
+        "year": [2006, 2007, 2007, 2007, 2010, 2005, 2008, 1985],
+        "decade": [2000] * 7 + [1980],
         "na_sales": 1.0, "eu_sales": 0.0, "jp_sales": 0.0, "other_sales": 0.0,
         "global_sales": 1.0,
+        # The warehouse's flag: a DS game dated 1985, before the DS existed.
+        "is_year_before_platform_launch": [False] * 7 + [True],
     }))
-    wii = tables.platform_lifecycles(rows).set_index("platform").loc["Wii"]
+    lifecycles = tables.platform_lifecycles(rows).set_index("platform")
+    wii = lifecycles.loc["Wii"]
     assert (wii["first year"], wii["peak year"], wii["peak-year releases"], wii["last year"]) == (
         2006, 2007, 3, 2010)
     assert wii["years active"] == 5 and wii["releases"] == 5
+    ds = lifecycles.loc["DS"]
+    assert (ds["first year"], ds["years active"], ds["releases"]) == (2005, 4, 2)
+    assert list(tables.dated_before_launch(rows).release_id) == ["r7"]
+    section = report.rq3_section(pd.concat([rows, generated_releases(300)], ignore_index=True))
+    page = section.to_html()
+    assert "leave out 1 release dated before their platform" in page and "(DS 1)" in page
 
 
 def test_recorded_scores_read_the_evaluation_metric_names():
@@ -237,6 +248,11 @@ def test_report_from_a_real_warehouse_without_champions(marts_settings, tmp_path
         releases, sales = connection.execute(
             sa.text("select count(*), sum(global_sales) from fct_sales")
         ).one()
+        misdated = connection.execute(
+            sa.text("select count(*) from fct_sales where is_year_before_platform_launch")
+        ).scalar()
     engine.dispose()
     assert f"{releases:,} accepted releases" in page
+    if misdated:  # the real file: 4 DS rows dated 1985
+        assert f"leave out {misdated:,} releases dated before" in page
     assert f"({float(sales):,.1f} million units sold worldwide)" in page

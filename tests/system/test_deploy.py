@@ -89,6 +89,24 @@ def test_server_recovers_a_stale_pid_file_and_up_is_idempotent(server):
     assert (server["home"] / "prefect.db").exists()  # SQLite in its own home
 
 
+def test_another_checkouts_server_is_never_adopted(server, tmp_path):
+    """A second checkout (own home) asking for the same port, even with the
+    first's pid file copied in, is refused by name; it starts nothing."""
+    other = {**server["env"], "PREFECT_SERVER_HOME": str(tmp_path)}
+    (tmp_path / "server.pid").write_text((server["home"] / "server.pid").read_text())
+    refused = server_script(other, "up")
+    assert refused.returncode == 1, refused.stderr
+    assert "PREFECT_SERVER_PORT=<port>" in refused.stderr
+    assert "already running" not in refused.stderr
+    assert not (tmp_path / "server.pid").exists()
+    assert "stopped" in server_script(other, "status").stdout
+    # Our own server asked for on another port: says where it runs.
+    moved = server_script({**server["env"], "PREFECT_SERVER_PORT": str(free_port())}, "up")
+    assert moved.returncode == 1
+    assert f"runs on port {server['port']}" in moved.stderr
+    assert server_script(server["env"], "up").returncode == 0
+
+
 def test_deploy_creates_the_scheduled_deployments(server, tmp_path):
     done = deploy(server, tmp_path)
     assert "vgsales-pipeline/every-four-months" in done.stdout

@@ -32,7 +32,7 @@ from ml.features import MAX_CATEGORY_LENGTH, SPECS, model_input, to_sales
 from ml.monitoring.stream import STREAM
 from ml.settings import ROOT, Settings
 from serve import gunicorn_conf, schemas
-from tests.helpers import free_port, isolated_settings
+from tests.helpers import api_settings, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -75,12 +75,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(stack_settings, tmp_path_factory) -> Server:
     home = tmp_path_factory.mktemp("serve")
-    settings = dataclasses.replace(
-        isolated_settings(stack_settings, "serve", REDIS_DB, home),
-        api_port=free_port(),
-        api_admin_token=TOKEN,
-    )
-    redis.Redis.from_url(settings.redis_url).flushdb()
+    settings = api_settings(stack_settings, "serve", REDIS_DB, home, TOKEN)
     frame = mart_frame(write_csv(home / "vgsales.csv", SAMPLE_ROWS, seed=5, dirty_share=0))
     register_champions(settings, frame)
     log = home / "gunicorn.log"
@@ -170,10 +165,13 @@ def test_openapi_describes_every_route_and_docs_render(server):
                 "/ready", "/model", "/metrics", "/admin/reload", "/openapi.json", "/docs"}
     assert set(document["paths"]) == expected
     request = document["components"]["schemas"]["PredictRequest"]
-    assert request["properties"]["NA_Sales"]["minimum"] == 0
-    assert request["properties"]["Year"]["maximum"] == 2040
+    assert request["properties"]["na_sales"]["minimum"] == 0
+    assert request["properties"]["year"]["maximum"] == 2040
+    assert request["properties"]["year"]["type"] == "integer"
     assert request["additionalProperties"] is False
-    assert set(request["required"]) == set(schemas.ORIGINAL_NAMES.values())
+    assert set(request["required"]) == set(SPECS["global_from_regional"].columns)
+    prediction = document["components"]["schemas"]["Prediction"]["properties"]
+    assert "millions of units" in prediction["global_sales"]["description"]
     forecast = document["components"]["schemas"]["ForecastRequest"]
     assert set(forecast["required"]) == {"platform", "genre", "publisher", "year"}
     batch = document["paths"]["/predict/batch"]["post"]["requestBody"]["content"]
@@ -212,7 +210,7 @@ def test_predict_batch_equals_single_predictions(server):
 def test_unseen_category_is_predicted_and_flagged(server):
     row = {**mart_rows(server, 1)[0], "platform": "Brand New Console"}
     body = server.call("POST", "/predict", original_body(row)).json()
-    assert body["unseen"] == ["Platform"]
+    assert body["unseen"] == ["platform"]
     assert body["global_sales"] == expected_sales(
         server, "global_from_regional", body["version"], [row])[0]
     forecast = server.call("POST", "/v1/forecast", {
@@ -222,6 +220,45 @@ def test_unseen_category_is_predicted_and_flagged(server):
     assert forecast["unseen"] == ["genre", "publisher"]
     assert forecast["features"]["publisher_prior_titles"] == 0
     assert forecast["features"]["publisher_prior_mean_log_sales"] is None
+
+
+def test_input_is_matched_to_known_spellings_and_suggested(server):
+    frame = server.frame
+    known = {c: frame[c].value_counts().index[0] for c in ("platform", "genre")}
+    publishers = frame["publisher"].drop_duplicates()
+    folded = publishers.str.casefold()
+    publisher = next(p for p in publishers.value_counts().index
+                     if len(p) > 6 and (folded == p.casefold()).sum() == 1)
+    exact = {**known, "publisher": publisher, "year": 2010}
+    sloppy = {**{k: v.lower() for k, v in known.items()}, "publisher": publisher.upper(),
+              "year": 2010}
+    right, loose = (server.call("POST", "/v1/forecast", b).json() for b in (exact, sloppy))
+    assert loose["matched"] == {**known, "publisher": publisher}
+    assert loose["unseen"] == [] and loose["did_you_mean"] == {}
+    assert loose["global_sales"] == right["global_sales"]
+    assert loose["features"] == right["features"] and loose["unit"] == "millions of units"
+    # An unknown spelling: still predicted as unseen, with the closest known ones.
+    typo = publisher[:3] + publisher[4:]
+    guessed = server.call("POST", "/v1/forecast", {**exact, "publisher": typo}).json()
+    assert guessed["unseen"] == ["publisher"] and guessed["matched"] == {}
+    assert publisher in guessed["did_you_mean"]["publisher"]
+    # /predict: the same field names as /v1/forecast, its original names as aliases.
+    row = mart_rows(server, 1)[0]
+    original = server.call("POST", "/predict", original_body(row)).json()
+    named = server.call("POST", "/predict", {**{k: row[k] for k in SPECS[
+        "global_from_regional"].columns}, "platform": row["platform"].lower()}).json()
+    assert named["global_sales"] == original["global_sales"]
+    assert named["matched"] == {"platform": row["platform"]}
+    batch = server.call("POST", "/predict/batch", [original_body(row)]).json()
+    assert batch["unit"] == "millions of units"
+    assert batch["predictions"][0]["global_sales"] == original["global_sales"]
+
+
+def test_an_array_sent_to_a_single_endpoint_points_to_batch(server):
+    for path, body in (("/predict", [VALID]), ("/v1/forecast", [{"platform": "Wii"}])):
+        answer = server.call("POST", path, body)
+        assert answer.status == 422
+        assert f"use {path}/batch" in answer.json()["message"]
 
 
 def test_forecast_looks_up_point_in_time_history(server):
@@ -273,7 +310,10 @@ VALID = {"Platform": "Wii", "Year": 2008, "Genre": "Racing", "NA_Sales": 1.0,
         ("/predict", b"", 400, "body"),
         ("/predict", {**VALID, "Year": "2008"}, 422, "Year"),
         ("/predict", {**VALID, "NA_Sales": True}, 422, "NA_Sales"),
-        ("/predict", {k: v for k, v in VALID.items() if k != "EU_Sales"}, 422, "EU_Sales"),
+        ("/predict", {k: v for k, v in VALID.items() if k != "EU_Sales"}, 422, "eu_sales"),
+        ("/predict", {**VALID, "Year": 2008.5}, 422, "Year"),
+        ("/v1/forecast", {"platform": "Wii", "genre": "Racing", "publisher": "EA",
+                          "year": 2016.5}, 422, "year"),
         ("/predict", {**VALID, "Publisher": "EA"}, 422, "Publisher"),
         ("/predict", json.dumps(VALID).replace("1.0", "NaN").encode(), 4, "NA_Sales"),
         ("/predict", json.dumps(VALID).replace("1.0", "Infinity").encode(), 4, "NA_Sales"),
@@ -390,6 +430,10 @@ def _value(feature, valid: bool):
         good = st.text(min_size=1, max_size=20).filter(str.strip)
         bad = st.one_of(st.just(""), st.just("  "), st.integers(), st.floats(), st.none(),
                         st.text(min_size=MAX_CATEGORY_LENGTH + 1, max_size=MAX_CATEGORY_LENGTH + 5))
+    elif schemas.whole_number(feature):
+        good = st.integers(min_value=int(feature.minimum), max_value=int(feature.maximum))
+        bad = st.one_of(st.floats(allow_nan=False).filter(lambda v: not v.is_integer()),
+                        st.booleans(), st.text(max_size=5), st.integers())
     else:
         good = st.floats(min_value=feature.minimum, max_value=feature.maximum,
                          allow_nan=False, allow_infinity=False)

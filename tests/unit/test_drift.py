@@ -10,6 +10,7 @@ proves Python's bins and dbt's binning agree.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections import Counter
 from datetime import datetime, timezone
@@ -31,7 +32,7 @@ from ml.monitoring.reference import (
     TOP_CATEGORIES,
     profile,
 )
-from ml.reporting.drift_report import Action, to_html, to_markdown
+from ml.reporting.drift_report import Action, decision_line, to_html, to_markdown
 from tests.mart_sample import mart_frame
 
 
@@ -191,6 +192,37 @@ def test_reason_and_headline_name_the_drifted_feature():
     assert check.headline() == "prerelease.year PSI 0.40 (predictions)"
     calm = _check({"psi_error": "pass", "psi_warn": "pass"}, psi=0.01)
     assert calm.reason().startswith("No drift") and "0.010" in calm.reason()
+
+
+def _unjudged_predictions(check: DriftCheck) -> DriftCheck:
+    """20 logged predictions, 80% on a platform training never saw."""
+    drift = check.drift.copy()
+    drift.loc[0] = dict(drift.loc[0], feature="platform", feature_kind="category",
+                        current_rows=20, unseen_rows=16, unseen_rate=0.8, psi=0.0,
+                        is_evaluated=False, drift_status="too_few_rows")
+    return dataclasses.replace(check, drift=drift)
+
+
+def test_a_check_that_could_not_judge_says_so_in_its_headline():
+    check = _unjudged_predictions(_check({"psi_error": "pass", "psi_warn": "pass"}, psi=0.0))
+    assert check.decision == NONE and check.judged_anything
+    reason = check.reason()
+    assert reason.startswith("No drift: every judged feature")
+    assert "Not judged: predictions (20 rows, under drift_min_rows)" in reason
+    assert "prerelease v2 `platform` on predictions (80% unseen categories)" in reason
+    line = decision_line(check, Action(NONE, reason, ""))
+    assert "where it could be judged (not judged: 2, listed below)" in line
+    # Nothing judged at all: the headline says no decision could be made.
+    nothing = dataclasses.replace(check, drift=check.drift.iloc[:1])
+    assert not nothing.judged_anything
+    assert nothing.reason().startswith("Could not judge drift")
+    assert decision_line(nothing, Action(NONE, nothing.reason(), "")).startswith(
+        "Decision: **Not judged**")
+    assert "Not judged" in to_markdown(nothing, Action(NONE, nothing.reason(), ""))
+    # A check that judged everything keeps the plain headline.
+    calm = _check({"psi_error": "pass", "psi_warn": "pass"}, psi=0.01)
+    assert decision_line(calm, Action(NONE, calm.reason(), "")) == (
+        "Decision: No action: no drift above the thresholds.")
 
 
 def test_report_has_the_decision_table_and_a_chart_per_feature():
