@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from ml.data.csv_check import check_raw_csv
-from ml.data.refresh import NEW_PLATFORM, write_refresh
+from ml.data.refresh import NEW_PLATFORM
 from ml.data.synthetic import write_csv
 from ml.settings import ROOT
 from tests.helpers import free_port, isolated_settings
