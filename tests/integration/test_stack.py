@@ -23,7 +23,7 @@ def connect(settings: Settings, *, reader: bool = False, database: str | None = 
         host=settings.mariadb_host,
         port=settings.mariadb_port,
         user=settings.mariadb_reader_user if reader else settings.mariadb_user,
-        password=settings.mariadb_reader_password if reader else settings.mariadb_password,
+        password=(settings.mariadb_reader_password if reader else settings.mariadb_password).get_secret_value(),
         database=database or settings.mariadb_database,
         charset="utf8mb4",
         autocommit=True,
@@ -52,7 +52,7 @@ def test_env_file_is_private_and_complete(private_stack):
         "REDIS_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME",
     ):
         assert f"\n{name}=" in text, name
-    assert len(settings.mariadb_password) >= 32
+    assert len(settings.mariadb_password.get_secret_value()) >= 32
     assert settings.mariadb_password != settings.mariadb_reader_password
 
 

@@ -65,7 +65,7 @@ FLOW_ROWS = 2000
 def connect(settings: Settings, **kwargs) -> pymysql.Connection:
     return pymysql.connect(
         host=settings.mariadb_host, port=settings.mariadb_port,
-        user=settings.mariadb_user, password=settings.mariadb_password,
+        user=settings.mariadb_user, password=settings.mariadb_password.get_secret_value(),
         charset="utf8mb4", autocommit=True, **kwargs,
     )
 
