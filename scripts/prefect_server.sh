@@ -2,12 +2,15 @@
 # A local Prefect server, which schedules need (make deploy): SQLite under
 # .run/prefect-server/, loopback only. Usage: scripts/prefect_server.sh up|down|status|url
 #
-# `up` is idempotent: a healthy server started here is left alone; a pid file
-# whose process is gone (or is not a Prefect server) is removed and the server
-# started again. PREFECT_SERVER_PORT (default 4200) and PREFECT_SERVER_HOME
-# (default .run/prefect-server) move it, e.g. for tests. The server keeps its
-# own home: the flows' ephemeral mode uses PREFECT_HOME (.run/prefect), and
-# two servers on one SQLite file would lock each other out.
+# A thin wrapper over Prefect's own `prefect server start --background`,
+# `prefect server status --wait` and `prefect server stop`, which keep the pid
+# file in the server's PREFECT_HOME. `up` is idempotent: a server that answers
+# is left alone. `start --background` refuses while any pid file exists, even
+# one naming a process that is gone, so `up` stops (and so clears) first.
+# PREFECT_SERVER_PORT (default 4200) and PREFECT_SERVER_HOME (default
+# .run/prefect-server) move it, e.g. for tests. The server keeps its own home:
+# the flows' ephemeral mode uses PREFECT_HOME (.run/prefect), and two servers
+# on one SQLite file would lock each other out.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,85 +26,68 @@ START_TIMEOUT=${PREFECT_SERVER_START_TIMEOUT:-120}
 log() { printf '[prefect-server] %s\n' "$*" >&2; }
 die() { printf '[prefect-server] error: %s\n' "$*" >&2; exit 1; }
 
-healthy() { curl -fsS --max-time 2 "$URL/health" >/dev/null 2>&1; }
+# Prefect's CLI with this server's home, talking to this server's URL (an
+# inherited PREFECT_API_URL would point `status` at another server).
+prefect() {
+    PREFECT_HOME="$SERVER_HOME" PREFECT_API_URL="$URL" \
+        PREFECT_SERVER_ANALYTICS_ENABLED=false "$PREFECT" "$@"
+}
 
-# The pid in the pid file, if that process is alive and is a Prefect server.
-our_pid() {
-    [ -f "$PID_FILE" ] || return 1
-    local pid
-    pid=$(cat "$PID_FILE")
-    kill -0 "$pid" 2>/dev/null || return 1
-    ps -o args= -p "$pid" | grep -q "prefect server start" || return 1
-    printf '%s' "$pid"
+healthy() { prefect server status >/dev/null 2>&1; }
+
+# `prefect server stop` sends SIGTERM and returns; wait until the process is gone.
+stop_server() {
+    local pid=""
+    [ -f "$PID_FILE" ] && pid=$(cat "$PID_FILE")
+    prefect server stop >>"$LOG_FILE" 2>&1
+    [ -n "$pid" ] || return 0
+    for _ in $(seq 1 30); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.5
+    done
+    log "pid $pid still alive after 15s: killing"
+    kill -KILL "$pid" 2>/dev/null || true
 }
 
 cmd_up() {
     [ -x "$PREFECT" ] || die "no $PREFECT: run 'make venv' first"
     mkdir -p "$SERVER_HOME"
-    local pid
-    if pid=$(our_pid); then
-        if healthy; then
-            log "already running on $URL (pid $pid)"
-            return 0
-        fi
-        log "pid $pid is starting; waiting for it"
-    else
-        if [ -f "$PID_FILE" ]; then
-            log "removing stale pid file $PID_FILE"
-            rm -f "$PID_FILE"
-        fi
-        healthy && die "something else answers on $URL; set PREFECT_SERVER_PORT to another port"
-        log "starting on $URL (home $SERVER_HOME, log $LOG_FILE)"
-        # Its own session, so `down` stops the server and the uvicorn process
-        # it spawns together; no inherited PREFECT_API_URL, which would point
-        # the server at another server.
-        env -u PREFECT_API_URL \
-            PREFECT_HOME="$SERVER_HOME" \
-            PREFECT_SERVER_ANALYTICS_ENABLED=false \
-            setsid "$PREFECT" server start --host 127.0.0.1 --port "$PORT" \
-            >"$LOG_FILE" 2>&1 </dev/null &
-        echo $! >"$PID_FILE"
+    if healthy; then
+        [ -f "$PID_FILE" ] || die "something else answers on $URL; set PREFECT_SERVER_PORT to another port"
+        log "already running on $URL (pid $(cat "$PID_FILE"))"
+        return 0
     fi
-    local waited=0
-    until healthy; do
-        if ! our_pid >/dev/null; then
-            tail -n 30 "$LOG_FILE" >&2 || true
-            rm -f "$PID_FILE"
-            die "the server exited while starting; its log is above ($LOG_FILE)"
-        fi
-        [ "$waited" -lt "$START_TIMEOUT" ] || die "not healthy after ${START_TIMEOUT}s; see $LOG_FILE"
-        sleep 1
-        waited=$((waited + 1))
-    done
-    log "ready on $URL (pid $(our_pid)); UI on http://127.0.0.1:$PORT"
+    if [ -f "$PID_FILE" ]; then
+        log "removing stale pid file $PID_FILE (pid $(cat "$PID_FILE"), not answering)"
+        stop_server
+    fi
+    log "starting on $URL (home $SERVER_HOME, log $LOG_FILE)"
+    if ! prefect server start --background --host 127.0.0.1 --port "$PORT" \
+        >"$LOG_FILE" 2>&1 </dev/null; then
+        tail -n 20 "$LOG_FILE" >&2 || true
+        die "prefect server start failed; its output is above ($LOG_FILE)"
+    fi
+    if ! prefect server status --wait --timeout "$START_TIMEOUT" >>"$LOG_FILE" 2>&1; then
+        stop_server
+        die "not answering after ${START_TIMEOUT}s; stopped it (see $LOG_FILE)"
+    fi
+    log "ready on $URL (pid $(cat "$PID_FILE")); UI on http://127.0.0.1:$PORT"
 }
 
 cmd_down() {
-    local pid
-    if ! pid=$(our_pid); then
-        rm -f "$PID_FILE"
+    if [ ! -f "$PID_FILE" ]; then
         log "not running"
         return 0
     fi
-    log "stopping pid $pid"
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.5
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "still alive after 15s: killing"
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PID_FILE"
+    log "stopping pid $(cat "$PID_FILE")"
+    stop_server
 }
 
 cmd_status() {
-    local pid
-    if pid=$(our_pid) && healthy; then
-        echo "prefect server: running on $URL (pid $pid, home $SERVER_HOME)"
-    elif pid=$(our_pid); then
-        echo "prefect server: pid $pid alive but $URL not healthy (see $LOG_FILE)"
+    if healthy; then
+        echo "prefect server: running on $URL (pid $(cat "$PID_FILE" 2>/dev/null || echo '?'), home $SERVER_HOME)"
+    elif [ -f "$PID_FILE" ]; then
+        echo "prefect server: pid $(cat "$PID_FILE") recorded but $URL not answering (see $LOG_FILE)"
     else
         echo "prefect server: stopped"
     fi
