@@ -7,10 +7,10 @@
   of mode 600 (and never on a service's command line).
 - Services listen on loopback only (every listening socket of the stack).
 - The API: no stack trace in a 500, models only from the configured registry.
-  (Admin token, body and batch limits: tests/test_serve.py.)
+  (Admin token, body and batch limits: tests/system/test_serve.py.)
 - Identifiers in SQL text are quoted by SQLAlchemy (`ml.warehouse.identifiers`).
 
-The private stack of tests/test_stack.py covers Redis auth, bind settings and
+The private stack of tests/integration/test_stack.py covers Redis auth, bind settings and
 the reader's insert/create/drop refusals; this module adds what it lacks.
 """
 
@@ -36,7 +36,7 @@ from ml.settings import ROOT, Settings, environ_without_writer
 from ml.warehouse.identifiers import quoted
 from serve import gunicorn_conf
 from serve.app import create_app
-from tests.helpers import free_port, isolated_settings
+from tests.helpers import connect, free_port, isolated_settings
 
 REDIS_DB = 9
 # Patterns of well-known credential formats, and our own generated secrets
@@ -56,18 +56,6 @@ def live_secrets(settings: Settings) -> dict[str, str]:
     """The stack's generated secrets, by name (from .run/stack.env)."""
     values = dotenv_values(settings.run_dir / "stack.env")
     return {k: v for k, v in values.items() if k.endswith(("PASSWORD", "TOKEN")) and v}
-
-
-def connect(settings: Settings, *, reader: bool = False, **kwargs) -> pymysql.Connection:
-    return pymysql.connect(
-        host=settings.mariadb_host,
-        port=settings.mariadb_port,
-        user=settings.mariadb_reader_user if reader else settings.mariadb_user,
-        password=(settings.mariadb_reader_password if reader else settings.mariadb_password).get_secret_value(),
-        charset="utf8mb4",
-        autocommit=True,
-        **kwargs,
-    )
 
 
 def grants(settings: Settings, *, reader: bool) -> list[str]:
