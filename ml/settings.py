@@ -199,6 +199,9 @@ def load_settings(
     run_dir = Path(environ.get("VGSALES_RUN_DIR", ROOT / ".run"))
     env_file = env_file or run_dir / "stack.env"
 
+    # A class per call because pydantic-settings picks its sources in a
+    # classmethod, and these read this call's `environ`. Unset fields stay
+    # None (not validated) and are left out, so `Settings` gives the defaults.
     class Sources(BaseSettings):
         model_config = SettingsConfigDict(
             extra="ignore", env_file_encoding="utf-8", validate_default=False
