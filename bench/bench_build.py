@@ -88,7 +88,8 @@ def measure(settings: Settings, target: Path, runs: int, label: str) -> dict:
 def drop_databases(settings: Settings, prefix: str) -> None:
     """Drop `<prefix>` and every `<prefix>_*` database (dbt's schemas)."""
     connection = pymysql.connect(host=settings.mariadb_host, port=settings.mariadb_port,
-                                 user=settings.mariadb_user, password=settings.mariadb_password)
+                                 user=settings.mariadb_user,
+                                 password=settings.mariadb_password.get_secret_value())
     try:
         with connection.cursor() as cursor:
             cursor.execute("show databases")

@@ -79,7 +79,7 @@ def connect(settings: Settings) -> pymysql.Connection:
         host=settings.mariadb_host,
         port=settings.mariadb_port,
         user=settings.mariadb_user,
-        password=settings.mariadb_password,
+        password=settings.mariadb_password.get_secret_value(),
         charset="utf8mb4",
         local_infile=True,
     )

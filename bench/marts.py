@@ -58,7 +58,7 @@ def last_loaded_sha256(settings: Settings) -> str | None:
     """SHA-256 of the file the bench mart's raw table was last seeded from."""
     connection = pymysql.connect(
         host=settings.mariadb_host, port=settings.mariadb_port,
-        user=settings.mariadb_user, password=settings.mariadb_password,
+        user=settings.mariadb_user, password=settings.mariadb_password.get_secret_value(),
     )
     try:
         with connection.cursor() as cursor:

@@ -1,8 +1,9 @@
 """The one place that reads configuration.
 
 Values come from `.run/stack.env` (written by `scripts/stack.sh up`) and are
-overridden by real environment variables. No other module reads `os.environ`:
-everything else receives a `Settings` (or calls `load_settings()`).
+overridden by real environment variables; pydantic-settings reads both and
+checks each value's type. No other module reads `os.environ`: everything else
+receives a `Settings` (or calls `load_settings()`).
 
 `python -m ml.settings --shell` prints the merged values as `export` lines, so
 shell recipes (`make`, dbt on the command line) see exactly what Python sees.
@@ -15,9 +16,15 @@ import dataclasses
 import hashlib
 import os
 import shlex
-from dataclasses import asdict, dataclass, field
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, field
 from pathlib import Path
 from urllib.parse import quote_plus
+
+from pydantic import SecretStr, ValidationError, create_model
+from pydantic.dataclasses import dataclass
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,28 +55,13 @@ EXPORTED = (
 WRITER_CREDENTIALS = ("MARIADB_USER", "MARIADB_PASSWORD")
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a sh-sourceable KEY=value file (values may be single/double quoted)."""
-    values: dict[str, str] = {}
-    if not path.exists():
-        return values
-    for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :]
-        key, sep, value = line.partition("=")
-        if not sep or not key.isidentifier():
-            raise ValueError(f"{path}:{lineno}: expected KEY=value, found {raw!r}")
-        parts = shlex.split(value) if value else [""]
-        values[key] = parts[0] if parts else ""
-    return values
-
-
 @dataclass(frozen=True)
 class Settings:
-    """Connection settings and paths shared by dbt, flows, training and the API."""
+    """Connection settings and paths shared by dbt, flows, training and the API.
+
+    A pydantic dataclass, so `dataclasses.replace(settings, ...)` checks types
+    too (a port must be an int; a password given as `str` becomes `SecretStr`).
+    """
 
     root: Path = ROOT
     run_dir: Path = ROOT / ".run"
@@ -77,9 +69,9 @@ class Settings:
     mariadb_port: int = 33306
     mariadb_database: str = "vgsales"
     mariadb_user: str = "vgsales_writer"
-    mariadb_password: str = field(default="", repr=False)
+    mariadb_password: SecretStr = SecretStr("")
     mariadb_reader_user: str = "vgsales_reader"
-    mariadb_reader_password: str = field(default="", repr=False)
+    mariadb_reader_password: SecretStr = SecretStr("")
     redis_url: str = field(default="redis://127.0.0.1:36379/0", repr=False)
     mlflow_tracking_uri: str = f"sqlite:///{ROOT / '.run' / 'mlflow' / 'mlflow.db'}"
     mlflow_artifact_root: str = str(ROOT / ".run" / "mlflow" / "artifacts")
@@ -90,7 +82,7 @@ class Settings:
     prefect_server_ephemeral_startup_timeout_seconds: str = "90"
     dbt_profiles_dir: str = str(ROOT / "dbt_project")
     api_port: int = 8000
-    api_admin_token: str = field(default="", repr=False)
+    api_admin_token: SecretStr = SecretStr("")
     vgsales_csv: str = ""
     vgsales_seeds_dir: str = str(ROOT / "seeds")
 
@@ -114,7 +106,8 @@ class Settings:
     def sqlalchemy_url(self, *, reader: bool = False) -> str:
         """SQLAlchemy URL; `reader=True` gives the read-only user (ML layer, API)."""
         user = self.mariadb_reader_user if reader else self.mariadb_user
-        password = self.mariadb_reader_password if reader else self.mariadb_password
+        secret = self.mariadb_reader_password if reader else self.mariadb_password
+        password = secret.get_secret_value()
         return (
             f"mysql+pymysql://{quote_plus(user)}:{quote_plus(password)}"
             f"@{self.mariadb_host}:{self.mariadb_port}/{self.mariadb_database}"
@@ -131,7 +124,10 @@ class Settings:
 
     def as_env(self) -> dict[str, str]:
         """The exported names with their values, for child processes."""
-        values = {k.upper(): str(v) for k, v in asdict(self).items()}
+        values = {
+            k.upper(): v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+            for k, v in asdict(self).items()
+        }
         # dbt writes a seed's "compiled" SQL to target/run/<project>/<seed path>;
         # with an absolute seed path that is the CSV itself, so dbt overwrote
         # the data with SQL. A relative path keeps the write inside the project
@@ -155,20 +151,73 @@ class Settings:
             return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+class _MappingSource(EnvSettingsSource):
+    """Environment variables from a given mapping (`os.environ` unless a test
+    passes its own), so a test can load settings without patching the process."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._environ.items()}
+
+
+def _loaded_fields() -> dict[str, tuple[object, None]]:
+    """The exported `Settings` fields with their types; no defaults, so that
+    only values found in the environment or the file are passed on."""
+    hints = typing.get_type_hints(Settings)
+    return {
+        f.name: (hints[f.name], None)
+        for f in dataclasses.fields(Settings)
+        if f.name.upper() in EXPORTED
+    }
+
+
+_SOURCE_FIELDS = _loaded_fields()
+
+
+def _describe(error: ValidationError, environ: Mapping[str, str], env_file: Path) -> str:
+    """Each invalid value with its variable and where it came from."""
+    lines = []
+    for problem in error.errors():
+        name = str(problem["loc"][0]).upper()
+        origin = "the environment" if name in environ else str(env_file)
+        lines.append(f"{name}={problem['input']!r} (from {origin}): {problem['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
 def load_settings(
-    environ: dict[str, str] | None = None, env_file: Path | None = None
+    environ: Mapping[str, str] | None = None, env_file: Path | None = None
 ) -> Settings:
-    """Merge defaults < `.run/stack.env` < environment into a `Settings`."""
-    environ = dict(os.environ if environ is None else environ)
+    """Settings from the environment, then `.run/stack.env`, then the defaults.
+
+    `VGSALES_RUN_DIR` moves the run directory (and so the env file). A value
+    of the wrong type raises `ValueError` naming the variable and its source.
+    """
+    environ = os.environ if environ is None else environ
     run_dir = Path(environ.get("VGSALES_RUN_DIR", ROOT / ".run"))
-    merged = read_env_file(env_file or run_dir / "stack.env")
-    merged.update({k: v for k, v in environ.items() if k in EXPORTED})
-    kwargs: dict[str, object] = {"run_dir": run_dir}
-    for name in EXPORTED:
-        if name in merged:
-            key = name.lower()
-            kwargs[key] = int(merged[name]) if key.endswith("_port") else merged[name]
-    return Settings(**kwargs)
+    env_file = env_file or run_dir / "stack.env"
+
+    # A class per call because pydantic-settings picks its sources in a
+    # classmethod, and these read this call's `environ`. Unset fields stay
+    # None (not validated) and are left out, so `Settings` gives the defaults.
+    class Sources(BaseSettings):
+        model_config = SettingsConfigDict(
+            extra="ignore", env_file_encoding="utf-8", validate_default=False
+        )
+
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                       dotenv_settings, file_secret_settings):
+            return (_MappingSource(settings_cls, environ), dotenv_settings)
+
+    model = create_model("SettingsSources", __base__=Sources, **_SOURCE_FIELDS)
+    try:
+        found = model(_env_file=env_file).model_dump(exclude_unset=True)
+    except ValidationError as error:
+        raise ValueError(_describe(error, environ, env_file)) from None
+    return Settings(run_dir=run_dir, **found)
 
 
 def environ_without_writer() -> dict[str, str] | None:

@@ -2,14 +2,17 @@
 # A local Prefect server, which schedules need (make deploy): SQLite under
 # .run/prefect-server/, loopback only. Usage: scripts/prefect_server.sh up|down|status|url
 #
-# `up` is idempotent: a healthy server started here is left alone; a pid file
-# whose process is gone (or is not a Prefect server) is removed and the server
-# started again. PREFECT_SERVER_PORT (environment, else .run/stack.env, else
+# A thin wrapper over Prefect's own `prefect server start --background`,
+# `prefect server status --wait` and `prefect server stop`, which keep the pid
+# file in the server's PREFECT_HOME. `up` is idempotent: a server of ours that
+# answers is left alone. `start --background` refuses while any pid file
+# exists, even one naming a process that is gone, so `up` stops (and so
+# clears) first. PREFECT_SERVER_PORT (environment, else .run/stack.env, else
 # 4200; scripts/ports.sh) and PREFECT_SERVER_HOME (default .run/prefect-server)
 # move it. A server is ours only if its process runs with our home and port:
-# another checkout's server on the same port is never adopted. The server keeps its
-# own home: the flows' ephemeral mode uses PREFECT_HOME (.run/prefect), and
-# two servers on one SQLite file would lock each other out.
+# another checkout's server on the same port is never adopted. The server
+# keeps its own home: the flows' ephemeral mode uses PREFECT_HOME
+# (.run/prefect), and two servers on one SQLite file would lock each other out.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,21 +30,43 @@ START_TIMEOUT=${PREFECT_SERVER_START_TIMEOUT:-120}
 log() { printf '[prefect-server] %s\n' "$*" >&2; }
 die() { printf '[prefect-server] error: %s\n' "$*" >&2; exit 1; }
 
-healthy() { curl -fsS --max-time 2 "$URL/health" >/dev/null 2>&1; }
+# Prefect's CLI with this server's home, talking to this server's URL (an
+# inherited PREFECT_API_URL would point `status` at another server).
+prefect() {
+    PREFECT_HOME="$SERVER_HOME" PREFECT_API_URL="$URL" \
+        PREFECT_SERVER_ANALYTICS_ENABLED=false "$PREFECT" "$@"
+}
 
-# The pid in the pid file, if that process is alive and is a Prefect server.
+healthy() { prefect server status >/dev/null 2>&1; }
+
+# The pid in the pid file, if that process is alive and is a Prefect server
+# (`start --background` runs it as uvicorn over Prefect's app) with our home.
 our_pid() {
     [ -f "$PID_FILE" ] || return 1
     local pid
     pid=$(cat "$PID_FILE")
     kill -0 "$pid" 2>/dev/null || return 1
-    ps -o args= -p "$pid" | grep -q "prefect server start" || return 1
+    ps -o args= -p "$pid" | grep -qE "prefect server start|prefect\.server\.api\.server:create_app" || return 1
     tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "PREFECT_HOME=$SERVER_HOME" || return 1
     printf '%s' "$pid"
 }
 
 # The port our server was started on (from its command line).
 our_port() { ps -o args= -p "$1" | sed -n 's/.*--port \([0-9]*\).*/\1/p'; }
+
+# `prefect server stop` sends SIGTERM and returns; wait until the process is gone.
+stop_server() {
+    local pid=""
+    [ -f "$PID_FILE" ] && pid=$(cat "$PID_FILE")
+    prefect server stop >>"$LOG_FILE" 2>&1 || rm -f "$PID_FILE"
+    [ -n "$pid" ] || return 0
+    for _ in $(seq 1 30); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.5
+    done
+    log "pid $pid still alive after 15s: killing"
+    kill -KILL "$pid" 2>/dev/null || true
+}
 
 cmd_up() {
     [ -x "$PREFECT" ] || die "no $PREFECT: run 'make venv' first"
@@ -57,58 +82,36 @@ cmd_up() {
             log "already running on $URL (pid $pid)"
             return 0
         fi
-        log "pid $pid is starting; waiting for it"
-    else
-        if [ -f "$PID_FILE" ]; then
-            log "removing stale pid file $PID_FILE"
-            rm -f "$PID_FILE"
-        fi
-        if port_busy "$PORT"; then
-            die "port $PORT is in use by another process (another checkout's server?); choose a free one: PREFECT_SERVER_PORT=<port> scripts/stack.sh up records it in $RUN/stack.env"
-        fi
-        log "starting on $URL (home $SERVER_HOME, log $LOG_FILE)"
-        # Its own session, so `down` stops the server and the uvicorn process
-        # it spawns together; no inherited PREFECT_API_URL, which would point
-        # the server at another server.
-        env -u PREFECT_API_URL \
-            PREFECT_HOME="$SERVER_HOME" \
-            PREFECT_SERVER_ANALYTICS_ENABLED=false \
-            setsid "$PREFECT" server start --host 127.0.0.1 --port "$PORT" \
-            >"$LOG_FILE" 2>&1 </dev/null &
-        echo $! >"$PID_FILE"
+        log "pid $pid does not answer: restarting it"
     fi
-    local waited=0
-    until healthy; do
-        if ! our_pid >/dev/null; then
-            tail -n 30 "$LOG_FILE" >&2 || true
-            rm -f "$PID_FILE"
-            die "the server exited while starting; its log is above ($LOG_FILE)"
-        fi
-        [ "$waited" -lt "$START_TIMEOUT" ] || die "not healthy after ${START_TIMEOUT}s; see $LOG_FILE"
-        sleep 1
-        waited=$((waited + 1))
-    done
-    log "ready on $URL (pid $(our_pid)); UI on http://127.0.0.1:$PORT"
+    if [ -f "$PID_FILE" ]; then
+        log "clearing pid file $PID_FILE (pid $(cat "$PID_FILE"))"
+        stop_server
+    fi
+    if port_busy "$PORT"; then
+        die "port $PORT is in use by another process (another checkout's server?); choose a free one: PREFECT_SERVER_PORT=<port> scripts/stack.sh up records it in $RUN/stack.env"
+    fi
+    log "starting on $URL (home $SERVER_HOME, log $LOG_FILE)"
+    if ! prefect server start --background --host 127.0.0.1 --port "$PORT" \
+        >"$LOG_FILE" 2>&1 </dev/null; then
+        tail -n 20 "$LOG_FILE" >&2 || true
+        die "prefect server start failed; its output is above ($LOG_FILE)"
+    fi
+    if ! prefect server status --wait --timeout "$START_TIMEOUT" >>"$LOG_FILE" 2>&1; then
+        stop_server
+        die "not answering after ${START_TIMEOUT}s; stopped it (see $LOG_FILE)"
+    fi
+    log "ready on $URL (pid $(cat "$PID_FILE")); UI on http://127.0.0.1:$PORT"
 }
 
 cmd_down() {
-    local pid
-    if ! pid=$(our_pid); then
+    if ! our_pid >/dev/null; then
         rm -f "$PID_FILE"
         log "not running"
         return 0
     fi
-    log "stopping pid $pid"
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.5
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "still alive after 15s: killing"
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PID_FILE"
+    log "stopping pid $(cat "$PID_FILE")"
+    stop_server
 }
 
 cmd_status() {
@@ -116,7 +119,7 @@ cmd_status() {
     if pid=$(our_pid) && healthy; then
         echo "prefect server: running on $URL (pid $pid, home $SERVER_HOME)"
     elif pid=$(our_pid); then
-        echo "prefect server: pid $pid alive but $URL not healthy (see $LOG_FILE)"
+        echo "prefect server: pid $pid alive but $URL not answering (see $LOG_FILE)"
     else
         echo "prefect server: stopped"
     fi

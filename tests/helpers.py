@@ -9,6 +9,8 @@ import socket
 import time
 from pathlib import Path
 
+import pymysql
+
 from ml.settings import Settings
 
 
@@ -17,6 +19,22 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def connect(settings: Settings, *, reader: bool = False, **kwargs) -> pymysql.Connection:
+    """A plain pymysql connection (autocommit, utf8mb4) as the writer, or the
+    reader with `reader=True`: for tests that check grants, server variables
+    and driver options the SQLAlchemy engine hides. No database unless given."""
+    secret = settings.mariadb_reader_password if reader else settings.mariadb_password
+    return pymysql.connect(
+        host=settings.mariadb_host,
+        port=settings.mariadb_port,
+        user=settings.mariadb_reader_user if reader else settings.mariadb_user,
+        password=secret.get_secret_value(),
+        charset="utf8mb4",
+        autocommit=True,
+        **kwargs,
+    )
 
 
 def kill_pid_file(path: Path) -> None:

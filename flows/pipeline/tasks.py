@@ -236,7 +236,8 @@ def request_reload(
 @task(cache_policy=NO_CACHE)
 def signal_reload(settings: Settings) -> str:
     """Tell a running API about new champions; a stopped API is only noted."""
-    status, message = request_reload(settings.api_port, settings.api_admin_token)
+    token = settings.api_admin_token.get_secret_value()
+    status, message = request_reload(settings.api_port, token)
     if status == "refused":
         get_run_logger().warning(message)
     else:

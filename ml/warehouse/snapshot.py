@@ -9,7 +9,9 @@ Layout (all keys share one TTL, refreshed whenever a snapshot is used):
 - `vgsales:mart:ml_release_features:<sha256[:16]>`: the IPC stream. The key is
   the hash of the payload, so equal frames share a key and a publish is
   idempotent.
-- `vgsales:mart:ml_release_features:latest`: the key of the newest snapshot.
+- `vgsales:mart:ml_release_features:latest`: the key of the newest snapshot,
+  for a person looking at Redis (`redis-cli get ...:latest`); runs find their
+  snapshot through the source key below or the `snapshot_key` run tag.
 - `vgsales:mart:ml_release_features:source:<fingerprint>:<code>`: the key of
   the snapshot taken from a mart whose `ml.warehouse.mart.mart_fingerprint` is
   `<fingerprint>`, by frame-making code whose digest is `<code>`. This is how
@@ -92,11 +94,6 @@ def ipc_to_frame(payload: bytes) -> pd.DataFrame:
     return df
 
 
-def content_digest(df: pd.DataFrame) -> str:
-    """SHA-256 (hex) of the frame's IPC payload: values, dtypes, index, order."""
-    return hashlib.sha256(frame_to_ipc(df)).hexdigest()
-
-
 def snapshot_key(digest: str) -> str:
     """The Redis key of the snapshot whose payload hashes to `digest`."""
     return f"{KEY_PREFIX}:{digest[:16]}"
@@ -139,11 +136,6 @@ def fetch(client: redis.Redis, key: str) -> pd.DataFrame | None:
     """The frame stored under `key`, or None when it has expired."""
     payload = client.get(key)
     return None if payload is None else ipc_to_frame(payload)
-
-
-def fetch_latest(client: redis.Redis) -> tuple[str, pd.DataFrame] | None:
-    """`(key, frame)` of the latest snapshot, or None when there is none."""
-    return _follow(client, LATEST_KEY)
 
 
 def fetch_for_source(

@@ -67,7 +67,7 @@ def admin_reload():
     """Resolves the `champion` alias of each model and loads any new version
     in every worker, without dropping requests (see serve/model/state.py). The
     answer comes once this worker serves the new versions."""
-    authorise(services().settings.api_admin_token)
+    authorise(services().settings.api_admin_token.get_secret_value())
     state = services().state
     try:
         previous, current = state.reload()

@@ -26,7 +26,7 @@ import pytest
 
 from ml.data.synthetic import HEADER as SYNTHETIC_HEADER
 from ml.settings import Settings
-from tests.helpers import isolated_settings
+from tests.helpers import connect, isolated_settings
 
 HEADER = ",".join(SYNTHETIC_HEADER)
 HOSTILE_ROWS = [
@@ -72,17 +72,6 @@ def expected_rows(path: Path) -> list[tuple]:
 
 def sort_key(row: tuple) -> tuple:
     return tuple((value is None, str(value)) for value in row)
-
-
-def connect(settings: Settings) -> pymysql.Connection:
-    return pymysql.connect(
-        host=settings.mariadb_host,
-        port=settings.mariadb_port,
-        user=settings.mariadb_user,
-        password=settings.mariadb_password,
-        charset="utf8mb4",
-        autocommit=True,
-    )
 
 
 def seed(settings: Settings, target: Path, **dbt_vars) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import decimal
-import socket
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -12,7 +12,7 @@ import redis
 from pandas.testing import assert_frame_equal
 
 from ml.warehouse import snapshot
-from tests.helpers import isolated_settings
+from tests.helpers import free_port, isolated_settings
 
 REDIS_DB = 3
 
@@ -79,29 +79,34 @@ def test_ipc_round_trip_keeps_a_default_range_index_and_empty_frames():
     assert_frame_equal(snapshot.ipc_to_frame(snapshot.frame_to_ipc(empty)), empty, check_exact=True)
 
 
-def test_content_digest_changes_with_values_dtypes_and_order():
+def latest(client) -> str | None:
+    """The key the `latest` pointer names."""
+    target = client.get(snapshot.LATEST_KEY)
+    return None if target is None else target.decode()
+
+
+def test_snapshot_keys_change_with_values_dtypes_and_order(client):
     df = frame_with_nulls()
-    digest = snapshot.content_digest(df)
-    assert digest == snapshot.content_digest(df.copy())
+    key = snapshot.publish(client, df, ttl=600)
+    assert key == snapshot.publish(client, df.copy(), ttl=600)
     changed = df.copy()
     changed.loc[changed.index[0], "sales"] = 30.27
     as_float = df.assign(year=df["year"].astype("Float64"))
     reordered = df.iloc[::-1]
-    others = {snapshot.content_digest(f) for f in (changed, as_float, reordered)}
-    assert digest not in others and len(others) == 3
+    others = {snapshot.publish(client, f, ttl=600) for f in (changed, as_float, reordered)}
+    assert key not in others and len(others) == 3
 
 
 def test_publish_and_fetch_through_redis(client):
     df = frame_with_nulls()
     key = snapshot.publish(client, df, ttl=600, source="fp-one")
-    assert key == snapshot.snapshot_key(snapshot.content_digest(df))
+    assert key == snapshot.snapshot_key(hashlib.sha256(snapshot.frame_to_ipc(df)).hexdigest())
     assert key.startswith("vgsales:mart:ml_release_features:") and len(key.rsplit(":", 1)[1]) == 16
     assert 0 < client.ttl(key) <= 600
     assert 0 < client.ttl(snapshot.LATEST_KEY) <= 600
 
-    latest_key, latest = snapshot.fetch_latest(client)
-    assert latest_key == key
-    assert_frame_equal(latest, df, check_exact=True)
+    assert latest(client) == key
+    assert_frame_equal(snapshot.fetch(client, key), df, check_exact=True)
     source_key, from_source = snapshot.fetch_for_source(client, "fp-one")
     assert source_key == key
     assert_frame_equal(from_source, df, check_exact=True)
@@ -118,31 +123,29 @@ def test_latest_follows_the_newest_and_mark_latest_restores_an_older_one(client)
     first_key = snapshot.publish(client, first, ttl=600, source="fp-first")
     second_key = snapshot.publish(client, second, ttl=600, source="fp-second")
     assert first_key != second_key
-    assert snapshot.fetch_latest(client)[0] == second_key
+    assert latest(client) == second_key
 
     client.expire(first_key, 5)
     assert snapshot.mark_latest(client, first_key, ttl=900, source="fp-first")
-    assert snapshot.fetch_latest(client)[0] == first_key
+    assert latest(client) == first_key
     assert client.ttl(first_key) > 600
 
     client.delete(second_key)
     assert snapshot.fetch_for_source(client, "fp-second") is None
     assert not snapshot.mark_latest(client, second_key, ttl=900)
-    assert snapshot.fetch_latest(client)[0] == first_key
+    assert latest(client) == first_key
 
 
-def test_fetch_latest_is_none_on_an_empty_database(client):
+def test_nothing_is_found_on_an_empty_database(client):
     client.flushdb()
-    assert snapshot.fetch_latest(client) is None
+    assert latest(client) is None
+    assert snapshot.fetch_for_source(client, "fp-one") is None
 
 
 def test_connect_to_a_closed_port_raises_after_its_retries(stack_settings):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    client = snapshot.connect(f"redis://127.0.0.1:{closed_port}/0")
+    client = snapshot.connect(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(redis.ConnectionError):
-        snapshot.fetch_latest(client)
+        snapshot.fetch(client, snapshot.LATEST_KEY)
 
 
 def test_reuse_or_publish_reads_the_mart_once_per_fingerprint(client):

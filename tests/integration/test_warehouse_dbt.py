@@ -1,8 +1,9 @@
 """The dbt warehouse, built for real on MariaDB.
 
-One `dbt build` (seeds, models, every test) over the real vgsales.csv when it
-is present, shared by the assertions below, plus one build over a generated
-file with dirty rows of every kind the warehouse quarantines. Both go to
+One `dbt build` (seeds, models, every test) over the real vgsales.csv (CI
+always has it; without it the tests fail saying so), shared by the assertions
+below, plus one build over a generated file with dirty rows of every kind the
+warehouse quarantines. Both go to
 their own databases (`vgsales_test_warehouse*`).
 """
 
@@ -19,7 +20,6 @@ import sqlalchemy as sa
 from ml.data.synthetic import DIRTY_KINDS, dirty_counts, write_csv
 from ml.warehouse.dbt_runner import dbt_environment, run_dbt
 from ml.warehouse.validation_summary import build_summary
-from tests.conftest import REAL_CSV
 from tests.helpers import isolated_settings
 
 pytestmark = pytest.mark.slow
@@ -56,8 +56,9 @@ def _build(settings, target):
 
 
 @pytest.fixture(scope="module")
-def warehouse(stack_settings, seeds_dir, tmp_path_factory):
-    """Settings, dbt result and output of a full build over `seeds_dir`."""
+def warehouse(stack_settings, raw_csv, real_csv, seeds_dir, tmp_path_factory):
+    """Settings, dbt result and output of a full build over the real file."""
+    assert raw_csv == real_csv  # `seeds_dir` holds the real file when it exists
     home = tmp_path_factory.mktemp("warehouse")
     settings = dataclasses.replace(
         isolated_settings(stack_settings, "warehouse", 0, home),
@@ -94,11 +95,6 @@ def _test_results(result):
     }
 
 
-@pytest.fixture(scope="module")
-def real_data(raw_csv):
-    return raw_csv == REAL_CSV
-
-
 def test_build_passes_every_error_test(warehouse):
     _, result, lines = warehouse
     assert result.returncode == 0, "\n".join(lines[-40:])
@@ -110,9 +106,7 @@ def test_build_passes_every_error_test(warehouse):
     assert any("PASS=" in line for line in lines)  # output was streamed
 
 
-def test_raw_warnings_report_the_real_file_problems(warehouse, real_data):
-    if not real_data:
-        pytest.skip("the real vgsales.csv is not present")
+def test_raw_warnings_report_the_real_file_problems(warehouse):
     tests = _test_results(warehouse[1])
     expected = {
         "raw_vgsales_global_is_sum_of_regions": 10,
@@ -135,9 +129,7 @@ def test_every_raw_row_lands_once(db, warehouse):
     assert tests["assert_raw_rows_reconcile_to_fct_and_rejected"]["status"] == "pass"
 
 
-def test_real_file_rejections(db, real_data):
-    if not real_data:
-        pytest.skip("the real vgsales.csv is not present")
+def test_real_file_rejections(db):
     reasons = dict(_rows(db, REASON_COUNTS))
     assert reasons == {"duplicate_release": 2, "invalid_name": 1}
     ranks = _rows(
@@ -149,7 +141,7 @@ def test_real_file_rejections(db, real_data):
     assert _scalar(db, "select count(*) from fct_sales") == 16595
 
 
-def test_unknown_year_rows_are_kept_on_the_unknown_member(db, real_data):
+def test_unknown_year_rows_are_kept_on_the_unknown_member(db):
     member = _rows(db, "select calendar_year, year_label from dim_year where year_id = -1")
     assert member == [(None, "unknown")]
     unknown = _scalar(
@@ -166,8 +158,7 @@ def test_unknown_year_rows_are_kept_on_the_unknown_member(db, real_data):
         db, "select count(*) from rejected_vgsales where coalesce(year_raw, 'N/A') = 'N/A'"
     )
     assert unknown == raw_na - rejected_na > 0
-    if real_data:
-        assert unknown == 270  # 271 N/A rows, one of them a rejected duplicate
+    assert unknown == 270  # 271 N/A rows, one of them a rejected duplicate
 
 
 def test_dimensions_hold_reference_data_and_unknown_members(db, warehouse):
@@ -182,7 +173,7 @@ def test_dimensions_hold_reference_data_and_unknown_members(db, warehouse):
     assert indexed >= keys
 
 
-def test_ml_mart_has_contract_columns_one_row_per_release(db, real_data):
+def test_ml_mart_has_contract_columns_one_row_per_release(db):
     columns = [row[0] for row in _rows(db, "show columns from ml_release_features")]
     assert columns[: len(ML_CONTRACT_COLUMNS)] == ML_CONTRACT_COLUMNS
     releases = _scalar(db, "select count(*) from fct_sales")
@@ -190,9 +181,8 @@ def test_ml_mart_has_contract_columns_one_row_per_release(db, real_data):
     assert _scalar(db, "select count(distinct release_id) from ml_release_features") == releases
     splits = dict(_rows(db, "select split_random, count(*) from ml_release_features group by 1"))
     assert 0.65 < splits["train"] / sum(splits.values()) < 0.75
-    if real_data:
-        time_test = "select count(*) from ml_release_features where split_time = 'test'"
-        assert _scalar(db, time_test) == 2746
+    time_test = "select count(*) from ml_release_features where split_time = 'test'"
+    assert _scalar(db, time_test) == 2746
 
 
 def test_point_in_time_test_runs_and_catches_a_leak(warehouse, db):

@@ -23,7 +23,7 @@ MariaDB is down from the start of run 3 rather than killed at a chosen
 moment inside it: the task reaches MariaDB within milliseconds of the flow
 starting, so a kill from outside would race it. Then a real gunicorn serves
 the champions while Redis is killed under load: every request is answered.
-(Reload under load and the in-process Redis outage: tests/test_serve.py.)
+(Reload under load and the in-process Redis outage: tests/system/test_serve.py.)
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-import pymysql
 import pytest
 from mlflow import MlflowClient
 
@@ -54,20 +53,12 @@ from ml.settings import ROOT, Settings
 from ml.warehouse.dbt_runner import run_dbt
 from ml.warehouse.identifiers import quoted
 from serve import gunicorn_conf
-from tests.helpers import free_port, isolated_settings, kill_pid_file
+from tests.helpers import connect, free_port, isolated_settings, kill_pid_file
 
 pytestmark = pytest.mark.slow
 
 FLOW_TIMEOUT_SECONDS = 900
 FLOW_ROWS = 2000
-
-
-def connect(settings: Settings, **kwargs) -> pymysql.Connection:
-    return pymysql.connect(
-        host=settings.mariadb_host, port=settings.mariadb_port,
-        user=settings.mariadb_user, password=settings.mariadb_password,
-        charset="utf8mb4", autocommit=True, **kwargs,
-    )
 
 
 def raw_rows(settings: Settings) -> list[tuple]:

@@ -15,7 +15,6 @@ import dataclasses
 import http.server
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -34,17 +33,10 @@ from ml.reporting.analytics_report import REPORTS_EXPERIMENT
 from ml.settings import ROOT
 from ml.warehouse import snapshot
 from ml.warehouse.mart import mart_fingerprint, read_ml_mart
-from tests.helpers import isolated_settings
+from tests.helpers import free_port, isolated_settings
 
 REDIS_DB = 3
 FLOW_TIMEOUT_SECONDS = 1200
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, read, released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +45,7 @@ def flow_settings(stack_settings, seeds_dir, tmp_path_factory):
     settings = isolated_settings(stack_settings, "flow", REDIS_DB, home)
     # No API on this port, so the runs never signal an API the user is running.
     settings = dataclasses.replace(
-        settings, vgsales_seeds_dir=str(seeds_dir), api_port=closed_port()
+        settings, vgsales_seeds_dir=str(seeds_dir), api_port=free_port()
     )
     client = snapshot.connect(settings.redis_url)
     client.flushdb()
@@ -135,7 +127,8 @@ def test_first_run_publishes_the_mart_to_redis_exactly(flow_settings, first_run)
     assert outcome["key"].startswith(snapshot.KEY_PREFIX + ":")
 
     client = snapshot.connect(flow_settings.redis_url)
-    latest_key, from_redis = snapshot.fetch_latest(client)
+    latest_key = client.get(snapshot.LATEST_KEY).decode()
+    from_redis = snapshot.fetch(client, latest_key)
     ttl = client.ttl(latest_key)
     client.close()
     assert latest_key == outcome["key"]
@@ -231,7 +224,7 @@ def test_rerun_on_unchanged_data_keeps_the_champions(flow_settings, first_run, d
 
 
 def test_transient_mariadb_errors_are_told_from_permanent_ones(stack_settings):
-    refused = sa.create_engine(f"mysql+pymysql://x:y@127.0.0.1:{closed_port()}/x")
+    refused = sa.create_engine(f"mysql+pymysql://x:y@127.0.0.1:{free_port()}/x")
     wrong = dataclasses.replace(stack_settings, mariadb_password="wrong")
     denied = sa.create_engine(wrong.sqlalchemy_url())
     errors = []
@@ -270,7 +263,7 @@ def test_request_reload_sends_the_admin_token_and_tolerates_no_api():
         ("/admin/reload", "Bearer s3cret"),
         ("/admin/reload", "Bearer wrong"),
     ]
-    status, message = request_reload(closed_port(), "s3cret", timeout=5)
+    status, message = request_reload(free_port(), "s3cret", timeout=5)
     assert status == "absent" and "No API answered" in message
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from ml.settings import ROOT
 from ml.warehouse.dbt_runner import run_dbt
 from ml.warehouse.mart import mart_fingerprint, read_ml_mart
 from serve.prediction_log import PredictionLog
-from tests.helpers import isolated_settings
+from tests.helpers import free_port, isolated_settings
 
 pytestmark = pytest.mark.slow
 
@@ -61,12 +60,6 @@ BASE_ROWS = 3000
 PREDICTIONS = 700
 PER_ENTRY = 100
 FLOW_TIMEOUT_SECONDS = 1200
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def query(settings, sql: str, **params) -> pd.DataFrame:
@@ -89,7 +82,7 @@ def settings(stack_settings, home):
     write_csv(base / "vgsales.csv", BASE_ROWS, seed=7)
     settings = isolated_settings(stack_settings, "monitoring", REDIS_DB, home)
     settings = dataclasses.replace(
-        settings, vgsales_seeds_dir=str(base), api_port=closed_port()
+        settings, vgsales_seeds_dir=str(base), api_port=free_port()
     )
     server = sa.create_engine(settings.sqlalchemy_url().replace(f"/{settings.mariadb_database}?", "/?"))
     with server.begin() as connection:

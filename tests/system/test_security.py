@@ -7,10 +7,10 @@
   of mode 600 (and never on a service's command line).
 - Services listen on loopback only (every listening socket of the stack).
 - The API: no stack trace in a 500, models only from the configured registry.
-  (Admin token, body and batch limits: tests/test_serve.py.)
+  (Admin token, body and batch limits: tests/system/test_serve.py.)
 - Identifiers in SQL text are quoted by SQLAlchemy (`ml.warehouse.identifiers`).
 
-The private stack of tests/test_stack.py covers Redis auth, bind settings and
+The private stack of tests/integration/test_stack.py covers Redis auth, bind settings and
 the reader's insert/create/drop refusals; this module adds what it lacks.
 """
 
@@ -30,12 +30,13 @@ from pathlib import Path
 
 import pymysql
 import pytest
+from dotenv import dotenv_values
 
-from ml.settings import ROOT, Settings, environ_without_writer, read_env_file
+from ml.settings import ROOT, Settings, environ_without_writer
 from ml.warehouse.identifiers import quoted
 from serve import gunicorn_conf
 from serve.app import create_app
-from tests.helpers import free_port, isolated_settings
+from tests.helpers import connect, free_port, isolated_settings
 
 REDIS_DB = 9
 # Patterns of well-known credential formats, and our own generated secrets
@@ -53,20 +54,8 @@ SECRET_PATTERNS = {
 
 def live_secrets(settings: Settings) -> dict[str, str]:
     """The stack's generated secrets, by name (from .run/stack.env)."""
-    values = read_env_file(settings.run_dir / "stack.env")
+    values = dotenv_values(settings.run_dir / "stack.env")
     return {k: v for k, v in values.items() if k.endswith(("PASSWORD", "TOKEN")) and v}
-
-
-def connect(settings: Settings, *, reader: bool = False, **kwargs) -> pymysql.Connection:
-    return pymysql.connect(
-        host=settings.mariadb_host,
-        port=settings.mariadb_port,
-        user=settings.mariadb_reader_user if reader else settings.mariadb_user,
-        password=settings.mariadb_reader_password if reader else settings.mariadb_password,
-        charset="utf8mb4",
-        autocommit=True,
-        **kwargs,
-    )
 
 
 def grants(settings: Settings, *, reader: bool) -> list[str]:
@@ -82,7 +71,7 @@ def test_reader_holds_select_and_show_view_only(stack_settings):
     statements = grants(stack_settings, reader=True)
     privileges = [re.match(r"GRANT (.+?) ON (\S+) TO", s).groups() for s in statements]
     # Granted by stack.sh on the stack's database name (the env may name another).
-    stack_database = read_env_file(stack_settings.run_dir / "stack.env")["MARIADB_DATABASE"]
+    stack_database = dotenv_values(stack_settings.run_dir / "stack.env")["MARIADB_DATABASE"]
     assert ("USAGE", "*.*") in privileges
     assert ("SELECT, SHOW VIEW", f"`{stack_database}%`.*") in privileges
     assert len(privileges) == 2, statements
@@ -148,7 +137,8 @@ def test_reader_cannot_change_or_export_the_warehouse(stack_settings, scratch_ta
 
 def test_for_api_drops_only_the_writer_password(stack_settings):
     api = stack_settings.for_api()
-    assert stack_settings.mariadb_password and api.mariadb_password == ""
+    assert stack_settings.mariadb_password.get_secret_value()
+    assert api.mariadb_password.get_secret_value() == ""
     assert api.mariadb_reader_password == stack_settings.mariadb_reader_password
     assert api.sqlalchemy_url(reader=True) == stack_settings.sqlalchemy_url(reader=True)
 
@@ -195,7 +185,7 @@ def api(stack_settings, tmp_path_factory):
         api_admin_token="security-test-token",
     )
     env = {**os.environ, **settings.as_env()}
-    assert env["MARIADB_PASSWORD"] == stack_settings.mariadb_password
+    assert env["MARIADB_PASSWORD"] == stack_settings.mariadb_password.get_secret_value()
     log = home / "gunicorn.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "serve"], cwd=ROOT, env=env,
@@ -224,7 +214,7 @@ def test_api_processes_hold_no_writer_credentials(stack_settings, api):
     settings, process = api
     pids = [process.pid, *children(process.pid)]
     assert len(pids) == 1 + gunicorn_conf.workers
-    password = stack_settings.mariadb_password.encode()
+    password = stack_settings.mariadb_password.get_secret_value().encode()
     for pid in pids:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         names = {entry.split(b"=", 1)[0] for entry in environ}
@@ -256,17 +246,18 @@ def test_api_serves_only_from_its_configured_registry(api):
 def test_an_internal_error_answers_without_a_stack_trace(stack_settings, tmp_path):
     settings = isolated_settings(stack_settings, "security", REDIS_DB, tmp_path)
     app = create_app(settings)
-    assert app.extensions["vgsales"].state._settings.mariadb_password == ""
+    assert app.extensions["vgsales"].state._settings.mariadb_password.get_secret_value() == ""
 
     def broken():
-        raise RuntimeError(f"leaky detail {settings.mariadb_reader_password}")
+        raise RuntimeError(f"leaky detail {settings.mariadb_reader_password.get_secret_value()}")
 
     app.add_url_rule("/broken", view_func=broken)
     response = app.test_client().get("/broken")
     body = response.get_data(as_text=True)
     assert response.status_code == 500
     assert json.loads(body)["error"] == "internal_error"
-    for leak in ("Traceback", "leaky detail", settings.mariadb_reader_password, ".py"):
+    reader_password = settings.mariadb_reader_password.get_secret_value()
+    for leak in ("Traceback", "leaky detail", reader_password, ".py"):
         assert leak not in body
 
 

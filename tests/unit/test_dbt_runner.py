@@ -1,5 +1,5 @@
 """Unit tests of ml.warehouse.dbt_runner's result parsing and environment (the real
-dbt runs are in tests/test_warehouse_dbt.py)."""
+dbt runs are in tests/integration/test_warehouse_dbt.py)."""
 
 from __future__ import annotations
 

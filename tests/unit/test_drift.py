@@ -2,7 +2,7 @@
 the decision and its reason, the report, and the refresh generator.
 
 The warehouse side (dbt computing PSI against these bins, the drain on real
-Redis and MariaDB, the flow retraining) is tested in tests/test_monitoring.py;
+Redis and MariaDB, the flow retraining) is tested in tests/system/test_monitoring.py;
 its batch-drift assertion (PSI exactly 0 on the champion's own data) is what
 proves Python's bins and dbt's binning agree.
 """

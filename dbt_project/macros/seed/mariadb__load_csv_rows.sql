@@ -6,7 +6,7 @@
     MariaDB's JSON_TABLE turn it back into rows. No value is ever spliced into
     SQL text, so quotes, backslashes, newlines and NULs need no escaping, and
     the stored values are exactly agate's strings, as with the default loader
-    (tests/test_seed_load.py loads the same file both ways and compares).
+    (tests/integration/test_seed_load.py loads the same file both ways and compares).
 
     The fast path needs every column read as text, i.e. `column_types` set for
     every column: agate then reads '', blanks and 'null' (any case) as NULL and
