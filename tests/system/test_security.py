@@ -38,6 +38,8 @@ from serve.app import create_app
 from tests.helpers import free_port, isolated_settings
 
 REDIS_DB = 9
+PREDICT_BODY = {"Platform": "Wii", "Year": 2008, "Genre": "Racing", "NA_Sales": 1.0,
+                "EU_Sales": 0.5, "JP_Sales": 0.1, "Other_Sales": 0.1}
 # Patterns of well-known credential formats, and our own generated secrets
 # (scripts/stack.sh: 24 random bytes as 48 hex digits).
 SECRET_PATTERNS = {
@@ -214,14 +216,14 @@ def api(stack_settings, tmp_path_factory):
             except OSError:
                 pass
             time.sleep(0.5)
-        yield settings, process
+        yield settings, process, log
     finally:
         process.terminate()
         process.wait(timeout=60)
 
 
 def test_api_processes_hold_no_writer_credentials(stack_settings, api):
-    settings, process = api
+    settings, process, _ = api
     pids = [process.pid, *children(process.pid)]
     assert len(pids) == 1 + gunicorn_conf.workers
     password = stack_settings.mariadb_password.encode()
@@ -237,20 +239,28 @@ def test_api_processes_hold_no_writer_credentials(stack_settings, api):
 
 
 def test_api_serves_only_from_its_configured_registry(api):
-    settings, _ = api
-    named_registry = False
-    for attempt in range(200):  # new connections: every worker answers some
+    settings, _, log = api
+    internals = (settings.mlflow_tracking_uri, str(settings.run_dir), str(ROOT), "sqlite")
+    for _ in range(20):  # new connections: every worker answers some
         status, body = get(settings.api_port, "/ready")
         ready = json.loads(body)
         # Its own registry is empty: nothing is served, whatever other registries hold.
         assert status == 503 and not ready["ready"]
         assert set(ready["models"].values()) == {None}
         assert all(any(repr(name) in p for p in ready["problems"]) for name in ready["models"])
-        # The worker that resolved the champions names the registry it asked.
-        named_registry |= any(settings.mlflow_tracking_uri in p for p in ready["problems"])
-        if named_registry and attempt >= 20:
-            break
-    assert named_registry
+        # Public answers say what to do, not where the registry lives.
+        assert not [leak for leak in internals if leak in body.decode()]
+        connection = http.client.HTTPConnection("127.0.0.1", settings.api_port, timeout=30)
+        try:
+            connection.request("POST", "/predict", json.dumps(PREDICT_BODY).encode(),
+                               {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            status, body = response.status, response.read().decode()
+        finally:
+            connection.close()
+        assert status == 503 and not [leak for leak in internals if leak in body]
+    # The registry asked is named in the server's log instead.
+    assert settings.mlflow_tracking_uri in log.read_text()
 
 
 def test_an_internal_error_answers_without_a_stack_trace(stack_settings, tmp_path):
