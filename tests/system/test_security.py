@@ -159,11 +159,18 @@ def test_environ_without_writer(monkeypatch):
     monkeypatch.setenv("MARIADB_PASSWORD", "w")
     monkeypatch.setenv("MARIADB_USER", "writer")
     monkeypatch.setenv("MARIADB_READER_PASSWORD", "r")
+    monkeypatch.setenv("REDIS_URL", "redis://vgsales_admin:admin@127.0.0.1:1/5")
+    for role in ("API", "FLOWS", "DRAIN"):
+        monkeypatch.setenv(f"REDIS_{role}_PASSWORD", role.lower())
     scrubbed = environ_without_writer()
-    assert "MARIADB_PASSWORD" not in scrubbed and "MARIADB_USER" not in scrubbed
+    for gone in ("MARIADB_PASSWORD", "MARIADB_USER", "REDIS_FLOWS_PASSWORD",
+                 "REDIS_DRAIN_PASSWORD"):
+        assert gone not in scrubbed
+        monkeypatch.delenv(gone)
     assert scrubbed["MARIADB_READER_PASSWORD"] == "r"
-    monkeypatch.delenv("MARIADB_PASSWORD")
-    monkeypatch.delenv("MARIADB_USER")
+    # Redis as the API's own user, on the same server and db.
+    assert scrubbed["REDIS_URL"] == "redis://vgsales_api:api@127.0.0.1:1/5"
+    monkeypatch.setenv("REDIS_URL", scrubbed["REDIS_URL"])
     assert environ_without_writer() is None
 
 
@@ -227,7 +234,11 @@ def test_api_processes_hold_no_writer_credentials(stack_settings, api):
     pids = [process.pid, *children(process.pid)]
     assert len(pids) == 1 + gunicorn_conf.workers
     password = stack_settings.mariadb_password.encode()
+    others = [read_env_file(stack_settings.run_dir / "stack.env")[name].encode()
+              for name in ("REDIS_PASSWORD", "REDIS_FLOWS_PASSWORD", "REDIS_DRAIN_PASSWORD")]
     for pid in pids:
+        environ_bytes = Path(f"/proc/{pid}/environ").read_bytes()
+        assert not [secret for secret in others if secret in environ_bytes], pid
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         names = {entry.split(b"=", 1)[0] for entry in environ}
         assert b"MARIADB_PASSWORD" not in names and b"MARIADB_USER" not in names, pid
@@ -329,8 +340,8 @@ def test_secret_patterns_catch_what_they_should():
     assert not any(p.search(harmless) for p in SECRET_PATTERNS.values())
 
 
-# Files that hold secrets by design: the stack's settings and Redis's config.
-SECRET_FILES = ("stack.env", "redis/redis.conf")
+# Files that hold secrets by design: the stack's settings, Redis's config and users.
+SECRET_FILES = ("stack.env", "redis/redis.conf", "redis/users.acl")
 
 
 def test_secrets_on_disk_only_in_private_run_files(stack_settings):
