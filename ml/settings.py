@@ -38,6 +38,7 @@ EXPORTED = (
     "MLFLOW_ARTIFACT_ROOT",
     "PREFECT_HOME",
     "PREFECT_SERVER_ANALYTICS_ENABLED",
+    "PREFECT_API_AUTH_STRING",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
     "DBT_PROFILES_DIR",
     "API_PORT",
@@ -52,7 +53,8 @@ WRITER_CREDENTIALS = ("MARIADB_USER", "MARIADB_PASSWORD")
 # Redis ACL users by role (scripts/stack.sh creates them): what each may do
 # is in the ACL; REDIS_URL's own user (the stack's admin) is for tests and
 # tools. A role without a password (no ACL, e.g. older stacks) uses REDIS_URL.
-NOT_FOR_API = (*WRITER_CREDENTIALS, "REDIS_FLOWS_PASSWORD", "REDIS_DRAIN_PASSWORD")
+NOT_FOR_API = (*WRITER_CREDENTIALS, "REDIS_FLOWS_PASSWORD", "REDIS_DRAIN_PASSWORD",
+               "PREFECT_API_AUTH_STRING")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -95,6 +97,8 @@ class Settings:
     mlflow_artifact_root: str = str(ROOT / ".run" / "mlflow" / "artifacts")
     prefect_home: str = str(ROOT / ".run" / "prefect")
     prefect_server_analytics_enabled: str = "false"
+    # `user:password` for the Prefect server's basic auth (scripts/prefect_server.sh).
+    prefect_api_auth_string: str = field(default="", repr=False)
     # Prefect's default (20 s) is close to what a first start (database
     # migrations) takes on a busy 2-core machine.
     prefect_server_ephemeral_startup_timeout_seconds: str = "90"
@@ -145,7 +149,7 @@ class Settings:
         """
         return dataclasses.replace(
             self, mariadb_password="", redis_url=self.redis_url_as("api"),
-            redis_flows_password="", redis_drain_password="",
+            redis_flows_password="", redis_drain_password="", prefect_api_auth_string="",
         )
 
     def as_env(self) -> dict[str, str]:

@@ -64,27 +64,31 @@ MLFLOW_TRACKING_URI='sqlite:///$RUN/mlflow/mlflow.db'
 MLFLOW_ARTIFACT_ROOT='$RUN/mlflow/artifacts'
 PREFECT_HOME='$RUN/prefect'
 PREFECT_SERVER_ANALYTICS_ENABLED='false'
+PREFECT_API_AUTH_STRING='vgsales:$(gen_secret)'
 DBT_PROFILES_DIR='$ROOT/dbt_project'
 API_PORT='8000'
 API_ADMIN_TOKEN='$(gen_secret)'
 EOF
     fi
     chmod 600 "$ENV_FILE"
-    redis_roles_env
+    added_secrets_env
     # shellcheck disable=SC1090
     . "$ENV_FILE"
     mkdir -p "$RUN/mlflow/artifacts" "$RUN/prefect"
 }
 
-# Redis ACL users, one per role (see redis_acl_rules); files written before
-# them get their passwords, and REDIS_URL moves from the default user to the admin.
-redis_roles_env() {
+# Secrets added since a file was first written: the Redis roles' passwords
+# (see redis_acl_rules), with REDIS_URL moved from the default user to the
+# admin, and the Prefect server's basic-auth string (scripts/prefect_server.sh).
+added_secrets_env() {
     local role
     for role in API FLOWS DRAIN; do
         grep -q "^REDIS_${role}_PASSWORD=" "$ENV_FILE" \
             || echo "REDIS_${role}_PASSWORD='$(gen_secret)'" >>"$ENV_FILE"
     done
     sed -i "s#^REDIS_URL='redis://:#REDIS_URL='redis://vgsales_admin:#" "$ENV_FILE"
+    grep -q "^PREFECT_API_AUTH_STRING=" "$ENV_FILE" \
+        || echo "PREFECT_API_AUTH_STRING='vgsales:$(gen_secret)'" >>"$ENV_FILE"
 }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
