@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 from bench.bench_serve import SINGLE, bench_settings, start_service, stop, wait_ready
 from bench.common import Stats, machine, markdown_table, write_results
@@ -45,7 +46,7 @@ class SlowClients:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.reopened = 0
 
-    def __enter__(self) -> SlowClients:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

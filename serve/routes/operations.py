@@ -69,7 +69,7 @@ def admin_reload():
     state = services().state
     try:
         previous, current = state.reload()
-    except Exception as error:  # noqa: BLE001 - the registry is a separate service
+    except Exception:  # noqa: BLE001 - the registry is a separate service
         log.exception("reload failed")
         return error_response(503, "registry_unavailable",
                               "cannot reload: the model registry did not answer (see the server log)")

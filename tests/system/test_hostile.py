@@ -13,11 +13,9 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -30,8 +28,13 @@ from bench.serve_models import mart_frame, register_champions
 from ml.data.synthetic import write_csv
 from ml.modeling import champions
 from ml.settings import ROOT, Settings
-from serve import gunicorn_conf, schemas, worker
-from tests.helpers import free_port, isolated_settings
+from serve import schemas, worker
+from tests.helpers import (
+    free_port,
+    isolated_settings,
+    start_api,
+    wait_every_worker_serves,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -92,26 +95,10 @@ def server(stack_settings, tmp_path_factory) -> Server:
     frame = mart_frame(write_csv(home / "vgsales.csv", SAMPLE_ROWS, seed=9, dirty_share=0))
     register_champions(settings, frame)
     log = home / "gunicorn.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serve", "--port", str(settings.api_port)],
-        cwd=ROOT, env={**os.environ, **settings.as_env()},
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
-    served = Server(settings, process, log, home)
+    process = start_api(settings, log)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, log.read_text()[-5000:]
-            assert time.monotonic() < deadline, log.read_text()[-5000:]
-            try:
-                text = served.call("GET", "/metrics")[2].decode()
-            except OSError:
-                text = ""
-            pids = re.findall(r'vgsales_model_version\{model="prerelease",pid="(\d+)"\}', text)
-            if len(set(pids)) == gunicorn_conf.workers:
-                break
-            time.sleep(0.5)
-        yield served
+        wait_every_worker_serves(settings.api_port, process, log)
+        yield Server(settings, process, log, home)
     finally:
         process.terminate()
         process.wait(timeout=60)

@@ -34,14 +34,16 @@ def server(tmp_path_factory):
     auth = f"vgsales:{secrets.token_hex(16)}"
     env = {**os.environ, "PREFECT_SERVER_HOME": str(home), "PREFECT_SERVER_PORT": str(free_port()),
            "PREFECT_API_AUTH_STRING": auth}
-    url = subprocess.run([str(SCRIPT), "url"], env=env, capture_output=True, text=True).stdout.strip()
+    url = subprocess.run([str(SCRIPT), "url"], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
     started = subprocess.run([str(SCRIPT), "up"], env=env, capture_output=True, text=True,
-                             timeout=300)
+                             timeout=300, check=False)
     assert started.returncode == 0, started.stderr
     try:
         yield url, auth, env
     finally:
-        subprocess.run([str(SCRIPT), "down"], env=env, capture_output=True, timeout=120)
+        subprocess.run([str(SCRIPT), "down"], env=env, capture_output=True, timeout=120,
+                       check=False)
 
 
 def status_of(url: str, path: str, auth: str | None, method: str = "POST") -> int:
@@ -75,11 +77,11 @@ def client_reads_pools(url: str, env: dict) -> subprocess.CompletedProcess:
             "        print(json.dumps([p.name for p in await client.read_work_pools()]))\n"
             "asyncio.run(main())\n")
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env={**env, "PREFECT_API_URL": url})
+                          text=True, timeout=120, env={**env, "PREFECT_API_URL": url}, check=False)
 
 
 def test_prefect_clients_use_the_auth_string_from_the_settings(server):
-    url, auth, env = server
+    url, _, env = server
     allowed = client_reads_pools(url, env)
     assert allowed.returncode == 0, allowed.stderr[-2000:]
     assert isinstance(json.loads(allowed.stdout.strip().splitlines()[-1]), list)

@@ -56,7 +56,7 @@ SECRET_PATTERNS = {
 def live_secrets(settings: Settings) -> dict[str, str]:
     """The stack's generated secrets, by name (from .run/stack.env)."""
     values = read_env_file(settings.run_dir / "stack.env")
-    return {k: v for k, v in values.items() if k.endswith(("PASSWORD", "TOKEN")) and v}
+    return {k: v for k, v in values.items() if k.endswith(("PASSWORD", "TOKEN", "AUTH_STRING")) and v}
 
 
 def connect(settings: Settings, *, reader: bool = False, **kwargs) -> pymysql.Connection:

@@ -121,7 +121,7 @@ def test_app_services_log_in_to_redis_as_their_role(service, role):
 
 
 # A secret variable referred to (${X}, $X, $$X), or a flag that takes one.
-SECRET_REFERENCE = re.compile(r"\$\$?\{?\w*(PASSWORD|TOKEN|SECRET|AUTH)", re.I)
+SECRET_REFERENCE = re.compile(r"\$\$?\{?\w*(PASSWORD|TOKEN|SECRET|AUTH)", re.IGNORECASE)
 SECRET_FLAGS = {"--requirepass", "--masterauth", "--pass", "-a", "--password"}
 
 
