@@ -162,9 +162,10 @@ def test_environ_without_writer(monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://vgsales_admin:admin@127.0.0.1:1/5")
     for role in ("API", "FLOWS", "DRAIN"):
         monkeypatch.setenv(f"REDIS_{role}_PASSWORD", role.lower())
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "vgsales:p")
     scrubbed = environ_without_writer()
     for gone in ("MARIADB_PASSWORD", "MARIADB_USER", "REDIS_FLOWS_PASSWORD",
-                 "REDIS_DRAIN_PASSWORD"):
+                 "REDIS_DRAIN_PASSWORD", "PREFECT_API_AUTH_STRING"):
         assert gone not in scrubbed
         monkeypatch.delenv(gone)
     assert scrubbed["MARIADB_READER_PASSWORD"] == "r"
