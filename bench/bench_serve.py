@@ -211,7 +211,8 @@ def start_original(settings: Settings, version: str, port: int, log: Path) -> su
     )
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(gunicorn_conf.workers), "--worker-class", gunicorn_conf.worker_class,
+         # Stock gthread: the original design had no buffering worker.
+         "--workers", str(gunicorn_conf.workers), "--worker-class", "gthread",
          "--threads", str(gunicorn_conf.threads), "--keep-alive", str(gunicorn_conf.keepalive),
          "--timeout", str(gunicorn_conf.timeout), "--no-control-socket", factory],
         cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,

@@ -99,7 +99,7 @@ def register_champions(
     import mlflow
     from mlflow import MlflowClient
 
-    from ml.modeling import registry
+    from ml.modeling import champions, registry
     from ml.modeling.train import fit
     from ml.warehouse import snapshot
 
@@ -133,7 +133,8 @@ def register_champions(
                 # Given, not inferred: inference imports the model in a subprocess.
                 pip_requirements=[f"{n}=={installed_version(n)}" for n in registry.REQUIREMENTS],
             )
-        version = mlflow.register_model(logged.model_uri, name).version
+        digest = {champions.DIGEST_TAG: champions.stored_digest(logged.model_uri)}
+        version = mlflow.register_model(logged.model_uri, name, tags=digest).version
         client.set_registered_model_alias(name, "champion", str(version))
         versions[name] = str(version)
     return versions

@@ -78,10 +78,17 @@ def train_rows(r: dict) -> Iterator[Row]:
                        size["fit_s"], "s", note=f"{size['train_rows']:,} train rows")
 
 
+def slow_clients_rows(r: dict) -> Iterator[Row]:
+    for phase, label in (("quiet", "quiet"), ("attacked", f"{r['slow_clients']} slow clients")):
+        yield _row("slow_clients", f"/predict p50, {label}", "1 row", r[phase]["p50_ms"], "ms")
+        yield _row("slow_clients", f"/predict p99, {label}", "1 row", r[phase]["p99_ms"], "ms")
+
+
 EXTRACTORS = {
     "build": build_rows,
     "seed": seed_rows,
     "serve": serve_rows,
+    "slow_clients": slow_clients_rows,
     "snapshot": snapshot_rows,
     "train": train_rows,
 }

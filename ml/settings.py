@@ -20,7 +20,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import asdict, field
 from pathlib import Path
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 from pydantic import SecretStr, ValidationError, create_model
 from pydantic.dataclasses import dataclass
@@ -38,10 +38,14 @@ EXPORTED = (
     "MARIADB_READER_USER",
     "MARIADB_READER_PASSWORD",
     "REDIS_URL",
+    "REDIS_API_PASSWORD",
+    "REDIS_FLOWS_PASSWORD",
+    "REDIS_DRAIN_PASSWORD",
     "MLFLOW_TRACKING_URI",
     "MLFLOW_ARTIFACT_ROOT",
     "PREFECT_HOME",
     "PREFECT_SERVER_ANALYTICS_ENABLED",
+    "PREFECT_API_AUTH_STRING",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
     "DBT_PROFILES_DIR",
     "API_PORT",
@@ -53,6 +57,11 @@ EXPORTED = (
 
 # The warehouse writer's login, which only dbt and the flows need (not the API).
 WRITER_CREDENTIALS = ("MARIADB_USER", "MARIADB_PASSWORD")
+# Redis ACL users by role (scripts/stack.sh creates them): what each may do
+# is in the ACL; REDIS_URL's own user (the stack's admin) is for tests and
+# tools. A role without a password (no ACL, e.g. older stacks) uses REDIS_URL.
+NOT_FOR_API = (*WRITER_CREDENTIALS, "REDIS_FLOWS_PASSWORD", "REDIS_DRAIN_PASSWORD",
+               "PREFECT_API_AUTH_STRING")
 
 
 @dataclass(frozen=True)
@@ -73,10 +82,15 @@ class Settings:
     mariadb_reader_user: str = "vgsales_reader"
     mariadb_reader_password: SecretStr = SecretStr("")
     redis_url: str = field(default="redis://127.0.0.1:36379/0", repr=False)
+    redis_api_password: str = field(default="", repr=False)
+    redis_flows_password: str = field(default="", repr=False)
+    redis_drain_password: str = field(default="", repr=False)
     mlflow_tracking_uri: str = f"sqlite:///{ROOT / '.run' / 'mlflow' / 'mlflow.db'}"
     mlflow_artifact_root: str = str(ROOT / ".run" / "mlflow" / "artifacts")
     prefect_home: str = str(ROOT / ".run" / "prefect")
     prefect_server_analytics_enabled: str = "false"
+    # `user:password` for the Prefect server's basic auth (scripts/prefect_server.sh).
+    prefect_api_auth_string: str = field(default="", repr=False)
     # Prefect's default (20 s) is close to what a first start (database
     # migrations) takes on a busy 2-core machine.
     prefect_server_ephemeral_startup_timeout_seconds: str = "90"
@@ -114,13 +128,22 @@ class Settings:
             "?charset=utf8mb4"
         )
 
-    def for_api(self) -> Settings:
-        """These settings without the writer's password.
+    def redis_url_as(self, role: str) -> str:
+        """`redis_url` (same server and db) logged in as the role's ACL user."""
+        password = getattr(self, f"redis_{role}_password")
+        return redis_url_as(self.redis_url, role, password) if password else self.redis_url
 
-        The API reads the warehouse with the reader user only; dropping the
-        password means a compromised API process cannot write with it.
+    def for_api(self) -> Settings:
+        """These settings without the writer's password, and Redis as the API user.
+
+        The API reads the warehouse with the reader user only, and Redis as a
+        user that may only read snapshots and append predictions; dropping the
+        other passwords means a compromised API process cannot use them.
         """
-        return dataclasses.replace(self, mariadb_password="")
+        return dataclasses.replace(
+            self, mariadb_password="", redis_url=self.redis_url_as("api"),
+            redis_flows_password="", redis_drain_password="", prefect_api_auth_string="",
+        )
 
     def as_env(self) -> dict[str, str]:
         """The exported names with their values, for child processes."""
@@ -220,18 +243,29 @@ def load_settings(
     return Settings(run_dir=run_dir, **found)
 
 
+def redis_url_as(url: str, role: str, password: str) -> str:
+    """`url` with its user and password replaced by the role's ACL user."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"vgsales_{role}:{quote_plus(password)}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def environ_without_writer() -> dict[str, str] | None:
-    """This process's environment minus the writer's credentials, or None
-    when it holds none.
+    """This process's environment minus the writer's credentials and the
+    other Redis roles' (REDIS_URL logged in as the API user), or None when
+    there is nothing to take out.
 
     Environment variables cannot be taken back from a running process
     (`/proc/<pid>/environ` keeps showing what it was started with, and forked
     children inherit it), so a process that must not hold them re-executes
     itself with this environment (`python -m serve`).
     """
-    if not any(name in os.environ for name in WRITER_CREDENTIALS):
-        return None
-    return {k: v for k, v in os.environ.items() if k not in WRITER_CREDENTIALS}
+    scrubbed = {k: v for k, v in os.environ.items() if k not in NOT_FOR_API}
+    if scrubbed.get("REDIS_URL") and scrubbed.get("REDIS_API_PASSWORD"):
+        scrubbed["REDIS_URL"] = redis_url_as(
+            scrubbed["REDIS_URL"], "api", scrubbed["REDIS_API_PASSWORD"])
+    return None if scrubbed == dict(os.environ) else scrubbed
 
 
 def export_to_environ(settings: Settings) -> None:

@@ -13,6 +13,11 @@
 # another checkout's server on the same port is never adopted. The server
 # keeps its own home: the flows' ephemeral mode uses PREFECT_HOME
 # (.run/prefect), and two servers on one SQLite file would lock each other out.
+#
+# The API asks for HTTP basic auth: PREFECT_API_AUTH_STRING (generated into
+# .run/stack.env by scripts/stack.sh, exported to clients by scripts/with-env)
+# is given to the server, through its environment, as
+# PREFECT_SERVER_API_AUTH_STRING. Only /health answers without it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,14 +31,17 @@ LOG_FILE=$SERVER_HOME/server.log
 URL=http://127.0.0.1:$PORT/api
 PREFECT=$ROOT/.venv/bin/prefect
 START_TIMEOUT=${PREFECT_SERVER_START_TIMEOUT:-120}
+AUTH=${PREFECT_API_AUTH_STRING:-$(sed -n "s/^PREFECT_API_AUTH_STRING='\(.*\)'$/\1/p" "$RUN/stack.env" 2>/dev/null)}
 
 log() { printf '[prefect-server] %s\n' "$*" >&2; }
 die() { printf '[prefect-server] error: %s\n' "$*" >&2; exit 1; }
 
 # Prefect's CLI with this server's home, talking to this server's URL (an
-# inherited PREFECT_API_URL would point `status` at another server).
+# inherited PREFECT_API_URL would point `status` at another server). The
+# server it starts inherits the auth string as its own setting.
 prefect() {
     PREFECT_HOME="$SERVER_HOME" PREFECT_API_URL="$URL" \
+        PREFECT_API_AUTH_STRING="$AUTH" PREFECT_SERVER_API_AUTH_STRING="$AUTH" \
         PREFECT_SERVER_ANALYTICS_ENABLED=false "$PREFECT" "$@"
 }
 
@@ -70,6 +78,7 @@ stop_server() {
 
 cmd_up() {
     [ -x "$PREFECT" ] || die "no $PREFECT: run 'make venv' first"
+    [ -n "$AUTH" ] || die "no PREFECT_API_AUTH_STRING in the environment or $RUN/stack.env: run scripts/stack.sh up"
     mkdir -p "$SERVER_HOME"
     local pid
     if pid=$(our_pid); then

@@ -61,17 +61,22 @@ MARIADB_READER_USER='vgsales_reader'
 MARIADB_READER_PASSWORD='$(gen_secret)'
 REDIS_PORT='${REDIS_PORT:-36379}'
 REDIS_PASSWORD='$redis_password'
-REDIS_URL='redis://:$redis_password@127.0.0.1:${REDIS_PORT:-36379}/0'
+REDIS_URL='redis://vgsales_admin:$redis_password@127.0.0.1:${REDIS_PORT:-36379}/0'
+REDIS_API_PASSWORD='$(gen_secret)'
+REDIS_FLOWS_PASSWORD='$(gen_secret)'
+REDIS_DRAIN_PASSWORD='$(gen_secret)'
 MLFLOW_TRACKING_URI='sqlite:///$RUN/mlflow/mlflow.db'
 MLFLOW_ARTIFACT_ROOT='$RUN/mlflow/artifacts'
 PREFECT_HOME='$RUN/prefect'
 PREFECT_SERVER_ANALYTICS_ENABLED='false'
+PREFECT_API_AUTH_STRING='vgsales:$(gen_secret)'
 DBT_PROFILES_DIR='$ROOT/dbt_project'
 API_PORT='${API_PORT:-8000}'
 API_ADMIN_TOKEN='$(gen_secret)'
 EOF
     fi
     chmod 600 "$ENV_FILE"
+    added_secrets_env
     # shellcheck disable=SC1090
     . "$ENV_FILE"
     resolve_ports
@@ -136,6 +141,20 @@ record_ports() {
     done
 }
 
+# Secrets added since a file was first written: the Redis roles' passwords
+# (see redis_acl_rules), with REDIS_URL moved from the default user to the
+# admin, and the Prefect server's basic-auth string (scripts/prefect_server.sh).
+added_secrets_env() {
+    local role
+    for role in API FLOWS DRAIN; do
+        grep -q "^REDIS_${role}_PASSWORD=" "$ENV_FILE" \
+            || echo "REDIS_${role}_PASSWORD='$(gen_secret)'" >>"$ENV_FILE"
+    done
+    sed -i "s#^REDIS_URL='redis://:#REDIS_URL='redis://vgsales_admin:#" "$ENV_FILE"
+    grep -q "^PREFECT_API_AUTH_STRING=" "$ENV_FILE" \
+        || echo "PREFECT_API_AUTH_STRING='vgsales:$(gen_secret)'" >>"$ENV_FILE"
+}
+
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 db_root() { mariadb --no-defaults --protocol=socket --socket="$DB_SOCK" -uroot "$@"; }
@@ -195,21 +214,28 @@ SQL
 }
 
 redis_up() {
-    if pid_alive "$REDIS_PID" && redis_ready; then
-        log "redis already running (pid $(cat "$REDIS_PID"))"
-        return 0
+    if pid_alive "$REDIS_PID"; then
+        mkdir -p "$REDIS_DIR"
+        umask 077
+        redis_acl_file
+        redis_acl_apply
+        if redis_ready; then
+            log "redis already running (pid $(cat "$REDIS_PID")), users applied"
+            return 0
+        fi
     fi
     rm -f "$REDIS_PID"
     mkdir -p "$REDIS_DIR"
     log "starting redis on 127.0.0.1:$REDIS_PORT"
-    # The password goes in a config file (mode 600), not on the command line,
-    # where `ps` would show it. No RDB, no AOF: Redis is a cache here.
+    # Passwords go in files (mode 600), not on the command line, where `ps`
+    # would show them. No RDB, no AOF: Redis is a cache here.
     umask 077
+    redis_acl_file
     cat >"$REDIS_DIR/redis.conf" <<EOF
 bind 127.0.0.1
 port $REDIS_PORT
 protected-mode yes
-requirepass $REDIS_PASSWORD
+aclfile $REDIS_DIR/users.acl
 save ""
 appendonly no
 daemonize yes
@@ -227,7 +253,46 @@ EOF
     die "redis did not start within 10 s; see $REDIS_DIR/redis.log"
 }
 
-redis_cli() { REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+redis_cli() {
+    REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli --no-auth-warning --user vgsales_admin \
+        -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+}
+
+# Least privilege: the default user is off; the admin (REDIS_URL: tests,
+# tools) may do anything; each component logs in as its role and may only
+# run its own commands on its own keys. The API reads snapshots and appends
+# to the prediction stream; the flows write snapshots; the drain reads the
+# stream through its consumer group.
+REDIS_BASE="resetchannels -@all +ping +select +hello"
+REDIS_SNAPSHOTS="vgsales:mart:*"
+REDIS_STREAM="vgsales:predictions"
+redis_acl_rules() {
+    cat <<EOF
+default reset off
+vgsales_admin reset on >$REDIS_PASSWORD ~* &* +@all
+vgsales_api reset on >$REDIS_API_PASSWORD %R~$REDIS_SNAPSHOTS %W~$REDIS_STREAM $REDIS_BASE +get +strlen +xadd
+vgsales_flows reset on >$REDIS_FLOWS_PASSWORD ~$REDIS_SNAPSHOTS $REDIS_BASE +get +set +strlen +expire +multi +exec +discard
+vgsales_drain reset on >$REDIS_DRAIN_PASSWORD ~$REDIS_STREAM $REDIS_BASE +xgroup|create +xinfo|groups +xinfo|stream +xreadgroup +xack
+EOF
+}
+
+redis_acl_file() {
+    redis_acl_rules | sed 's/^/user /' >"$REDIS_DIR/users.acl"
+    chmod 600 "$REDIS_DIR/users.acl"
+}
+
+# A running Redis takes the users without a restart (which would lose the
+# undrained prediction stream). One started before the ACL knows only the
+# default user: it sets up the others, then (last line) switches itself off.
+redis_acl_apply() {
+    local auth=(--user vgsales_admin)
+    [ "$(redis_cli ping 2>/dev/null)" = PONG ] || auth=()
+    redis_acl_rules | sort -r | while read -r name rules; do
+        # shellcheck disable=SC2086 # the rules are separate arguments
+        REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli --no-auth-warning "${auth[@]}" \
+            -h 127.0.0.1 -p "$REDIS_PORT" ACL SETUSER "$name" $rules >/dev/null
+    done
+}
 
 # PONG only from a Redis that took our password: redis-cli exits 0 on an
 # error reply too, so another instance answering NOAUTH would pass `ping`.

@@ -10,5 +10,6 @@
 - `prediction_log`: every prediction to the Redis stream, in the background.
 - `metrics`: Prometheus metrics summed across workers.
 - `openapi`: `/openapi.json` and `/docs`, generated from the routes.
-- `gunicorn_conf`, `__main__`: the server.
+- `gunicorn_conf`, `__main__`: the server; `worker`: its worker class, which
+  reads requests in full before a thread handles them.
 """

@@ -48,6 +48,9 @@ class GunicornServer(Application):
             "OPENBLAS_NUM_THREADS=1",
             # Model loads log to the server log; progress bars only clutter it.
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false",
+            # Models load through ml.modeling.champions (verified skops only);
+            # MLflow's own loaders, which would unpickle, refuse in the workers.
+            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false",
         ])
         self.cfg.set("proc_name", f"vgsales-api:{self.settings.api_port}")
 

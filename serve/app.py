@@ -83,7 +83,7 @@ def _install_hooks(app: Flask, metrics: Metrics) -> None:
     @app.after_request
     def finish(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - g.started)
+        metrics.count_request(endpoint, request.method, response.status_code,
+                              time.perf_counter() - g.started)
         response.headers["X-Request-ID"] = g.request_id
         return response

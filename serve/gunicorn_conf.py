@@ -3,7 +3,8 @@
 Sized for a CPU-bound service: one worker per core, each with a few threads
 (gthread) so keep-alive connections are held open while a request computes
 and `/admin/reload` can load models without blocking the worker's other
-requests. `preload_app` stays off: every worker builds its own app after the
+requests. The worker class is gthread reading each request in full before
+a thread sees it (`serve.worker`), so slow clients cannot hold the threads. `preload_app` stays off: every worker builds its own app after the
 fork, so no MLflow/SQLite/Redis connection is ever shared across a fork (the
 reload design in serve/model/state.py does not need preloading either).
 
@@ -28,7 +29,7 @@ import shutil
 from pathlib import Path
 
 workers = multiprocessing.cpu_count()
-worker_class = "gthread"
+worker_class = "serve.worker.BufferingThreadWorker"
 threads = 4
 # Loading a model (and `/admin/reload`) takes seconds; predictions take ms.
 timeout = 60

@@ -12,6 +12,7 @@ in one process never registers a name twice.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from pathlib import Path
 
 from prometheus_client import (
@@ -26,6 +27,11 @@ from prometheus_client import (
 )
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+# Label values a client chooses are kept only from these sets; anything else
+# is counted as OTHER, so made-up methods cannot grow the series without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+STATUSES = frozenset(str(s.value) for s in HTTPStatus)
+OTHER = "other"
 
 
 class Metrics:
@@ -72,6 +78,14 @@ class Metrics:
             "Entries dropped because Redis was unavailable or the queue was full",
             registry=registry,
         )
+
+    def count_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request. `endpoint` is a route rule (or
+        "unmatched"), so a bounded set already; method and status are bounded here."""
+        status_label = str(status) if str(status) in STATUSES else OTHER
+        self.requests.labels(endpoint, method if method in METHODS else OTHER,
+                             status_label).inc()
+        self.latency.labels(endpoint).observe(seconds)
 
     def exposition(self) -> bytes:
         """The text exposition format, merged across workers when needed."""

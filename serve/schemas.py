@@ -206,7 +206,6 @@ class ModelDescription(BaseModel):
 
 class ModelsResponse(BaseModel):
     models: dict[str, ModelDescription]
-    worker_pid: int
 
 
 class ReloadResponse(BaseModel):

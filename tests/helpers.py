@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import os
+import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pymysql
 
-from ml.settings import Settings
+from ml.settings import ROOT, Settings
 
 
 def free_port() -> int:
@@ -75,3 +79,37 @@ def isolated_settings(base: Settings, area: str, redis_db: int, home: Path) -> S
         mlflow_artifact_root=str(home / "artifacts"),
         prefect_home=str(home / "prefect"),
     )
+
+
+def start_api(settings: Settings, log: Path) -> subprocess.Popen:
+    """`python -m serve` on `settings.api_port`, every setting in its
+    environment (as `make serve` starts it), its output in `log`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "serve", "--port", str(settings.api_port)],
+        cwd=ROOT, env={**os.environ, **settings.as_env()},
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+
+
+def wait_every_worker_serves(port: int, process: subprocess.Popen, log: Path,
+                             timeout: float = 180) -> None:
+    """Until every gunicorn worker serves both models (one /ready only speaks
+    for one worker; /metrics has a served-version line per live worker)."""
+    from serve import gunicorn_conf
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-5000:]
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            connection.request("GET", "/metrics")
+            text = connection.getresponse().read().decode()
+        except OSError:
+            text = ""
+        finally:
+            connection.close()
+        pids = re.findall(r'vgsales_model_version\{model="prerelease",pid="(\d+)"\}', text)
+        if len(set(pids)) == gunicorn_conf.workers:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not ready after {timeout} s:\n{log.read_text()[-5000:]}")

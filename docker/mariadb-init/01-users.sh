@@ -2,7 +2,8 @@
 # Runs once on an empty data volume (official mariadb image entrypoint):
 # the same users and grants as scripts/stack.sh, with the same variable names.
 set -euo pipefail
-mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" <<SQL
+# The root password through the environment, not the client's command line.
+MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb -uroot <<SQL
 CREATE USER IF NOT EXISTS '${MARIADB_READER_USER}'@'%' IDENTIFIED BY '${MARIADB_READER_PASSWORD}';
 GRANT ALL PRIVILEGES ON \`${MARIADB_DATABASE}%\`.* TO '${MARIADB_USER}'@'%';
 GRANT SELECT, SHOW VIEW ON \`${MARIADB_DATABASE}%\`.* TO '${MARIADB_READER_USER}'@'%';

@@ -133,7 +133,7 @@ def snapshot_mart(settings: Settings, ttl: int) -> MartFrame:
     """
     logger = get_run_logger()
     fingerprint = mart_fingerprint(settings)
-    client = snapshot.connect(settings.redis_url)
+    client = snapshot.connect(settings.redis_url_as("flows"))
     try:
         key, frame, reused = snapshot.reuse_or_publish(
             client, fingerprint, lambda: read_ml_mart(settings), ttl

@@ -3,18 +3,31 @@
 Kept apart from `ml.modeling.registry` (logging, registering, the champion
 gate) so that an API worker imports neither training, evaluation nor plotting
 code: this module needs MLflow, skops and the feature schema only.
+
+A stored model is data, not code, and whoever can write the artifact store
+must not be able to make a worker run theirs. So a version is loaded only
+when the sha256 of its artifact files matches the digest recorded on the
+version when it was registered (`artifact_digest`), its MLmodel names the
+skops format, and skops accepts it with the trusted types listed here; the
+MLmodel file's own list of trusted types and `mlflow.sklearn.load_model`
+(which would honour a pickle format) are never used.
 """
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
-import mlflow.sklearn
+import skops.io
+import yaml
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
+from skops.io.exceptions import UntrustedTypesFoundException
 
 from ml import features
 from ml.settings import Settings
@@ -31,6 +44,16 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn.tree._tree.Tree",
     "sklearn.utils.validation.check_array",
 ]
+# The version tag holding the sha256 of `ARTIFACT_FILES`, set at registration.
+DIGEST_TAG = "artifact_sha256"
+# What decides what gets loaded: the flavour description and the payload.
+# (MLflow adds files such as `registered_model_meta` after registration.)
+MODEL_FILE = "model.skops"
+ARTIFACT_FILES = ("MLmodel", MODEL_FILE)
+
+
+class ArtifactRefused(ValueError):
+    """A stored model failed verification; the message names no path or secret."""
 
 
 class NoChampionError(LookupError):
@@ -123,5 +146,53 @@ def load_version(model_name: str, version: str | int, settings: Settings) -> Cha
     workers serve, so a worker started later loads the same one)."""
     mlflow_client = client(settings)
     model_version = mlflow_client.get_model_version(model_name, str(version))
-    pipeline = mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+    with tempfile.TemporaryDirectory(prefix="vgsales-model-") as folder:
+        local = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{model_name}/{version}", dst_path=folder))
+        pipeline = load_verified(local, model_version.tags.get(DIGEST_TAG, ""))
     return Champion(pipeline=pipeline, info=_info(mlflow_client, model_version))
+
+
+def artifact_digest(model_dir: Path) -> str:
+    """sha256 over the names and contents of `ARTIFACT_FILES` in `model_dir`."""
+    digest = hashlib.sha256()
+    for name in ARTIFACT_FILES:
+        path = model_dir / name
+        if not path.is_file():
+            raise ArtifactRefused(f"the model artifact has no {name}")
+        with path.open("rb") as handle:
+            digest.update(f"{name}\0".encode())
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
+
+
+def stored_digest(model_uri: str) -> str:
+    """The artifact digest of a logged model as stored, read back from the store
+    (recorded on the version when it is registered)."""
+    with tempfile.TemporaryDirectory(prefix="vgsales-model-") as folder:
+        return artifact_digest(Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri, dst_path=folder)))
+
+
+def load_verified(model_dir: Path, recorded: str) -> Pipeline:
+    """The pipeline in `model_dir`, if its files hash to `recorded` and skops
+    finds only trusted types in it; `ArtifactRefused` otherwise."""
+    if not recorded:
+        raise ArtifactRefused(
+            f"no {DIGEST_TAG} tag: registered before artifacts were verified; "
+            "register it again (make pipeline)"
+        )
+    found = artifact_digest(model_dir)
+    if found != recorded:
+        raise ArtifactRefused(
+            f"artifact digest {found[:16]} differs from the {recorded[:16]} recorded "
+            "at registration: the stored files were changed"
+        )
+    flavour = (yaml.safe_load((model_dir / "MLmodel").read_text()) or {}).get("flavors", {})
+    stored_format = (flavour.get("sklearn") or {}).get("serialization_format")
+    if stored_format != "skops":
+        raise ArtifactRefused(f"serialization format {stored_format!r} refused: only skops loads")
+    try:
+        return skops.io.load(model_dir / MODEL_FILE, trusted=SKOPS_TRUSTED_TYPES)
+    except UntrustedTypesFoundException as error:
+        raise ArtifactRefused(f"untrusted types in the model: {error}") from None

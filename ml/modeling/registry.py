@@ -43,9 +43,11 @@ from ml.features import ModelSpec
 from ml.modeling.champions import (
     CHALLENGER,
     CHAMPION,
+    DIGEST_TAG,
     SKOPS_TRUSTED_TYPES,
     client,
     current_champion,
+    stored_digest,
 )
 from ml.modeling.evaluate import Evaluation
 from ml.modeling.train import FittedModel
@@ -131,6 +133,11 @@ def _gate(
         return True, f"first champion: no version had the {CHAMPION} alias"
     if champion.version == candidate_version:
         return True, f"version {candidate_version} already is the {CHAMPION}"
+    if DIGEST_TAG not in champion.tags:
+        return True, (
+            f"{CHAMPION} version {champion.version} has no {DIGEST_TAG} and cannot be "
+            "served (its artifacts cannot be verified); the newer model is taken"
+        )
     recorded = mlflow_client.get_run(champion.run_id).data.metrics.get(metric)
     if recorded is None:
         return True, (
@@ -226,7 +233,8 @@ def register(
     mlflow_client = client(settings)
     experiment = experiment_id(mlflow_client, settings, spec.name)
     previous = _same_fingerprint(mlflow_client, spec.name, fitted.fingerprint)
-    if previous is not None:
+    # A version without an artifact digest cannot be served: register afresh.
+    if previous is not None and DIGEST_TAG in previous.tags:
         decided = previous.tags.get("gate.decision")
         if decided:
             return Registration(
@@ -255,6 +263,8 @@ def register(
     all_tags = {**(tags or {}), **identity}
     with mlflow.start_run(experiment_id=experiment, tags=all_tags):
         model_uri = _log_run(fitted, evaluation)
-        version = mlflow.register_model(model_uri, spec.name, tags=all_tags)
+        version = mlflow.register_model(
+            model_uri, spec.name, tags={**all_tags, DIGEST_TAG: stored_digest(model_uri)}
+        )
         version = mlflow_client.get_model_version(spec.name, version.version)
         return _decide(mlflow_client, spec, version, evaluation.held_out_value)

@@ -181,7 +181,7 @@ def drain(
     settings: Settings, *, batch: int = BATCH, log: Callable[[str], object] = print
 ) -> DrainOutcome:
     """Move every unacknowledged prediction-log entry into the warehouse."""
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis.Redis.from_url(settings.redis_url_as("drain"))
     counts = dict(entries=0, rows=0, inserted=0, replayed=0, malformed=0, trimmed_unread=0)
     try:
         _ensure_group(client)

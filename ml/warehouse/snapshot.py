@@ -18,6 +18,17 @@ Layout (all keys share one TTL, refreshed whenever a snapshot is used):
   a rerun knows, without reading the mart, that the snapshot it would make
   already exists.
 
+Reads trust nothing they find: whoever can write to Redis could leave
+garbage, another payload under a key, or a small payload that decompresses
+to gigabytes. `fetch` checks the size before fetching, the payload's hash
+against its key, and decompresses at most `MAX_FRAME_BYTES`; a snapshot that
+fails raises `SnapshotInvalid`, a `redis.RedisError`, so every reader's
+fallback for an unavailable Redis (the mart in MariaDB) covers it too.
+
+The payload is an uncompressed IPC stream compressed whole with zstd (not
+Arrow's per-buffer compression, whose expansion is only known once a batch
+is decoded), so the decompressed size is bounded while reading.
+
 The functions take a Redis client and a frame; they know nothing of Prefect.
 """
 
@@ -26,6 +37,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,7 +56,17 @@ FRAME_CODE = ("ml.warehouse.mart", "ml.features", "ml.warehouse.snapshot")
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 # zstd shrinks the mart about fourfold and is deterministic, so equal frames
 # still give equal payloads (and keys).
-_WRITE_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
+CODEC = "zstd"
+# Bounds far above the real mart's (docs/faults_and_security.md) that keep a
+# hostile payload from exhausting a worker's memory.
+MAX_PAYLOAD_BYTES = 32 * 1024 * 1024
+MAX_FRAME_BYTES = 256 * 1024 * 1024
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotInvalid(redis.RedisError):
+    """What Redis holds under a snapshot key is not a snapshot this code wrote."""
 
 
 def connect(url: str) -> redis.Redis:
@@ -67,8 +89,9 @@ def frame_to_ipc(df: pd.DataFrame) -> bytes:
     # would lose the categories, which travel in the batch's dictionaries.
     batch = pa.RecordBatch.from_pandas(df)
     sink = pa.BufferOutputStream()
-    with ipc.new_stream(sink, batch.schema, options=_WRITE_OPTIONS) as writer:
-        writer.write_batch(batch)
+    with pa.CompressedOutputStream(sink, CODEC) as compressed:
+        with ipc.new_stream(compressed, batch.schema) as writer:
+            writer.write_batch(batch)
     return sink.getvalue().to_pybytes()
 
 
@@ -79,9 +102,19 @@ def ipc_to_frame(payload: bytes) -> pd.DataFrame:
     metadata it stores, but reads every text column back as pandas' `str`;
     columns that went in as `object` are turned back into `object` with None
     for missing values, as a database driver would have given them.
+    `SnapshotInvalid` when the payload is not such a stream or decompresses
+    to more than `MAX_FRAME_BYTES`.
     """
-    table = ipc.open_stream(payload).read_all()
-    df = table.to_pandas()
+    try:
+        with pa.CompressedInputStream(pa.BufferReader(payload), CODEC) as stream:
+            raw = stream.read(MAX_FRAME_BYTES + 1)
+        if len(raw) > MAX_FRAME_BYTES:
+            raise SnapshotInvalid(f"decompresses to over {MAX_FRAME_BYTES} bytes")
+        table = ipc.open_stream(raw).read_all()
+        table.validate(full=True)
+        df = table.to_pandas()
+    except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as error:
+        raise SnapshotInvalid(f"not an Arrow IPC snapshot ({type(error).__name__})") from None
     for column in (table.schema.pandas_metadata or {}).get("columns", []):
         name = column["name"]
         if (
@@ -133,9 +166,20 @@ def publish(
 
 
 def fetch(client: redis.Redis, key: str) -> pd.DataFrame | None:
-    """The frame stored under `key`, or None when it has expired."""
+    """The frame stored under `key`, or None when it has expired.
+
+    `SnapshotInvalid` when the payload is too large (asked before fetching
+    it), does not hash to its key, or does not decode within the bounds.
+    """
+    size = client.strlen(key)
+    if size > MAX_PAYLOAD_BYTES:
+        raise SnapshotInvalid(f"{key} holds {size} bytes, over {MAX_PAYLOAD_BYTES}")
     payload = client.get(key)
-    return None if payload is None else ipc_to_frame(payload)
+    if payload is None:
+        return None
+    if snapshot_key(hashlib.sha256(payload).hexdigest()) != key:
+        raise SnapshotInvalid(f"the payload under {key} does not hash to its key")
+    return ipc_to_frame(payload)
 
 
 def fetch_for_source(
@@ -175,7 +219,11 @@ def reuse_or_publish(
     and publishes. The frame returned is always the one read back from Redis,
     so a first run and a rerun hand byte-identical input to training.
     """
-    found = fetch_for_source(client, fingerprint)
+    try:
+        found = fetch_for_source(client, fingerprint)
+    except SnapshotInvalid as error:
+        log.warning("snapshot of mart %s refused (%s); reading the mart again", fingerprint, error)
+        found = None
     if found is not None and mark_latest(client, found[0], ttl, source=fingerprint):
         return found[0], found[1], True
     key = publish(client, read_mart(), ttl, source=fingerprint)

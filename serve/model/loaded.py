@@ -124,9 +124,12 @@ def champion_version(name: str, settings: Settings) -> str:
     """The version the `champion` alias points at, or `NoChampion`."""
     champion = champions.current_champion(champions.client(settings), name)
     if champion is None:
+        # The registry's location goes to the log only: it is a path (or a DSN).
+        log.warning("no %s of %s in the registry at %s", champions.CHAMPION, name,
+                    settings.mlflow_tracking_uri)
         raise NoChampion(
-            f"no {champions.CHAMPION!r} version of model {name!r} in the registry at "
-            f"{settings.mlflow_tracking_uri}; run `make pipeline` first"
+            f"no {champions.CHAMPION!r} version of model {name!r} in the registry; "
+            "run `make pipeline` first"
         )
     return str(champion.version)
 
@@ -181,14 +184,15 @@ def _training_mart(tags: Mapping[str, str], settings: Settings) -> tuple[pd.Data
         finally:
             client.close()
         if frame is not None:
-            return frame, f"Redis snapshot {key}"
+            log.info("%s: point-in-time history from Redis snapshot %s", tags.get("model_name"), key)
+            return frame, "Redis snapshot"
     frame = warehouse.read_ml_mart(settings)
     trained_on = tags.get("mart_fingerprint")
     now = warehouse.mart_fingerprint(settings)
-    same = "the mart trained on" if trained_on == now else (
-        f"the mart has changed since training ({trained_on} -> {now})"
-    )
-    return frame, f"MariaDB {settings.mariadb_database}.ml_release_features: {same}"
+    same = trained_on == now
+    log.info("point-in-time history from the mart (fingerprint at training %s, now %s)",
+             trained_on, now)
+    return frame, "warehouse mart: " + ("as trained on" if same else "changed since training")
 
 
 def _single_threaded(pipeline: Any) -> None:

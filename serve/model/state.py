@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ml.features import MODEL_NAMES
+from ml.modeling.champions import ArtifactRefused
 from ml.settings import Settings
 from serve.model import loaded as models
 from serve.model.loaded import NoChampion, ServedModel
@@ -165,7 +166,7 @@ class ModelState:
                 loaded = models.load(name, version, self._settings)
             except Exception as error:  # noqa: BLE001 - reported by /ready and /admin/reload
                 log.exception("cannot load %s version %s", name, version)
-                problems.append(f"{name} version {version}: {type(error).__name__}: {error}")
+                problems.append(f"{name} version {version}: {public_reason(error)}")
                 continue
             models_now[name] = loaded
             self._on_loaded(loaded)
@@ -204,6 +205,14 @@ class ModelState:
 
     def _file_lock(self):
         return _FileLock(self._lock_path)
+
+
+def public_reason(error: Exception) -> str:
+    """Why a load failed, for `/ready`: a refused artifact says why (its messages
+    name no path); anything else only its type, the rest is in the log."""
+    if isinstance(error, ArtifactRefused):
+        return f"refused: {error}"
+    return f"{type(error).__name__} (details in the server log)"
 
 
 class _FileLock:

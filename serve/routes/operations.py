@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from flask import Blueprint, Response
 
@@ -44,8 +43,7 @@ def ready():
            responses={200: ("Models", schemas.ModelsResponse)}, tags=("ops",))
 def model_info():
     """Version, training time, metrics and data digest of each served model."""
-    return json_response({"models": {n: m.describe() for n, m in services().state.all().items()},
-                          "worker_pid": os.getpid()})
+    return json_response({"models": {n: m.describe() for n, m in services().state.all().items()}})
 
 
 @API.route(bp, "/metrics", "GET", summary="Prometheus metrics (all workers)",
@@ -71,8 +69,9 @@ def admin_reload():
     state = services().state
     try:
         previous, current = state.reload()
-    except Exception as error:  # noqa: BLE001 - the registry is a separate service
+    except Exception:  # noqa: BLE001 - the registry is a separate service
         log.exception("reload failed")
-        return error_response(503, "registry_unavailable", f"cannot reload: {error}")
+        return error_response(503, "registry_unavailable",
+                              "cannot reload: the model registry did not answer (see the server log)")
     return json_response({"previous": previous, "current": current,
                           "changed": previous != current, "problems": state.problems})

@@ -61,7 +61,10 @@ def deploy(server, tmp_path, *args: str) -> subprocess.CompletedProcess:
 async def _read(url: str):
     from prefect.client.orchestration import PrefectClient
 
-    async with PrefectClient(api=url) as client:
+    from prefect.settings import PREFECT_API_AUTH_STRING
+
+    # The server asks for the stack's auth string (scripts/prefect_server.sh).
+    async with PrefectClient(api=url, auth_string=PREFECT_API_AUTH_STRING.value()) as client:
         deployments = await client.read_deployments()
         pool = await client.read_work_pool("vgsales")
         return deployments, pool

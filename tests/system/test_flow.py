@@ -100,9 +100,9 @@ def reuse_check(flow_settings, first_run):
 
 @pytest.fixture(scope="module")
 def degraded_rerun(flow_settings, first_run, reuse_check, tmp_path_factory):
-    wrong_password = flow_settings.redis_url.replace("redis://:", "redis://:wrong", 1)
-    assert wrong_password != flow_settings.redis_url
-    settings = dataclasses.replace(flow_settings, redis_url=wrong_password)
+    # The flows log in to Redis as their ACL user (Settings.redis_url_as).
+    settings = dataclasses.replace(flow_settings, redis_flows_password="wrong")
+    assert settings.redis_url_as("flows") != flow_settings.redis_url_as("flows")
     return run_pipeline(
         settings, tmp_path_factory.mktemp("run2") / "report.json", "--skip-dbt"
     )

@@ -39,6 +39,8 @@ from serve.app import create_app
 from tests.helpers import connect, free_port, isolated_settings
 
 REDIS_DB = 9
+PREDICT_BODY = {"Platform": "Wii", "Year": 2008, "Genre": "Racing", "NA_Sales": 1.0,
+                "EU_Sales": 0.5, "JP_Sales": 0.1, "Other_Sales": 0.1}
 # Patterns of well-known credential formats, and our own generated secrets
 # (scripts/stack.sh: 24 random bytes as 48 hex digits).
 SECRET_PATTERNS = {
@@ -55,7 +57,7 @@ SECRET_PATTERNS = {
 def live_secrets(settings: Settings) -> dict[str, str]:
     """The stack's generated secrets, by name (from .run/stack.env)."""
     values = dotenv_values(settings.run_dir / "stack.env")
-    return {k: v for k, v in values.items() if k.endswith(("PASSWORD", "TOKEN")) and v}
+    return {k: v for k, v in values.items() if k.endswith(("PASSWORD", "TOKEN", "AUTH_STRING")) and v}
 
 
 def grants(settings: Settings, *, reader: bool) -> list[str]:
@@ -147,11 +149,19 @@ def test_environ_without_writer(monkeypatch):
     monkeypatch.setenv("MARIADB_PASSWORD", "w")
     monkeypatch.setenv("MARIADB_USER", "writer")
     monkeypatch.setenv("MARIADB_READER_PASSWORD", "r")
+    monkeypatch.setenv("REDIS_URL", "redis://vgsales_admin:admin@127.0.0.1:1/5")
+    for role in ("API", "FLOWS", "DRAIN"):
+        monkeypatch.setenv(f"REDIS_{role}_PASSWORD", role.lower())
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "vgsales:p")
     scrubbed = environ_without_writer()
-    assert "MARIADB_PASSWORD" not in scrubbed and "MARIADB_USER" not in scrubbed
+    for gone in ("MARIADB_PASSWORD", "MARIADB_USER", "REDIS_FLOWS_PASSWORD",
+                 "REDIS_DRAIN_PASSWORD", "PREFECT_API_AUTH_STRING"):
+        assert gone not in scrubbed
+        monkeypatch.delenv(gone)
     assert scrubbed["MARIADB_READER_PASSWORD"] == "r"
-    monkeypatch.delenv("MARIADB_PASSWORD")
-    monkeypatch.delenv("MARIADB_USER")
+    # Redis as the API's own user, on the same server and db.
+    assert scrubbed["REDIS_URL"] == "redis://vgsales_api:api@127.0.0.1:1/5"
+    monkeypatch.setenv("REDIS_URL", scrubbed["REDIS_URL"])
     assert environ_without_writer() is None
 
 
@@ -204,18 +214,22 @@ def api(stack_settings, tmp_path_factory):
             except OSError:
                 pass
             time.sleep(0.5)
-        yield settings, process
+        yield settings, process, log
     finally:
         process.terminate()
         process.wait(timeout=60)
 
 
 def test_api_processes_hold_no_writer_credentials(stack_settings, api):
-    settings, process = api
+    settings, process, _ = api
     pids = [process.pid, *children(process.pid)]
     assert len(pids) == 1 + gunicorn_conf.workers
     password = stack_settings.mariadb_password.get_secret_value().encode()
+    others = [dotenv_values(stack_settings.run_dir / "stack.env")[name].encode()
+              for name in ("REDIS_PASSWORD", "REDIS_FLOWS_PASSWORD", "REDIS_DRAIN_PASSWORD")]
     for pid in pids:
+        environ_bytes = Path(f"/proc/{pid}/environ").read_bytes()
+        assert not [secret for secret in others if secret in environ_bytes], pid
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         names = {entry.split(b"=", 1)[0] for entry in environ}
         assert b"MARIADB_PASSWORD" not in names and b"MARIADB_USER" not in names, pid
@@ -227,20 +241,28 @@ def test_api_processes_hold_no_writer_credentials(stack_settings, api):
 
 
 def test_api_serves_only_from_its_configured_registry(api):
-    settings, _ = api
-    named_registry = False
-    for attempt in range(200):  # new connections: every worker answers some
+    settings, _, log = api
+    internals = (settings.mlflow_tracking_uri, str(settings.run_dir), str(ROOT), "sqlite")
+    for _ in range(20):  # new connections: every worker answers some
         status, body = get(settings.api_port, "/ready")
         ready = json.loads(body)
         # Its own registry is empty: nothing is served, whatever other registries hold.
         assert status == 503 and not ready["ready"]
         assert set(ready["models"].values()) == {None}
         assert all(any(repr(name) in p for p in ready["problems"]) for name in ready["models"])
-        # The worker that resolved the champions names the registry it asked.
-        named_registry |= any(settings.mlflow_tracking_uri in p for p in ready["problems"])
-        if named_registry and attempt >= 20:
-            break
-    assert named_registry
+        # Public answers say what to do, not where the registry lives.
+        assert not [leak for leak in internals if leak in body.decode()]
+        connection = http.client.HTTPConnection("127.0.0.1", settings.api_port, timeout=30)
+        try:
+            connection.request("POST", "/predict", json.dumps(PREDICT_BODY).encode(),
+                               {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            status, body = response.status, response.read().decode()
+        finally:
+            connection.close()
+        assert status == 503 and not [leak for leak in internals if leak in body]
+    # The registry asked is named in the server's log instead.
+    assert settings.mlflow_tracking_uri in log.read_text()
 
 
 def test_an_internal_error_answers_without_a_stack_trace(stack_settings, tmp_path):
@@ -310,8 +332,8 @@ def test_secret_patterns_catch_what_they_should():
     assert not any(p.search(harmless) for p in SECRET_PATTERNS.values())
 
 
-# Files that hold secrets by design: the stack's settings and Redis's config.
-SECRET_FILES = ("stack.env", "redis/redis.conf")
+# Files that hold secrets by design: the stack's settings, Redis's config and users.
+SECRET_FILES = ("stack.env", "redis/redis.conf", "redis/users.acl")
 
 
 def test_secrets_on_disk_only_in_private_run_files(stack_settings):

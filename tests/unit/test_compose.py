@@ -102,11 +102,40 @@ def test_ports_agree_with_local_stack_and_bind_loopback():
             assert host_ip == "127.0.0.1", service
 
 
-def test_redis_requires_password_without_persistence():
+def test_redis_takes_the_stacks_users_without_persistence():
     command = SERVICES["redis"]["command"]
-    assert "--requirepass" in command
+    assert command[command.index("--aclfile") + 1] == "/run/secrets/redis_users"
+    assert SERVICES["redis"]["secrets"] == ["redis_users"]
+    # The file scripts/stack.sh writes: the same users and passwords.
+    assert COMPOSE["secrets"]["redis_users"]["file"] == ".run/redis/users.acl"
+    assert '"$REDIS_DIR/users.acl"' in STACK_SH
     assert command[command.index("--save") + 1] == ""
     assert command[command.index("--appendonly") + 1] == "no"
+
+
+@pytest.mark.parametrize(("service", "role"), [("api", "api"), ("worker", "flows")])
+def test_app_services_log_in_to_redis_as_their_role(service, role):
+    env = SERVICES[service]["environment"]
+    assert env["REDIS_URL"].startswith(f"redis://vgsales_{role}:${{REDIS_{role.upper()}_PASSWORD")
+    assert "REDIS_PASSWORD" not in str(env)  # the admin's
+
+
+# A secret variable referred to (${X}, $X, $$X), or a flag that takes one.
+SECRET_REFERENCE = re.compile(r"\$\$?\{?\w*(PASSWORD|TOKEN|SECRET|AUTH)", re.IGNORECASE)
+SECRET_FLAGS = {"--requirepass", "--masterauth", "--pass", "-a", "--password"}
+
+
+def test_no_secret_on_any_command_line():
+    """Command lines are visible to `ps` and `docker inspect`: no service's
+    command or healthcheck names a secret (interpolated or from the env)."""
+    for name, service in SERVICES.items():
+        words = [*(service.get("command") or []), *(service.get("entrypoint") or []),
+                 *(service.get("healthcheck") or {}).get("test", [])]
+        for word in map(str, words):
+            assert not SECRET_REFERENCE.search(word), (name, word)
+            assert not SECRET_FLAGS & set(word.split()), (name, word)
+    init = (ROOT / "docker" / "mariadb-init" / "01-users.sh").read_text()
+    assert not re.search(r"-p\s*\"?\$", init), "a password on the mariadb client's command line"
 
 
 @pytest.mark.parametrize("service", ["worker", "api"])
