@@ -116,7 +116,7 @@ lock: venv ## Regenerate constraints.txt from the venv
 clean: ## Stop the stack and delete generated state (.run/, dbt target, results)
 	-@scripts/prefect_server.sh down
 	-@scripts/stack.sh down
-	rm -rf .run dbt_project/target dbt_project/logs bench/results reports .pytest_cache
+	rm -rf .run dbt_project/target dbt_project/logs dbt_project/staged_seeds bench/results reports .pytest_cache
 
 distclean: clean ## clean, and also the venv and the copied raw data
 	rm -rf $(VENV) seeds/vgsales.csv

@@ -100,9 +100,9 @@ class Settings:
 
     @property
     def seeds_dir(self) -> Path:
-        """Where dbt finds the raw `vgsales.csv` (tests point it at a sample).
+        """The folder holding the raw `vgsales.csv` (tests point it at a sample).
 
-        A relative value is relative to the dbt project, as dbt reads it.
+        A relative value is relative to the dbt project.
         """
         return self.dbt_project_dir / self.vgsales_seeds_dir
 
@@ -132,13 +132,12 @@ class Settings:
     def as_env(self) -> dict[str, str]:
         """The exported names with their values, for child processes."""
         values = {k.upper(): str(v) for k, v in asdict(self).items()}
-        # dbt writes a seed's "compiled" SQL to target/run/<project>/<seed path>;
-        # with an absolute seed path that is the CSV itself, so dbt overwrote
-        # the data with SQL. A relative path keeps the write inside the project
-        # (target/run/seeds/ by default, dbt_project/tmp/... for a temp dir).
-        values["VGSALES_SEEDS_DIR"] = os.path.relpath(self.seeds_dir, self.dbt_project_dir)
+        # dbt never reads this folder: it reads the copy staged under
+        # dbt_project/staged_seeds/<VGSALES_SEED_SHA256>/ (ml/warehouse/seed_stage.py).
+        values["VGSALES_SEEDS_DIR"] = str(self.seeds_dir.resolve())
         env = {name: values[name] for name in EXPORTED}
-        # Derived, never read back: dbt records it with each load of the seed.
+        # Derived, never read back: dbt finds the staged copy by it and
+        # records it with each load of the seed.
         env["VGSALES_SEED_SHA256"] = self.seed_sha256()
         return env
 

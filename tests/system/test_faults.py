@@ -51,7 +51,7 @@ from ml.data.csv_check import CsvRefused, check_raw_csv
 from ml.data.synthetic import write_csv
 from ml.features import MODEL_NAMES
 from ml.settings import ROOT, Settings
-from ml.warehouse.dbt_runner import run_dbt
+from ml.warehouse.dbt_runner import dbt_environment, run_dbt
 from ml.warehouse.identifiers import quoted
 from serve import gunicorn_conf
 from tests.helpers import free_port, isolated_settings, kill_pid_file
@@ -149,7 +149,7 @@ def hostile(stack_settings, tmp_path_factory):
         folder.mkdir(exist_ok=True)
         (folder / "vgsales.csv").write_bytes(content)
         settings = dataclasses.replace(base, vgsales_seeds_dir=str(folder))
-        env = {**os.environ, **settings.as_env()}
+        env = {**os.environ, **dbt_environment(settings)}
         args = [sys.executable, "-m", "dbt.cli.main", "seed", "--no-use-colors", *flags,
                 "--select", "vgsales.vgsales", "--target-path", str(folder / "target"),
                 "--vars", json.dumps({"seed_batch_rows": BATCH_ROWS})]
