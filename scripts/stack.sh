@@ -14,6 +14,9 @@ DB_DIR=$RUN/mariadb
 REDIS_DIR=$RUN/redis
 DB_SOCK=$DB_DIR/mariadb.sock
 DB_PID=$DB_DIR/mariadb.pid
+# MariaDB's temporary tables and sort files: under .run/, not the system temp
+# folder, where other work cleaning up once deleted them mid-build.
+DB_TMP=$DB_DIR/tmp
 REDIS_PID=$REDIS_DIR/redis.pid
 
 log() { printf '[stack] %s\n' "$*" >&2; }
@@ -79,11 +82,13 @@ db_root() { mariadb --no-defaults --protocol=socket --socket="$DB_SOCK" -uroot "
 mariadb_up() {
     if pid_alive "$DB_PID" && db_root -e 'select 1' >/dev/null 2>&1; then
         log "mariadb already running (pid $(cat "$DB_PID"))"
+        [ "$(db_root -N -e 'select @@tmpdir')" = "$DB_TMP" ] \
+            || log "warning: mariadb's tmpdir is not $DB_TMP; restart it (stack.sh down; stack.sh up)"
         return 0
     fi
     # A killed run leaves its pid and socket behind: they would block the start.
     rm -f "$DB_PID" "$DB_SOCK" "$DB_SOCK.lock"
-    mkdir -p "$DB_DIR"
+    mkdir -p "$DB_DIR" "$DB_TMP"
     if [ ! -d "$DB_DIR/data/mysql" ]; then
         log "initialising MariaDB data directory"
         mariadb-install-db --no-defaults --datadir="$DB_DIR/data" --user="$(id -un)" \
@@ -93,7 +98,7 @@ mariadb_up() {
     log "starting mariadb on 127.0.0.1:$MARIADB_PORT"
     nohup mariadbd --no-defaults --datadir="$DB_DIR/data" --user="$(id -un)" \
         --bind-address=127.0.0.1 --port="$MARIADB_PORT" --socket="$DB_SOCK" \
-        --pid-file="$DB_PID" --log-error="$DB_DIR/error.log" \
+        --pid-file="$DB_PID" --log-error="$DB_DIR/error.log" --tmpdir="$DB_TMP" \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
         --local-infile=1 \
         --max-allowed-packet=256M --innodb-buffer-pool-size=512M \

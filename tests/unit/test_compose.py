@@ -102,6 +102,17 @@ def test_ports_agree_with_local_stack_and_bind_loopback():
             assert host_ip == "127.0.0.1", service
 
 
+def test_mariadb_tmpdir_is_a_volume_of_its_own():
+    """Temporary tables live on a named volume, as under .run/ locally."""
+    tmpdir = next(
+        arg.split("=", 1)[1] for arg in SERVICES["mariadb"]["command"]
+        if arg.startswith("--tmpdir=")
+    )
+    mounts = dict(v.split(":")[1::-1] for v in SERVICES["mariadb"]["volumes"])
+    assert mounts[tmpdir] in COMPOSE["volumes"]
+    assert "--tmpdir=" in STACK_SH
+
+
 def test_redis_requires_password_without_persistence():
     command = SERVICES["redis"]["command"]
     assert "--requirepass" in command
