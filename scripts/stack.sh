@@ -157,6 +157,9 @@ daemonize yes
 pidfile $REDIS_PID
 logfile $REDIS_DIR/redis.log
 dir $REDIS_DIR
+# 16 blocks of 16: each test run claims a block (tests/helpers.py TestRun),
+# so two suites on one stack never share a db; block 0 is the user's.
+databases 256
 EOF
     redis-server "$REDIS_DIR/redis.conf"
     local i

@@ -3,7 +3,7 @@
 One `dbt build` (seeds, models, every test) over the real vgsales.csv when it
 is present, shared by the assertions below, plus one build over a generated
 file with dirty rows of every kind the warehouse quarantines. Both go to
-their own databases (`vgsales_test_warehouse*`).
+their own databases (`vgsales_test_<run id>_warehouse*`).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def test_raw_warnings_report_the_real_file_problems(warehouse, real_data):
 
 
 def test_every_raw_row_lands_once(db, warehouse):
-    raw = _scalar(db, "select count(*) from vgsales_test_warehouse_raw.raw_vgsales")
+    raw = _scalar(db, f"select count(*) from `{warehouse[0].raw_database}`.raw_vgsales")
     accepted = _scalar(db, "select count(*) from fct_sales")
     rejected = _scalar(db, "select count(*) from rejected_vgsales")
     assert raw == accepted + rejected
@@ -149,7 +149,7 @@ def test_real_file_rejections(db, real_data):
     assert _scalar(db, "select count(*) from fct_sales") == 16595
 
 
-def test_unknown_year_rows_are_kept_on_the_unknown_member(db, real_data):
+def test_unknown_year_rows_are_kept_on_the_unknown_member(db, warehouse, real_data):
     member = _rows(db, "select calendar_year, year_label from dim_year where year_id = -1")
     assert member == [(None, "unknown")]
     unknown = _scalar(
@@ -159,7 +159,7 @@ def test_unknown_year_rows_are_kept_on_the_unknown_member(db, real_data):
     )
     raw_na = _scalar(
         db,
-        "select count(*) from vgsales_test_warehouse_raw.raw_vgsales"
+        f"select count(*) from `{warehouse[0].raw_database}`.raw_vgsales"
         " where coalesce(Year, 'N/A') = 'N/A'",
     )
     rejected_na = _scalar(

@@ -1,6 +1,6 @@
 """Faults, with real processes: hostile CSVs, services dying under the pipeline.
 
-Hostile CSVs (shared stack, database vgsales_test_faults): each file is
+Hostile CSVs (shared stack, the run's `faults` database): each file is
 either loaded correctly or refused with a message naming the problem, and a
 refused or failed load leaves the raw table exactly as it was. Files are
 checked by `ml.data.csv_check` (what the pipeline runs before dbt) and, where dbt

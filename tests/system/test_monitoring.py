@@ -4,7 +4,7 @@ the champions' training references, the drift flow run as `make drift-check`
 runs it (Prefect ephemeral mode, in a child process), and a data refresh
 through the warehouse.
 
-One database (vgsales_test_monitoring), Redis db 12, MLflow and Prefect homes
+One database (the run's `monitoring`), Redis db 12 of the run's block, MLflow and Prefect homes
 in a temp folder; a 3,000-row synthetic file. The story, in fixture order:
 
 1. base build (dbt) and both models trained and registered as champions,
