@@ -41,6 +41,7 @@ EXPORTED = (
     "API_ADMIN_TOKEN",
     "VGSALES_CSV",
     "VGSALES_SEEDS_DIR",
+    "PREDICTION_LOG_MAX_BYTES",
 )
 
 
@@ -93,6 +94,9 @@ class Settings:
     api_admin_token: str = field(default="", repr=False)
     vgsales_csv: str = ""
     vgsales_seeds_dir: str = str(ROOT / "seeds")
+    # Payload bytes the prediction stream may hold before the API drops (and
+    # counts) new entries; the consumer frees them as it lands them.
+    prediction_log_max_bytes: int = 256 * 1024 * 1024
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -166,7 +170,8 @@ def load_settings(
     for name in EXPORTED:
         if name in merged:
             key = name.lower()
-            kwargs[key] = int(merged[name]) if key.endswith("_port") else merged[name]
+            numeric = key.endswith(("_port", "_bytes"))
+            kwargs[key] = int(merged[name]) if numeric else merged[name]
     return Settings(**kwargs)
 
 
