@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from ml.monitoring.drain import drain
 from ml.settings import load_settings
+from ml.warehouse.landing import LandingTableMissing
 
 RETRY_SECONDS = (1, 2, 5, 10, 30)
 
@@ -33,7 +34,7 @@ def run(stop: threading.Event, *, report_seconds: float, log=print) -> None:
         try:
             drain(settings, until=stop, report_seconds=report_seconds, log=log)
             failures = 0
-        except (redis.RedisError, sa.exc.SQLAlchemyError) as error:
+        except (redis.RedisError, sa.exc.SQLAlchemyError, LandingTableMissing) as error:
             wait = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
             log(f"[consumer] {type(error).__name__}: {error}; retrying in {wait} s")
             failures += 1
