@@ -8,6 +8,7 @@ keep another's prediction out of the warehouse by reusing its request id.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -16,6 +17,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -111,21 +113,34 @@ def api(stack_settings, tmp_path_factory):
         stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()[-5000:]
-            try:
-                text = call(settings.api_port, "/metrics", None)[2].decode()
-            except OSError:
-                text = ""
-            pids = re.findall(r'vgsales_model_version\{model="prerelease",pid="(\d+)"\}', text)
-            if len(set(pids)) == gunicorn_conf.workers:
-                break
-            time.sleep(0.5)
+        wait_for_workers(settings.api_port, process, log)
         yield settings, home
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def wait_for_workers(port: int, process: subprocess.Popen, log: Path) -> None:
+    """Until every gunicorn worker serves (one /ready only speaks for one)."""
+    deadline = time.monotonic() + 180
+    pattern = r'vgsales_model_version\{model="prerelease",pid="(\d+)"\}'
+    while len(set(re.findall(pattern, _metrics_text(port)))) < gunicorn_conf.workers:
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-5000:]
+        time.sleep(0.5)
+
+
+def _metrics_text(port: int) -> str:
+    try:
+        return call(port, "/metrics", None)[2].decode()
+    except OSError:
+        return ""
+
+
+def wait_until_landed(settings: Settings, rows: int, timeout: float = 60) -> None:
+    """Until the landing table holds `rows` rows (the consumer works on its own)."""
+    deadline = time.monotonic() + timeout
+    while landed(settings) < rows and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def start_consumer(settings: Settings, home: Path) -> subprocess.Popen:
@@ -178,33 +193,43 @@ def test_past_the_cap_every_prediction_is_landed_or_counted(api):
     assert landed(settings) - rows_before == outcome.inserted == outcome.rows
     assert outcome.inserted + outcome.dropped == answered
     assert outcome.dropped == dropped
-    assert outcome.dropped_total == first.dropped_total + dropped == counts["prediction_log_dropped"]
+    assert outcome.dropped_total == first.dropped_total + dropped
+    assert outcome.dropped_total == counts["prediction_log_dropped"]
     with redis.Redis.from_url(settings.redis_url) as client:
         assert client.xlen(STREAM) == 0 and int(client.get(BYTES_KEY)) == 0
+
+
+@contextlib.contextmanager
+def consumer_running(settings: Settings, home: Path) -> Iterator[dict]:
+    """The consumer process around the block; then waits until what the API
+    answered meanwhile has landed. The dict yielded gets `before` (the API's
+    counters), `rows_before`, and at the end `counts` and `answered`."""
+    drain(settings, log=lambda line: None)  # earlier tests' leftovers
+    port = settings.api_port
+    run = {"before": settled_counts(port), "rows_before": landed(settings)}
+    consumer = start_consumer(settings, home)
+    try:
+        yield run
+        run["counts"] = settled_counts(port)
+        run["answered"] = run["counts"]["predictions"] - run["before"]["predictions"]
+        wait_until_landed(settings, run["rows_before"] + run["answered"])
+    finally:
+        stop(consumer)
 
 
 def test_the_consumer_keeps_up_and_nothing_is_dropped(api):
     settings, home = api
     port = settings.api_port
-    drain(settings, log=lambda line: None)
-    before, rows_before = settled_counts(port), landed(settings)
-    consumer = start_consumer(settings, home)
-    try:
+    with consumer_running(settings, home) as run:
         # Bursts well under the (test-sized) cap, as traffic the consumer keeps up with.
         for _ in range(6):
             with ThreadPoolExecutor(4) as pool:
                 statuses = list(pool.map(lambda _: call(port, "/predict", RECORD)[0], range(50)))
             assert set(statuses) == {200}
             time.sleep(1)
-        counts = settled_counts(port)
-        answered = counts["predictions"] - before["predictions"]
-        deadline = time.monotonic() + 60
-        while landed(settings) - rows_before < answered and time.monotonic() < deadline:
-            time.sleep(0.5)
-    finally:
-        stop(consumer)
-    assert counts["prediction_log_dropped"] == before["prediction_log_dropped"]
-    assert landed(settings) - rows_before == answered == 300
+    dropped = run["counts"]["prediction_log_dropped"] - run["before"]["prediction_log_dropped"]
+    assert dropped == 0
+    assert landed(settings) - run["rows_before"] == run["answered"] == 300
 
 
 def test_reused_request_ids_keep_nobody_out_of_the_warehouse(api):
@@ -212,10 +237,7 @@ def test_reused_request_ids_keep_nobody_out_of_the_warehouse(api):
     ids it guesses come next, in big batches, before the victim's calls."""
     settings, home = api
     port = settings.api_port
-    drain(settings, log=lambda line: None)
-    before, rows_before = settled_counts(port), landed(settings)
-    consumer = start_consumer(settings, home)
-    try:
+    with consumer_running(settings, home) as run:
         seen = [call(port, "/predict", RECORD)[1]["X-Request-ID"] for _ in range(4)]
         assert len(set(seen)) == 4 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in seen)
         # The old scheme's guess: same worker prefix, next counter values.
@@ -228,16 +250,9 @@ def test_reused_request_ids_keep_nobody_out_of_the_warehouse(api):
         assert not set(victim) & set(seen + guessed)
         # The victim reusing its own id (a retry) is two predictions, two rows.
         call(port, "/predict", RECORD, {"X-Request-ID": victim[0]})
-        counts = settled_counts(port)
-        answered = counts["predictions"] - before["predictions"]
-        deadline = time.monotonic() + 60
-        while landed(settings) - rows_before < answered and time.monotonic() < deadline:
-            time.sleep(0.5)
-    finally:
-        stop(consumer)
-    assert answered == 4 + len(seen + guessed) * CLAIM_ROWS + 8 + 1
-    assert counts["prediction_log_dropped"] == before["prediction_log_dropped"]
-    assert landed(settings) - rows_before == answered
+    assert run["answered"] == 4 + len(seen + guessed) * CLAIM_ROWS + 8 + 1
+    assert run["counts"]["prediction_log_dropped"] == run["before"]["prediction_log_dropped"]
+    assert landed(settings) - run["rows_before"] == run["answered"]
     for request_id in seen:  # the victim's row and the replay's batch
         assert landed(settings, "request_id = :r", r=request_id) == 1 + CLAIM_ROWS
     assert landed(settings, "request_id = :r", r=victim[0]) == 2
