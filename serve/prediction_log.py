@@ -29,6 +29,9 @@ from ml.monitoring.stream import append, encode_entry
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
+# Predictions waiting in one worker at most: a flood of large batches must not
+# grow the worker's memory any more than the stream's (the byte cap).
+QUEUE_ROWS = 100_000
 BATCH = 256
 # Back-off between attempts while Redis is unreachable.
 RETRY_SECONDS = (0.5, 1, 2, 5, 10)
@@ -49,7 +52,8 @@ class PredictionLog:
         self._max_bytes = max_bytes
         # Predictions dropped here that Redis's dropped counter does not hold yet.
         self._carried = 0
-        self._carried_lock = threading.Lock()
+        self._queued_rows = 0
+        self._counts_lock = threading.Lock()
         self._on_written = on_written
         self._on_dropped = on_dropped
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
@@ -67,15 +71,24 @@ class PredictionLog:
         predictions: Sequence[float],
         unseen: Sequence[list[str]],
     ) -> None:
-        """Queue one entry; drop it (counted) if the queue is full."""
+        """Queue one entry; drop it (counted) if the queue is full (entries or rows)."""
         self._ensure_thread()
         entry = (time.time(), endpoint, request_id, model, version, features, predictions, unseen)
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            self._on_dropped(len(predictions))
-            with self._carried_lock:
-                self._carried += len(predictions)
+        rows = len(predictions)
+        with self._counts_lock:
+            room = self._queued_rows + rows <= QUEUE_ROWS
+            if room:
+                self._queued_rows += rows
+        if room:
+            try:
+                self._queue.put_nowait(entry)
+                return
+            except queue.Full:
+                with self._counts_lock:
+                    self._queued_rows -= rows
+        self._on_dropped(rows)
+        with self._counts_lock:
+            self._carried += rows
 
     def flush(self, timeout: float = 2.0) -> None:
         """Wait up to `timeout` seconds for queued entries to be written."""
@@ -111,8 +124,9 @@ class PredictionLog:
                 except queue.Empty:
                     break
             rows = sum(len(entry[6]) for entry in batch)
-            with self._carried_lock:
+            with self._counts_lock:
                 carried, self._carried = self._carried, 0
+                self._queued_rows -= rows
             try:
                 written, refused = append(
                     client, [(encode_entry(*entry), len(entry[6])) for entry in batch],
@@ -124,7 +138,7 @@ class PredictionLog:
                 failures = 0
             except redis.RedisError as error:
                 self._on_dropped(rows)
-                with self._carried_lock:
+                with self._counts_lock:
                     self._carried += carried + rows
                 if failures == 0:
                     log.warning("prediction log: Redis unavailable (%s); dropping entries", error)
