@@ -35,8 +35,11 @@ pipeline: venv stack-up data ## Set up everything and run the pipeline (dbt, exp
 	@echo "[pipeline] running the Prefect flow (flows/pipeline/__main__.py)"
 	$(WITH_ENV) python -m flows.pipeline --html-report reports
 
-serve: venv stack-up ## Serve the prediction API on 127.0.0.1:API_PORT (default 8000), foreground
-	$(WITH_ENV) python -m serve
+serve: venv stack-up ## Serve the prediction API on 127.0.0.1:API_PORT (default 8000) and land its prediction log, foreground
+	@# The consumer lands the prediction log as the API writes it; it stops with the API.
+	$(WITH_ENV) python -m ml.monitoring.consumer & consumer=$$!; \
+		trap 'kill $$consumer 2>/dev/null; wait $$consumer' EXIT; \
+		$(WITH_ENV) python -m serve
 
 test: venv stack-up ## Set up everything and run the whole test suite (unit, integration, system)
 	$(WITH_ENV) python -m pytest $(PYTEST_ARGS)
@@ -119,7 +122,7 @@ lock: venv ## Regenerate constraints.txt from the venv
 clean: ## Stop the stack and delete generated state (.run/, dbt target, results)
 	-@scripts/prefect_server.sh down
 	-@scripts/stack.sh down
-	rm -rf .run dbt_project/target dbt_project/logs bench/results reports .pytest_cache
+	rm -rf .run dbt_project/target dbt_project/logs dbt_project/staged_seeds bench/results reports .pytest_cache
 
 distclean: clean ## clean, and also the venv and the copied raw data
 	rm -rf $(VENV) seeds/vgsales.csv

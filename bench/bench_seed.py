@@ -49,6 +49,7 @@ import pymysql
 from bench.common import Stats, machine, markdown_table, write_results
 from ml.data.synthetic import write_csv
 from ml.settings import ROOT, Settings, load_settings
+from ml.warehouse.dbt_runner import dbt_environment
 
 REAL_ROWS = 16_598
 LARGE_ROWS = 1_000_000
@@ -95,7 +96,7 @@ def dbt_seed(settings: Settings, target: Path, loader: str) -> SeedRun:
     result = subprocess.run(
         args,
         cwd=settings.dbt_project_dir,
-        env={**os.environ, **settings.as_env()},
+        env={**os.environ, **dbt_environment(settings)},
         capture_output=True,
         text=True,
     )

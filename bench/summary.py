@@ -84,12 +84,22 @@ def slow_clients_rows(r: dict) -> Iterator[Row]:
         yield _row("slow_clients", f"/predict p99, {label}", "1 row", r[phase]["p99_ms"], "ms")
 
 
+def stream_rows(r: dict) -> Iterator[Row]:
+    api = r.get("api_requests_per_s")
+    note = f"{r['single_rows_per_s']['median'] / api:.1f}x the API's req/s" if api else ""
+    yield _row("stream", "consumer, single entries", f"{r['entries']:,} rows",
+               r["single_rows_per_s"], "rows/s", note=note)
+    yield _row("stream", "consumer, batch entries", f"{r['batch_rows']:,}-row entries",
+               r["batch_rows_per_s"], "rows/s")
+
+
 EXTRACTORS = {
     "build": build_rows,
     "seed": seed_rows,
     "serve": serve_rows,
     "slow_clients": slow_clients_rows,
     "snapshot": snapshot_rows,
+    "stream": stream_rows,
     "train": train_rows,
 }
 

@@ -52,6 +52,7 @@ EXPORTED = (
     "API_ADMIN_TOKEN",
     "VGSALES_CSV",
     "VGSALES_SEEDS_DIR",
+    "PREDICTION_LOG_MAX_BYTES",
 )
 
 
@@ -99,6 +100,9 @@ class Settings:
     api_admin_token: SecretStr = SecretStr("")
     vgsales_csv: str = ""
     vgsales_seeds_dir: str = str(ROOT / "seeds")
+    # Payload bytes the prediction stream may hold before the API drops (and
+    # counts) new entries; the consumer frees them as it lands them.
+    prediction_log_max_bytes: int = 256 * 1024 * 1024
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -106,9 +110,9 @@ class Settings:
 
     @property
     def seeds_dir(self) -> Path:
-        """Where dbt finds the raw `vgsales.csv` (tests point it at a sample).
+        """The folder holding the raw `vgsales.csv` (tests point it at a sample).
 
-        A relative value is relative to the dbt project, as dbt reads it.
+        A relative value is relative to the dbt project.
         """
         return self.dbt_project_dir / self.vgsales_seeds_dir
 
@@ -151,13 +155,12 @@ class Settings:
             k.upper(): v.get_secret_value() if isinstance(v, SecretStr) else str(v)
             for k, v in asdict(self).items()
         }
-        # dbt writes a seed's "compiled" SQL to target/run/<project>/<seed path>;
-        # with an absolute seed path that is the CSV itself, so dbt overwrote
-        # the data with SQL. A relative path keeps the write inside the project
-        # (target/run/seeds/ by default, dbt_project/tmp/... for a temp dir).
-        values["VGSALES_SEEDS_DIR"] = os.path.relpath(self.seeds_dir, self.dbt_project_dir)
+        # dbt never reads this folder: it reads the copy staged under
+        # dbt_project/staged_seeds/<VGSALES_SEED_SHA256>/ (ml/warehouse/seed_stage.py).
+        values["VGSALES_SEEDS_DIR"] = str(self.seeds_dir.resolve())
         env = {name: values[name] for name in EXPORTED}
-        # Derived, never read back: dbt records it with each load of the seed.
+        # Derived, never read back: dbt finds the staged copy by it and
+        # records it with each load of the seed.
         env["VGSALES_SEED_SHA256"] = self.seed_sha256()
         return env
 

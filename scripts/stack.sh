@@ -19,6 +19,9 @@ DB_DIR=$RUN/mariadb
 REDIS_DIR=$RUN/redis
 DB_SOCK=$DB_DIR/mariadb.sock
 DB_PID=$DB_DIR/mariadb.pid
+# MariaDB's temporary tables and sort files: under .run/, not the system temp
+# folder, where other work cleaning up once deleted them mid-build.
+DB_TMP=$DB_DIR/tmp
 REDIS_PID=$REDIS_DIR/redis.pid
 
 log() { printf '[stack] %s\n' "$*" >&2; }
@@ -162,11 +165,13 @@ db_root() { mariadb --no-defaults --protocol=socket --socket="$DB_SOCK" -uroot "
 mariadb_up() {
     if pid_alive "$DB_PID" && db_root -e 'select 1' >/dev/null 2>&1; then
         log "mariadb already running (pid $(cat "$DB_PID"))"
+        [ "$(db_root -N -e 'select @@tmpdir')" = "$DB_TMP" ] \
+            || log "warning: mariadb's tmpdir is not $DB_TMP; restart it (stack.sh down; stack.sh up)"
         return 0
     fi
     # A killed run leaves its pid and socket behind: they would block the start.
     rm -f "$DB_PID" "$DB_SOCK" "$DB_SOCK.lock"
-    mkdir -p "$DB_DIR"
+    mkdir -p "$DB_DIR" "$DB_TMP"
     if [ ! -d "$DB_DIR/data/mysql" ]; then
         log "initialising MariaDB data directory"
         mariadb-install-db --no-defaults --datadir="$DB_DIR/data" --user="$(id -un)" \
@@ -176,7 +181,7 @@ mariadb_up() {
     log "starting mariadb on 127.0.0.1:$MARIADB_PORT"
     nohup mariadbd --no-defaults --datadir="$DB_DIR/data" --user="$(id -un)" \
         --bind-address=127.0.0.1 --port="$MARIADB_PORT" --socket="$DB_SOCK" \
-        --pid-file="$DB_PID" --log-error="$DB_DIR/error.log" \
+        --pid-file="$DB_PID" --log-error="$DB_DIR/error.log" --tmpdir="$DB_TMP" \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
         --local-infile=1 \
         --max-allowed-packet=256M --innodb-buffer-pool-size=512M \
@@ -242,6 +247,9 @@ daemonize yes
 pidfile $REDIS_PID
 logfile $REDIS_DIR/redis.log
 dir $REDIS_DIR
+# 16 blocks of 16: each test run claims a block (tests/helpers.py TestRun),
+# so two suites on one stack never share a db; block 0 is the user's.
+databases 256
 EOF
     redis-server "$REDIS_DIR/redis.conf"
     local i
@@ -266,13 +274,19 @@ redis_cli() {
 REDIS_BASE="resetchannels -@all +ping +select +hello"
 REDIS_SNAPSHOTS="vgsales:mart:*"
 REDIS_STREAM="vgsales:predictions"
+# The stream and its byte and drop counters (ml/monitoring/stream.py). The
+# API and the drain change them with scripts, so that the byte cap and the
+# counts hold across workers; Redis checks every command a script runs
+# against the caller's own rules, so a script can do no more than the user.
+REDIS_STREAM_KEYS="vgsales:predictions*"
+REDIS_STREAM_SCRIPTS="+eval +evalsha"
 redis_acl_rules() {
     cat <<EOF
 default reset off
 vgsales_admin reset on >$REDIS_PASSWORD ~* &* +@all
-vgsales_api reset on >$REDIS_API_PASSWORD %R~$REDIS_SNAPSHOTS %W~$REDIS_STREAM $REDIS_BASE +get +strlen +xadd
+vgsales_api reset on >$REDIS_API_PASSWORD %R~$REDIS_SNAPSHOTS ~$REDIS_STREAM_KEYS $REDIS_BASE +get +strlen +xadd $REDIS_STREAM_SCRIPTS +xgroup|create +set +incrby
 vgsales_flows reset on >$REDIS_FLOWS_PASSWORD ~$REDIS_SNAPSHOTS $REDIS_BASE +get +set +strlen +expire +multi +exec +discard
-vgsales_drain reset on >$REDIS_DRAIN_PASSWORD ~$REDIS_STREAM $REDIS_BASE +xgroup|create +xinfo|groups +xinfo|stream +xreadgroup +xack
+vgsales_drain reset on >$REDIS_DRAIN_PASSWORD ~$REDIS_STREAM_KEYS $REDIS_BASE +xgroup|create +xinfo|groups +xinfo|stream +xreadgroup +xack $REDIS_STREAM_SCRIPTS +xdel +decrby +set +get +getset
 EOF
 }
 

@@ -9,10 +9,9 @@ The routes live in `serve.routes`, one blueprint per area.
 
 from __future__ import annotations
 
-import itertools
 import re
+import secrets
 import time
-import uuid
 from pathlib import Path
 
 from flask import Flask, Response, g, request
@@ -52,6 +51,7 @@ def create_app(
     )
     predictions_log = PredictionLog(
         settings.redis_url,
+        settings.prediction_log_max_bytes,
         on_written=metrics.log_written.inc,
         on_dropped=metrics.log_dropped.inc,
     )
@@ -68,17 +68,15 @@ def create_app(
 
 
 def _install_hooks(app: Flask, metrics: Metrics) -> None:
-    # Generated ids: a random prefix per app (worker) and a counter. A uuid4
-    # per request costs a getrandom() call, during which the prediction-log
-    # thread may take the GIL for a while.
-    prefix = uuid.uuid4().hex[:16]
-    counter = itertools.count(1)
-
+    # Generated ids are random: a prefix and a counter let anyone predict the
+    # next ones. Request ids only label requests (the prediction log keys its
+    # rows by stream entry id), but they are echoed and logged, so they
+    # should not tell one client about another's traffic.
     @app.before_request
     def start_timer():
         g.started = time.perf_counter()
         given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if REQUEST_ID.fullmatch(given) else f"{prefix}-{next(counter):x}"
+        g.request_id = given if REQUEST_ID.fullmatch(given) else secrets.token_hex(16)
 
     @app.after_request
     def finish(response: Response) -> Response:

@@ -70,12 +70,12 @@ class Metrics:
             ["model"], multiprocess_mode="liveall", registry=registry,
         )
         self.log_written = Counter(
-            "vgsales_prediction_log_written_total", "Entries appended to the Redis stream",
+            "vgsales_prediction_log_written_total", "Predictions appended to the Redis stream",
             registry=registry,
         )
         self.log_dropped = Counter(
             "vgsales_prediction_log_dropped_total",
-            "Entries dropped because Redis was unavailable or the queue was full",
+            "Predictions not logged: Redis unavailable, queue full or stream at its byte cap",
             registry=registry,
         )
 

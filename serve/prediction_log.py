@@ -1,11 +1,13 @@
 """Every prediction, appended to the Redis stream `vgsales:predictions`.
 
 The request thread only puts a tuple on a bounded in-memory queue; a daemon
-thread per worker serialises entries and XADDs them in pipelined batches,
-trimming the stream to about `MAXLEN` entries. When Redis is slow or down
-the queue fills and new entries are dropped (and counted): predictions
-never wait for, or fail because of, the log. The entry format is
-`ml.monitoring.stream`'s, shared with the drain.
+thread per worker serialises entries and appends them in batches with
+`ml.monitoring.stream.append`, which keeps the stream under its byte cap.
+Nothing is lost without being counted: a full queue, an unreachable Redis
+or the cap drops entries, and their predictions are added to
+`vgsales_prediction_log_dropped_total` here and to the stream's dropped
+counter in Redis (which the drain reports), carried over until Redis can be
+told. Predictions never wait for, or fail because of, the log.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ml.monitoring.stream import MAXLEN, STREAM, encode_entry
+from ml.monitoring.stream import append, encode_entry
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
+# Predictions waiting in one worker at most: a flood of large batches must not
+# grow the worker's memory any more than the stream's (the byte cap).
+QUEUE_ROWS = 100_000
 BATCH = 256
 # Back-off between attempts while Redis is unreachable.
 RETRY_SECONDS = (0.5, 1, 2, 5, 10)
@@ -38,10 +43,17 @@ class PredictionLog:
     def __init__(
         self,
         redis_url: str,
+        max_bytes: int,
         on_written: Callable[[int], None] = lambda n: None,
         on_dropped: Callable[[int], None] = lambda n: None,
     ) -> None:
+        """`on_written` and `on_dropped` receive numbers of predictions."""
         self._url = redis_url
+        self._max_bytes = max_bytes
+        # Predictions dropped here that Redis's dropped counter does not hold yet.
+        self._carried = 0
+        self._queued_rows = 0
+        self._counts_lock = threading.Lock()
         self._on_written = on_written
         self._on_dropped = on_dropped
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
@@ -59,13 +71,24 @@ class PredictionLog:
         predictions: Sequence[float],
         unseen: Sequence[list[str]],
     ) -> None:
-        """Queue one entry; drop it (counted) if the queue is full."""
+        """Queue one entry; drop it (counted) if the queue is full (entries or rows)."""
         self._ensure_thread()
         entry = (time.time(), endpoint, request_id, model, version, features, predictions, unseen)
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            self._on_dropped(1)
+        rows = len(predictions)
+        with self._counts_lock:
+            room = self._queued_rows + rows <= QUEUE_ROWS
+            if room:
+                self._queued_rows += rows
+        if room:
+            try:
+                self._queue.put_nowait(entry)
+                return
+            except queue.Full:
+                with self._counts_lock:
+                    self._queued_rows -= rows
+        self._on_dropped(rows)
+        with self._counts_lock:
+            self._carried += rows
 
     def flush(self, timeout: float = 2.0) -> None:
         """Wait up to `timeout` seconds for queued entries to be written."""
@@ -100,12 +123,23 @@ class PredictionLog:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            rows = sum(len(entry[6]) for entry in batch)
+            with self._counts_lock:
+                carried, self._carried = self._carried, 0
+                self._queued_rows -= rows
             try:
-                self._write(client, batch)
-                self._on_written(len(batch))
+                written, refused = append(
+                    client, [(encode_entry(*entry), len(entry[6])) for entry in batch],
+                    max_bytes=self._max_bytes, carried_drops=carried,
+                )
+                self._on_written(written)
+                if refused:
+                    self._on_dropped(refused)
                 failures = 0
             except redis.RedisError as error:
-                self._on_dropped(len(batch))
+                self._on_dropped(rows)
+                with self._counts_lock:
+                    self._carried += carried + rows
                 if failures == 0:
                     log.warning("prediction log: Redis unavailable (%s); dropping entries", error)
                 time.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
@@ -113,10 +147,3 @@ class PredictionLog:
             finally:
                 for _ in batch:
                     self._queue.task_done()
-
-    @staticmethod
-    def _write(client: redis.Redis, batch: list[tuple]) -> None:
-        with client.pipeline(transaction=False) as pipe:
-            for entry in batch:
-                pipe.xadd(STREAM, encode_entry(*entry), maxlen=MAXLEN, approximate=True)
-            pipe.execute()

@@ -4,9 +4,11 @@ Tests are grouped by what they need: `unit/` nothing running (`make test-fast`),
 `integration/` one or two real services, `system/` the whole stack (gunicorn,
 flows, Prefect).
 
-Tests never touch the user's `vgsales` database, Redis db 0 or MLflow store:
-each area gets its own `vgsales_test_<area>` database (covered by the writer's
-`vgsales%` grant), its own Redis db number and a temporary MLflow/Prefect home.
+Tests never touch the user's `vgsales` database, Redis dbs 0-15 or MLflow
+store, nor another test run's: each area gets its own
+`vgsales_test_<run id>_<area>` database (covered by the writer's `vgsales%`
+grant), a Redis db in its run's block and a temporary MLflow/Prefect home
+(tests/helpers.py `TestRun`). The run's databases are dropped at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 
 from ml.data.fetch import SHARED_COPY as REAL_CSV
 from ml.settings import ROOT, Settings, load_settings
+from tests import helpers
 from tests.helpers import free_port, isolated_settings
 
 STACK = ROOT / "scripts" / "stack.sh"
@@ -32,6 +35,14 @@ def stack_settings() -> Settings:
     """Start (or reuse) the local MariaDB + Redis stack and return its settings."""
     subprocess.run([str(STACK), "up"], check=True)
     return load_settings()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def release_test_run():
+    """At the end of the session, drop what this run made (if it used the stack)."""
+    yield
+    if helpers._current is not None:
+        helpers._current.release(load_settings())
 
 
 @pytest.fixture(scope="session")

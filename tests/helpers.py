@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import http.client
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -67,13 +69,104 @@ def api_settings(base: Settings, area: str, redis_db: int, home: Path, token: st
     return settings
 
 
-def isolated_settings(base: Settings, area: str, redis_db: int, home: Path) -> Settings:
-    """Settings for one test area: own database, Redis db, MLflow and Prefect home."""
-    redis_url = base.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
+# Redis dbs are handed out in blocks of 16, one block per test run: run slot
+# n uses dbs 16n .. 16n+15, and slot 0 (dbs 0-15) stays the user's.
+# scripts/stack.sh configures `databases` for REDIS_SLOTS blocks.
+REDIS_DBS_PER_RUN = 16
+REDIS_SLOTS = 16
+
+
+@dataclasses.dataclass
+class TestRun:
+    """One test session's share of the stack: a name prefix and a Redis block.
+
+    Two `make test` runs on one stack must not meet: each gets a random run
+    id in its database names and a slot, held with an exclusive lock on
+    `<run dir>/test-runs/slot-<n>.lock` for the session. The kernel releases
+    the lock when the process dies, so a killed run frees its slot.
+    """
+
+    __test__ = False  # not a test class, whatever its name says
+
+    run_id: str
+    slot: int
+    lock: object = dataclasses.field(repr=False)
+
+    @classmethod
+    def claim(cls, run_dir: Path) -> TestRun:
+        folder = run_dir / "test-runs"
+        folder.mkdir(parents=True, exist_ok=True)
+        for slot in range(1, REDIS_SLOTS):
+            handle = (folder / f"slot-{slot}.lock").open("w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            return cls(run_id=secrets.token_hex(3), slot=slot, lock=handle)
+        raise RuntimeError(
+            f"all {REDIS_SLOTS - 1} test-run slots under {folder} are held by running suites"
+        )
+
+    def database(self, area: str) -> str:
+        return f"vgsales_test_{self.run_id}_{area}"
+
+    def redis_db(self, redis_db: int) -> int:
+        if not 0 <= redis_db < REDIS_DBS_PER_RUN:
+            raise ValueError(f"redis_db must be 0..{REDIS_DBS_PER_RUN - 1}, got {redis_db}")
+        return self.slot * REDIS_DBS_PER_RUN + redis_db
+
+    def release(self, base: Settings) -> list[str]:
+        """Drop this run's databases, empty its Redis dbs, free the slot.
+
+        Returns the dropped databases (dbt adds `_raw`, `_staging`, ... to each).
+        """
+        import pymysql
+        import redis
+
+        prefix = f"vgsales_test_{self.run_id}_".replace("_", "\\_")
+        connection = pymysql.connect(
+            host=base.mariadb_host, port=base.mariadb_port, user=base.mariadb_user,
+            password=base.mariadb_password.get_secret_value(), charset="utf8mb4", autocommit=True,
+        )
+        with connection, connection.cursor() as cursor:
+            cursor.execute(f"show databases like '{prefix}%'")
+            dropped = [name for (name,) in cursor.fetchall()]
+            for name in dropped:
+                cursor.execute(f"drop database `{name}`")
+        for redis_db in range(REDIS_DBS_PER_RUN):
+            url = base.redis_url.rsplit("/", 1)[0] + f"/{self.redis_db(redis_db)}"
+            with redis.Redis.from_url(url) as client:
+                client.flushdb()
+        self.lock.close()
+        return dropped
+
+
+_current: TestRun | None = None
+
+
+def current_run(run_dir: Path) -> TestRun:
+    """This session's `TestRun`, claimed on first use (tests/conftest.py releases it)."""
+    global _current
+    if _current is None:
+        _current = TestRun.claim(run_dir)
+    return _current
+
+
+def isolated_settings(
+    base: Settings, area: str, redis_db: int, home: Path, run: TestRun | None = None
+) -> Settings:
+    """Settings for one test area of this run: own database, Redis db, MLflow and
+    Prefect home.
+
+    `redis_db` (0-15) is the area's number inside the run's block of Redis dbs.
+    """
+    run = run or current_run(base.run_dir)
+    redis_url = base.redis_url.rsplit("/", 1)[0] + f"/{run.redis_db(redis_db)}"
     home.mkdir(parents=True, exist_ok=True)
     return dataclasses.replace(
         base,
-        mariadb_database=f"vgsales_test_{area}",
+        mariadb_database=run.database(area),
         redis_url=redis_url,
         mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
         mlflow_artifact_root=str(home / "artifacts"),

@@ -3,27 +3,31 @@
 The API appends one entry per request to `vgsales:predictions` (see
 `serve.prediction_log`, format in `ml.monitoring.stream`); this module moves them into
 `<db>_raw.raw_prediction_log`, one row per predicted record, where dbt builds
-`fct_predictions` and the drift models on top.
+`fct_predictions` and the drift models on top. It runs once (`drain`, the
+drift flow) or continuously (`python -m ml.monitoring.consumer`).
 
 Nothing is lost or doubled when the drain runs late, twice or crashes:
 
-- it reads as the consumer group `warehouse`, so Redis remembers what was
-  delivered; entries are acknowledged (XACK) only after the rows are
-  committed, and the group's pending entries (delivered, never
+- it reads as the consumer group `warehouse`, which the API creates before
+  its first entry, so Redis remembers what was delivered; entries are
+  acknowledged and deleted (freeing the stream's byte budget) only after the
+  rows are committed, and the group's pending entries (delivered, never
   acknowledged) are re-read first;
-- rows are keyed by (request id, record index) and written with INSERT
-  IGNORE, so re-reading an entry, or a client retrying with the same
-  X-Request-ID, adds nothing.
+- rows are keyed by (stream entry id, record index), which Redis assigns, and
+  written with INSERT IGNORE, so re-reading an entry adds nothing and no
+  client can claim another request's key. The request id is only a label.
 
-The stream is capped (about 10,000 entries): entries trimmed before a drain
-read them are gone. The drain counts them from the group's lag and says so;
-drain more often than the API fills the cap.
+What the API could not log (stream at its byte cap, Redis down, queue full)
+is counted in predictions, and each drain reports what was dropped since the
+previous report.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,11 +35,10 @@ from datetime import datetime, timezone
 import redis
 import sqlalchemy as sa
 
-from ml.monitoring.stream import STREAM
+from ml.monitoring.stream import GROUP, STREAM, report_drops, settle
 from ml.settings import Settings
 from ml.warehouse import landing
 
-GROUP = "warehouse"
 CONSUMER = "drain"
 # Stream entries read per round trip (a batch request is one entry).
 BATCH = 500
@@ -64,7 +67,9 @@ class DrainOutcome:
     inserted: int  # rows new to the warehouse (the rest were already there)
     replayed: int  # entries re-read from the pending list (an earlier drain died)
     malformed: int  # entries that could not be parsed (acknowledged, not written)
-    trimmed_unread: int  # entries the stream's cap removed before any drain read them
+    trimmed_unread: int  # pending entries deleted from the stream before they were landed
+    dropped: int = 0  # predictions the API could not log, since the previous report
+    dropped_total: int = 0  # the same since Redis started
 
     def describe(self) -> str:
         text = (
@@ -78,8 +83,14 @@ class DrainOutcome:
             text += f" {self.malformed:,} malformed entries were skipped."
         if self.trimmed_unread:
             text += (
-                f" {self.trimmed_unread:,} entries were trimmed from the stream before "
-                "being drained: drain more often."
+                f" {self.trimmed_unread:,} pending entries were deleted from the stream "
+                "before being drained."
+            )
+        if self.dropped:
+            text += (
+                f" The API could not log {self.dropped:,} predictions since the last report "
+                f"({self.dropped_total:,} in all): the stream was at its byte cap or Redis "
+                "was unavailable; drain more often or raise PREDICTION_LOG_MAX_BYTES."
             )
         return text
 
@@ -135,29 +146,6 @@ def _finite(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _ensure_group(client: redis.Redis) -> None:
-    """Create the consumer group at the stream's start (and the stream) once."""
-    try:
-        client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    except redis.ResponseError as error:
-        if "BUSYGROUP" not in str(error):
-            raise
-
-
-def _group_lag(client: redis.Redis) -> tuple[int | None, str]:
-    """Entries added after the group's last delivery, and the newest id now."""
-    group = next(
-        g for g in client.xinfo_groups(STREAM) if g["name"] in (GROUP, GROUP.encode())
-    )
-    last = client.xinfo_stream(STREAM)["last-generated-id"]
-    return group.get("lag"), last.decode() if isinstance(last, bytes) else last
-
-
-def _id_key(stream_id: str) -> tuple[int, int]:
-    millis, _, sequence = stream_id.partition("-")
-    return int(millis), int(sequence or 0)
-
-
 def _insert(settings: Settings, rows: list[dict]) -> int:
     statement = sa.text(
         f"insert ignore into {landing.table(settings, TABLE)} ({', '.join(COLUMNS)}) "
@@ -167,8 +155,10 @@ def _insert(settings: Settings, rows: list[dict]) -> int:
         return max(connection.execute(statement, rows).rowcount, 0)
 
 
-def _read(client: redis.Redis, cursor: str, batch: int) -> list[tuple[str, dict]]:
-    reply = client.xreadgroup(GROUP, CONSUMER, {STREAM: cursor}, count=batch)
+def _read(
+    client: redis.Redis, cursor: str, batch: int, block_ms: int | None = None
+) -> list[tuple[str, dict]]:
+    reply = client.xreadgroup(GROUP, CONSUMER, {STREAM: cursor}, count=batch, block=block_ms)
     if not reply:
         return []
     return [
@@ -177,53 +167,85 @@ def _read(client: redis.Redis, cursor: str, batch: int) -> list[tuple[str, dict]
     ]
 
 
+def _ensure_group(client: redis.Redis) -> None:
+    """The group, for a stream no API has written to yet (the API creates it too)."""
+    try:
+        client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def _land(
+    settings: Settings, client: redis.Redis, entries: list[tuple[str, dict]],
+    counts: dict[str, int], log: Callable[[str], object],
+) -> None:
+    """Commit the rows of `entries`, then acknowledge and delete them."""
+    drained_at = datetime.now(timezone.utc)
+    rows: list[dict] = []
+    for stream_id, fields in entries:
+        if not fields:
+            counts["trimmed_unread"] += 1
+            continue
+        try:
+            rows.extend(entry_rows(stream_id, fields, drained_at))
+        except ValueError as error:
+            counts["malformed"] += 1
+            log(f"[drain] skipped malformed entry: {error}")
+    if rows:
+        counts["inserted"] += _insert(settings, rows)
+    settle(client, entries)
+    counts["entries"] += len(entries)
+    counts["rows"] += len(rows)
+
+
 def drain(
-    settings: Settings, *, batch: int = BATCH, log: Callable[[str], object] = print
+    settings: Settings,
+    *,
+    batch: int = BATCH,
+    log: Callable[[str], object] = print,
+    until: threading.Event | None = None,
+    block_ms: int = 1000,
+    report_seconds: float = 60.0,
 ) -> DrainOutcome:
-    """Move every unacknowledged prediction-log entry into the warehouse."""
+    """Move every unacknowledged prediction-log entry into the warehouse.
+
+    With `until`, keep going (blocking reads of `block_ms`, one commit per
+    batch, a report every `report_seconds`) until the event is set, then
+    report what the whole run did.
+    """
     client = redis.Redis.from_url(settings.redis_url_as("drain"))
     counts = dict(entries=0, rows=0, inserted=0, replayed=0, malformed=0, trimmed_unread=0)
+    dropped_new = dropped_total = 0
     try:
         _ensure_group(client)
-        lag, newest_at_start = _group_lag(client)
-        newest_key = _id_key(newest_at_start)
-        unread_seen = 0
         # Our pending entries first (cursor "0", then after the last one
         # read), then never-delivered ones (">").
-        for phase in ("pending", "new"):
-            cursor = "0" if phase == "pending" else ">"
-            while True:
-                entries = _read(client, cursor, batch)
-                if not entries:
-                    break
-                drained_at = datetime.now(timezone.utc)
-                rows: list[dict] = []
-                for stream_id, fields in entries:
-                    if not fields:
-                        # A pending entry the cap trimmed before it was written.
-                        counts["trimmed_unread"] += 1
-                        continue
-                    try:
-                        rows.extend(entry_rows(stream_id, fields, drained_at))
-                    except ValueError as error:
-                        counts["malformed"] += 1
-                        log(f"[drain] skipped malformed entry: {error}")
-                if rows:
-                    counts["inserted"] += _insert(settings, rows)
-                ids = [stream_id for stream_id, _ in entries]
-                client.xack(STREAM, GROUP, *ids)
-                counts["entries"] += len(entries)
-                counts["rows"] += len(rows)
-                if phase == "pending":
-                    counts["replayed"] += len(entries)
-                    cursor = ids[-1]
-                else:
-                    unread_seen += sum(1 for i in ids if _id_key(i) <= newest_key)
-        if lag is not None:
-            counts["trimmed_unread"] += max(lag - unread_seen, 0)
+        cursor = "0"
+        while True:
+            entries = _read(client, cursor, batch)
+            if not entries:
+                break
+            _land(settings, client, entries, counts, log)
+            counts["replayed"] += len(entries)
+            cursor = entries[-1][0]
+        reported_at = time.monotonic()
+        while True:
+            following = until is not None and not until.is_set()
+            entries = _read(client, ">", batch, block_ms if following else None)
+            if entries:
+                _land(settings, client, entries, counts, log)
+            elif not following:
+                break
+            if following and time.monotonic() - reported_at >= report_seconds:
+                total, new = report_drops(client)
+                dropped_total, dropped_new = total, dropped_new + new
+                log(f"[drain] {DrainOutcome(**counts, dropped=new, dropped_total=total).describe()}")
+                reported_at = time.monotonic()
+        total, new = report_drops(client)
+        dropped_total, dropped_new = total, dropped_new + new
     finally:
         client.close()
-    outcome = DrainOutcome(**counts)
+    outcome = DrainOutcome(**counts, dropped=dropped_new, dropped_total=dropped_total)
     log(f"[drain] {outcome.describe()}")
     return outcome
-

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ml.settings import Settings
+from ml.warehouse.seed_stage import stage_raw_seed
 
 # Process basics dbt needs from the caller's environment and that Settings
 # does not model (search path for git/ssh-free tools, home for ~/.dbt, locale
@@ -95,7 +96,11 @@ def dbt_executable() -> Path:
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
-    """Environment for the dbt process: the settings plus process basics."""
+    """Environment for the dbt process: the settings plus process basics.
+
+    Stages the raw file inside the project first: dbt reads only that copy.
+    """
+    stage_raw_seed(settings)
     env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
     env.update(settings.as_env())
     return env

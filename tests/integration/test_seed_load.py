@@ -26,6 +26,7 @@ import pytest
 
 from ml.data.synthetic import HEADER as SYNTHETIC_HEADER
 from ml.settings import Settings
+from ml.warehouse.dbt_runner import dbt_environment
 from tests.helpers import connect, isolated_settings
 
 HEADER = ",".join(SYNTHETIC_HEADER)
@@ -76,7 +77,7 @@ def sort_key(row: tuple) -> tuple:
 
 def seed(settings: Settings, target: Path, **dbt_vars) -> None:
     """`dbt seed --full-refresh` of the vgsales seed alone; fails the test on error."""
-    env = {**os.environ, **settings.as_env()}
+    env = {**os.environ, **dbt_environment(settings)}
     args = [sys.executable, "-m", "dbt.cli.main", "seed", "--full-refresh"]
     args += ["--select", "vgsales.vgsales"]
     args += ["--target-path", str(target), "--vars", json.dumps(dbt_vars)]

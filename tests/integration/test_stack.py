@@ -7,6 +7,7 @@ cannot disturb the shared stack other tests use.
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pymysql
 import pytest
@@ -27,6 +28,15 @@ def test_up_is_idempotent_and_status_reports(private_stack):
     assert status.returncode == 0
     assert f"127.0.0.1:{settings.mariadb_port}" in status.stdout
     assert "redis:   running" in status.stdout
+
+
+def test_mariadb_temporary_files_live_under_the_run_dir(private_stack):
+    _, settings, run_dir = private_stack
+    with connect(settings, reader=True) as connection, connection.cursor() as cursor:
+        cursor.execute("select @@tmpdir")
+        (tmpdir,) = cursor.fetchone()
+    assert Path(tmpdir).resolve().is_relative_to(run_dir.resolve())
+    assert Path(tmpdir).is_dir()
 
 
 def test_env_file_is_private_and_complete(private_stack):

@@ -3,8 +3,8 @@
 One `dbt build` (seeds, models, every test) over the real vgsales.csv (CI
 always has it; without it the tests fail saying so), shared by the assertions
 below, plus one build over a generated file with dirty rows of every kind the
-warehouse quarantines. Both go to
-their own databases (`vgsales_test_warehouse*`).
+warehouse quarantines. Both go to their own databases
+(`vgsales_test_<run id>_warehouse*`).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def test_raw_warnings_report_the_real_file_problems(warehouse):
 
 
 def test_every_raw_row_lands_once(db, warehouse):
-    raw = _scalar(db, "select count(*) from vgsales_test_warehouse_raw.raw_vgsales")
+    raw = _scalar(db, f"select count(*) from `{warehouse[0].raw_database}`.raw_vgsales")
     accepted = _scalar(db, "select count(*) from fct_sales")
     rejected = _scalar(db, "select count(*) from rejected_vgsales")
     assert raw == accepted + rejected
@@ -141,7 +141,7 @@ def test_real_file_rejections(db):
     assert _scalar(db, "select count(*) from fct_sales") == 16595
 
 
-def test_unknown_year_rows_are_kept_on_the_unknown_member(db):
+def test_unknown_year_rows_are_kept_on_the_unknown_member(db, warehouse):
     member = _rows(db, "select calendar_year, year_label from dim_year where year_id = -1")
     assert member == [(None, "unknown")]
     unknown = _scalar(
@@ -151,7 +151,7 @@ def test_unknown_year_rows_are_kept_on_the_unknown_member(db):
     )
     raw_na = _scalar(
         db,
-        "select count(*) from vgsales_test_warehouse_raw.raw_vgsales"
+        f"select count(*) from `{warehouse[0].raw_database}`.raw_vgsales"
         " where coalesce(Year, 'N/A') = 'N/A'",
     )
     rejected_na = _scalar(

@@ -1,6 +1,6 @@
 """Faults, with real processes: hostile CSVs, services dying under the pipeline.
 
-Hostile CSVs (shared stack, database vgsales_test_faults): each file is
+Hostile CSVs (shared stack, the run's `faults` database): each file is
 either loaded correctly or refused with a message naming the problem, and a
 refused or failed load leaves the raw table exactly as it was. Files are
 checked by `ml.data.csv_check` (what the pipeline runs before dbt) and, where dbt
@@ -50,7 +50,7 @@ from ml.data.csv_check import CsvRefused, check_raw_csv
 from ml.data.synthetic import write_csv
 from ml.features import MODEL_NAMES
 from ml.settings import ROOT, Settings
-from ml.warehouse.dbt_runner import run_dbt
+from ml.warehouse.dbt_runner import dbt_environment, run_dbt
 from ml.warehouse.identifiers import quoted
 from serve import gunicorn_conf
 from tests.helpers import connect, free_port, isolated_settings, kill_pid_file
@@ -140,7 +140,7 @@ def hostile(stack_settings, tmp_path_factory):
         folder.mkdir(exist_ok=True)
         (folder / "vgsales.csv").write_bytes(content)
         settings = dataclasses.replace(base, vgsales_seeds_dir=str(folder))
-        env = {**os.environ, **settings.as_env()}
+        env = {**os.environ, **dbt_environment(settings)}
         args = [sys.executable, "-m", "dbt.cli.main", "seed", "--no-use-colors", *flags,
                 "--select", "vgsales.vgsales", "--target-path", str(folder / "target"),
                 "--vars", json.dumps({"seed_batch_rows": BATCH_ROWS})]

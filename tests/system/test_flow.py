@@ -1,5 +1,5 @@
 """The pipeline flow for real: dbt on MariaDB, Redis, MLflow on SQLite, Prefect
-in ephemeral mode, each isolated (database vgsales_test_flow, Redis db 3, MLflow
+in ephemeral mode, each isolated (the run's `flow` database, Redis db 3 of its block, MLflow
 and Prefect homes in a temp folder).
 
 Two flow runs in all, through the same CLI `make run` uses, each followed by

@@ -201,7 +201,7 @@ def test_public_answers_name_no_internals(server):
     assert "worker_pid" not in models
     assert models["models"]["prerelease"]["point_in_time_source"] == "Redis snapshot"
     for inside in ("vgsales:mart", str(server.home), str(ROOT), "sqlite", "redis://",
-                   server.settings.mariadb_reader_password):
+                   server.settings.mariadb_reader_password.get_secret_value()):
         assert inside not in text, inside
 
 

@@ -4,7 +4,7 @@ the champions' training references, the drift flow run as `make drift-check`
 runs it (Prefect ephemeral mode, in a child process), and a data refresh
 through the warehouse.
 
-One database (vgsales_test_monitoring), Redis db 12, MLflow and Prefect homes
+One database (the run's `monitoring`), Redis db 12 of the run's block, MLflow and Prefect homes
 in a temp folder; a 3,000-row synthetic file. The story, in fixture order:
 
 1. base build (dbt) and both models trained and registered as champions,
@@ -44,7 +44,7 @@ from ml.monitoring import drift
 from ml.monitoring import reference as drift_reference
 from ml.monitoring import runs as monitoring_runs
 from ml.monitoring.drain import CONSUMER, GROUP, drain
-from ml.monitoring.stream import STREAM
+from ml.monitoring.stream import BYTES_KEY, STREAM, encode_entry, entry_bytes
 from ml.settings import ROOT
 from ml.warehouse.dbt_runner import run_dbt
 from ml.warehouse.mart import mart_fingerprint, read_ml_mart
@@ -131,7 +131,7 @@ def log_predictions(settings, champions, model_name, frame, *, tag: str) -> list
         {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
         for r in inputs.to_dict("records")
     ]
-    log = PredictionLog(settings.redis_url)
+    log = PredictionLog(settings.redis_url, settings.prediction_log_max_bytes)
     request_ids = []
     for start in range(0, len(records), PER_ENTRY):
         request_id = f"{tag}-{uuid.uuid4().hex[:12]}"
@@ -170,11 +170,6 @@ def calm_check(settings, champions, home):
     for seed, model_name in enumerate(features.MODEL_NAMES):
         frame = training_like(settings, model_name, seed)
         ids += log_predictions(settings, champions, model_name, frame, tag="calm")
-    # A client retrying with the same X-Request-ID: logged twice, landed once.
-    client = redis.Redis.from_url(settings.redis_url)
-    first = client.xrange(STREAM, count=1)[0][1]
-    client.xadd(STREAM, first)
-    client.close()
     return run_drift_check(settings, home, "calm")
 
 
@@ -224,10 +219,9 @@ def test_calm_check_drains_every_prediction_once(settings, calm_check):
     outcome, _ = calm_check
     drained = outcome["drained"]
     entries = 2 * PREDICTIONS // PER_ENTRY
-    assert drained["entries"] == entries + 1  # the retried request too
-    assert drained["rows"] == 2 * PREDICTIONS + PER_ENTRY
-    assert drained["inserted"] == 2 * PREDICTIONS
-    assert drained["trimmed_unread"] == drained["malformed"] == 0
+    assert drained["entries"] == entries
+    assert drained["rows"] == drained["inserted"] == 2 * PREDICTIONS
+    assert drained["trimmed_unread"] == drained["malformed"] == drained["dropped"] == 0
     landed = query(
         settings,
         f"select model_name, count(*) as n, count(distinct request_id) as requests "
@@ -460,7 +454,7 @@ def edge_settings(settings, base_build):
     client.close()
 
 
-def _entries(client, n: int, tag: str, maxlen: int | None = None) -> None:
+def _entries(client, n: int, tag: str) -> None:
     for number in range(n):
         client.xadd(
             STREAM,
@@ -468,7 +462,6 @@ def _entries(client, n: int, tag: str, maxlen: int | None = None) -> None:
              "model": "prerelease", "version": "999",
              "features": json.dumps([{"platform": "ZZ"}]), "predictions": "[0.5]",
              "unseen": '[["platform"]]'},
-            maxlen=maxlen, approximate=False,
         )
 
 
@@ -484,11 +477,25 @@ def test_drain_rereads_entries_a_crashed_drain_left_pending(edge_settings):
     assert (again.entries, again.inserted) == (0, 0)
 
 
-def test_drain_counts_entries_the_stream_cap_removed_unread(edge_settings):
+def test_what_the_byte_cap_refuses_is_reported_exactly(edge_settings):
+    """A stream at its cap takes no more entries; each refused prediction is
+    counted once, and the next drain reports it beside what it landed."""
     settings, client = edge_settings
-    _entries(client, 4, "early")
-    assert drain(settings, log=lambda line: None).entries == 4
-    _entries(client, 20, "late", maxlen=5)  # the cap trims 15 before the next drain
+    records = [{"platform": "ZZ", "genre": "Misc", "year": 2001.0}] * 3
+    size = entry_bytes(encode_entry(0.0, "/edge", "cap-0", "prerelease", "999",
+                                    records, [0.5] * 3, [[]] * 3))
+    log = PredictionLog(settings.redis_url, max_bytes=4 * size)
+    for number in range(10):
+        log.record("/edge", f"cap-{number}", "prerelease", "999", records, [0.5] * 3, [[]] * 3)
+    log.flush(timeout=30)
     outcome = drain(settings, log=lambda line: None)
-    assert outcome.entries == 5 and outcome.trimmed_unread == 15
-    assert "trimmed" in outcome.describe()
+    assert outcome.rows + outcome.dropped == 30
+    assert outcome.rows >= 3 and outcome.dropped >= 3
+    assert outcome.dropped == outcome.dropped_total
+    assert "could not log" in outcome.describe()
+    # Landed entries freed their bytes: the stream takes entries again.
+    assert int(client.get(BYTES_KEY) or 0) == 0
+    log.record("/edge", "cap-again", "prerelease", "999", records, [0.5] * 3, [[]] * 3)
+    log.flush(timeout=30)
+    again = drain(settings, log=lambda line: None)
+    assert (again.rows, again.dropped, again.dropped_total) == (3, 0, outcome.dropped_total)

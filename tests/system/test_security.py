@@ -36,7 +36,7 @@ from ml.settings import ROOT, Settings, environ_without_writer
 from ml.warehouse.identifiers import quoted
 from serve import gunicorn_conf
 from serve.app import create_app
-from tests.helpers import connect, free_port, isolated_settings
+from tests.helpers import connect, current_run, free_port, isolated_settings
 
 REDIS_DB = 9
 PREDICT_BODY = {"Platform": "Wii", "Year": 2008, "Genre": "Racing", "NA_Sales": 1.0,
@@ -97,8 +97,8 @@ def test_writer_holds_nothing_beyond_its_databases(stack_settings):
 
 @pytest.fixture(scope="module")
 def scratch_table(stack_settings):
-    """`vgsales_test_security.guarded` with one row, made by the writer."""
-    database = "vgsales_test_security"
+    """`<this run's security database>.guarded` with one row, made by the writer."""
+    database = current_run(stack_settings.run_dir).database("security")
     with connect(stack_settings) as connection, connection.cursor() as cursor:
         cursor.execute(f"create database if not exists {quoted(database)}")
         cursor.execute(f"create or replace table {quoted(database, 'guarded')} (x int)")

@@ -1,5 +1,5 @@
 """The prediction API for real: gunicorn (`python -m serve`), an MLflow SQLite
-registry with both models trained by `ml.modeling.train.fit`, Redis db 5.
+registry with both models trained by `ml.modeling.train.fit`, Redis db 5 of the run's block.
 
 One gunicorn instance serves the whole module. The reload test runs last:
 it registers a new champion while a client thread keeps predicting.

@@ -26,12 +26,13 @@ def stack_default(name: str) -> str:
 
 
 def test_services_present():
-    assert set(SERVICES) == {"mariadb", "redis", "mlflow", "prefect", "worker", "api"}
+    assert set(SERVICES) == {
+        "mariadb", "redis", "mlflow", "prefect", "worker", "consumer", "api"}
     assert SERVICES["mariadb"]["image"].startswith("mariadb:10.11")
     assert SERVICES["redis"]["image"].startswith("redis:7")
 
 
-@pytest.mark.parametrize("service", ["worker", "api"])
+@pytest.mark.parametrize("service", ["worker", "consumer", "api"])
 def test_build_paths_exist(service):
     build = SERVICES[service]["build"]
     context = ROOT / build["context"]
@@ -43,7 +44,7 @@ def test_build_paths_exist(service):
                 assert (context / source).exists(), f"{dockerfile}: COPY {source} missing"
 
 
-@pytest.mark.parametrize("service", ["worker", "api"])
+@pytest.mark.parametrize("service", ["worker", "consumer", "api"])
 def test_app_env_uses_the_settings_names(service):
     names = set(SERVICES[service]["environment"])
     # PREFECT_API_URL is Prefect's own switch from ephemeral mode to a server.
@@ -54,9 +55,9 @@ def test_app_env_uses_the_settings_names(service):
         "REDIS_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME", "API_ADMIN_TOKEN",
     }
     assert required <= names
-    # Least privilege: only the worker (dbt, flows) may write to the warehouse.
+    # Least privilege: only the worker (dbt, flows) and the consumer may write.
     writer = {"MARIADB_USER", "MARIADB_PASSWORD"}
-    assert writer <= names if service == "worker" else not writer & names
+    assert writer <= names if service in ("worker", "consumer") else not writer & names
 
 
 def test_interpolated_variables_exist_in_stack_env():
@@ -102,6 +103,17 @@ def test_ports_agree_with_local_stack_and_bind_loopback():
             assert host_ip == "127.0.0.1", service
 
 
+def test_mariadb_tmpdir_is_a_volume_of_its_own():
+    """Temporary tables live on a named volume, as under .run/ locally."""
+    tmpdir = next(
+        arg.split("=", 1)[1] for arg in SERVICES["mariadb"]["command"]
+        if arg.startswith("--tmpdir=")
+    )
+    mounts = dict(v.split(":")[1::-1] for v in SERVICES["mariadb"]["volumes"])
+    assert mounts[tmpdir] in COMPOSE["volumes"]
+    assert "--tmpdir=" in STACK_SH
+
+
 def test_redis_takes_the_stacks_users_without_persistence():
     command = SERVICES["redis"]["command"]
     assert command[command.index("--aclfile") + 1] == "/run/secrets/redis_users"
@@ -113,7 +125,7 @@ def test_redis_takes_the_stacks_users_without_persistence():
     assert command[command.index("--appendonly") + 1] == "no"
 
 
-@pytest.mark.parametrize(("service", "role"), [("api", "api"), ("worker", "flows")])
+@pytest.mark.parametrize(("service", "role"), [("api", "api"), ("worker", "flows"), ("consumer", "drain")])
 def test_app_services_log_in_to_redis_as_their_role(service, role):
     env = SERVICES[service]["environment"]
     assert env["REDIS_URL"].startswith(f"redis://vgsales_{role}:${{REDIS_{role.upper()}_PASSWORD")
@@ -138,7 +150,7 @@ def test_no_secret_on_any_command_line():
     assert not re.search(r"-p\s*\"?\$", init), "a password on the mariadb client's command line"
 
 
-@pytest.mark.parametrize("service", ["worker", "api"])
+@pytest.mark.parametrize("service", ["worker", "consumer", "api"])
 def test_commands_name_existing_modules(service):
     command = SERVICES[service]["command"]
     module = command[command.index("-m") + 1]

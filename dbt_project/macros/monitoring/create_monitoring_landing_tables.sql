@@ -23,6 +23,27 @@
         {%- for statement in monitoring_landing_ddl().split(';') if statement.strip() -%}
             {%- do run_query(statement) -%}
         {%- endfor -%}
+        {%- do rekey_prediction_log() -%}
+    {%- endif -%}
+{% endmacro %}
+
+
+{#-
+    raw_prediction_log was keyed by (request_id, item_index), which let a
+    client reusing another request's id erase its rows (issue 13). A table
+    from before is re-keyed in place; stream ids are unique, so no row is lost.
+-#}
+{% macro rekey_prediction_log() %}
+    {%- set schema = monitoring_landing_schema() -%}
+    {%- set first_key_column = run_query(
+        "select column_name from information_schema.statistics"
+        ~ " where table_schema = '" ~ schema ~ "' and table_name = 'raw_prediction_log'"
+        ~ " and index_name = 'PRIMARY' and seq_in_index = 1").columns[0].values() -%}
+    {%- if first_key_column | list == ['request_id'] -%}
+        {%- do run_query(
+            "alter table `" ~ schema ~ "`.raw_prediction_log drop primary key,"
+            ~ " add primary key (stream_id, item_index),"
+            ~ " add key ix_raw_prediction_log__request (request_id)") -%}
     {%- endif -%}
 {% endmacro %}
 
@@ -44,7 +65,9 @@
         predicted_global_sales double,
         unseen_json text collate utf8mb4_bin,
         drained_at datetime(6) not null,
-        primary key (request_id, item_index),
+        -- Keyed by what Redis assigns: a client chooses its request id.
+        primary key (stream_id, item_index),
+        key ix_raw_prediction_log__request (request_id),
         key ix_raw_prediction_log__model (model_name, model_version, logged_at)
     );
 

@@ -54,6 +54,11 @@
     {%- set file_rows = agate_table.rows | length -%}
     {%- set seconds = (modules.datetime.datetime.now() - started).total_seconds() -%}
     {%- set file_sha256 = model.config.get('meta', {}).get('file_sha256') or none -%}
+    {#- The user's file, not the copy dbt read (ml/warehouse/seed_stage.py). -#}
+    {%- set source_dir = model.config.get('meta', {}).get('source_dir') -%}
+    {%- set file_path = source_dir ~ '/' ~ agate_table.original_abspath.split('/')[-1]
+        if source_dir and model.original_file_path.startswith('staged_seeds/')
+        else agate_table.original_abspath -%}
     {% call statement('record_seed_load') %}
         insert into {{ seed_load_audit_relation() }} (
             loaded_at, invocation_id, seed_name, relation_name, file_path,
@@ -63,7 +68,7 @@
             {{ sql_literal(invocation_id) }},
             {{ sql_literal(model.name) }},
             {{ sql_literal(this.render()) }},
-            {{ sql_literal(agate_table.original_abspath) }},
+            {{ sql_literal(file_path) }},
             {{ sql_literal(file_sha256) if file_sha256 else 'null' }},
             {{ file_rows }},
             {{ loaded_rows }},

@@ -60,7 +60,7 @@ prediction_values as (
         'predictions' as drift_source,
         predictions.model_name,
         predictions.model_version,
-        concat(predictions.request_id, '#', predictions.item_index)
+        concat(predictions.stream_id, '#', predictions.item_index)
             as observation_id,
         reference_features.feature,
         reference_features.feature_kind,

@@ -1,8 +1,17 @@
+{{ config(
+    materialized='table',
+    indexes=[{'columns': ['is_accepted', 'sales_rank']}],
+) }}
+
 {#-
     Every raw row once, with the business decision about it: accepted, or
     rejected with the first failing reason in priority order (docs block
     reason_codes). Duplicates are judged only among rows that pass every
     other rule, so a bad first copy never hides a good second one.
+    A table, not a view like the rest of this layer: the accepted releases,
+    the quarantine and about a dozen tests read it, and as a view each of
+    them re-ran the regex checks and both window functions over the whole
+    raw file (about four minutes per test at a million rows).
 -#}
 with
 

@@ -1,5 +1,6 @@
 {{ config(indexes=[
-    {'columns': ['request_id', 'item_index'], 'primary': true},
+    {'columns': ['stream_id', 'item_index'], 'primary': true},
+    {'columns': ['request_id']},
     {'columns': ['model_name', 'model_version']},
 ]) }}
 

@@ -23,7 +23,7 @@ pairs as (
     select
         predictions.model_name,
         predictions.model_version,
-        predictions.request_id,
+        predictions.stream_id,
         predictions.item_index,
         releases.year as release_year,
         predictions.predicted_global_sales as predicted,
@@ -59,7 +59,7 @@ periods as (
         model_version,
         cast(release_year as char(8)) as period_label,
         release_year,
-        request_id,
+        stream_id,
         item_index,
         predicted,
         actual
@@ -71,7 +71,7 @@ periods as (
         model_version,
         'all' as period_label,
         null as release_year,
-        request_id,
+        stream_id,
         item_index,
         predicted,
         actual
@@ -88,7 +88,7 @@ sums as (
         period_label,
         min(release_year) as release_year,
         count(*) as matched_pairs,
-        count(distinct request_id, item_index) as matched_predictions,
+        count(distinct stream_id, item_index) as matched_predictions,
         sum(abs(actual - predicted)) as sum_abs_error,
         sum((actual - predicted) * (actual - predicted)) as sum_sq_error,
         sum(actual) as sum_actual,
