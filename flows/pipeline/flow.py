@@ -19,6 +19,7 @@ from flows.pipeline.tasks import (
     build_warehouse,
     evaluate_model,
     fit_model,
+    platform_reference,
     publish_report,
     register_model,
     signal_reload,
@@ -65,9 +66,10 @@ def vgsales_pipeline(
         "mart_fingerprint": mart.outcome.fingerprint,
         "snapshot_key": mart.outcome.key or "none (degraded: read from MariaDB)",
     }
+    platforms = platform_reference(settings)
     for model_name in MODEL_NAMES:
-        fitted = fit_model(model_name, mart.frame)
-        evaluation = evaluate_model(fitted, mart.frame)
+        fitted = fit_model(model_name, mart.frame, platforms)
+        evaluation = evaluate_model(fitted, mart.frame, platforms)
         registration = register_model(fitted, evaluation, settings, tags)
         record_training_reference(settings, fitted, registration, mart.frame)
         report.models.append(

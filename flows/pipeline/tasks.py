@@ -31,7 +31,7 @@ from ml.modeling.train import FittedModel, fit
 from ml.settings import Settings
 from ml.warehouse import snapshot
 from ml.warehouse.dbt_runner import run_dbt
-from ml.warehouse.mart import mart_fingerprint, read_ml_mart
+from ml.warehouse.mart import mart_fingerprint, read_ml_mart, read_platforms
 from ml.warehouse.validation_summary import Summary, build_summary
 
 # MariaDB client errors worth retrying: cannot connect (2002, 2003), server
@@ -152,16 +152,31 @@ def snapshot_mart(settings: Settings, ttl: int) -> MartFrame:
     return MartFrame(frame, SnapshotOutcome(fingerprint, len(frame), key, reused=reused))
 
 
-@task(cache_policy=NO_CACHE)
-def fit_model(model_name: str, frame: pd.DataFrame) -> FittedModel:
-    """Train `model_name` on its train split (see `ml.modeling.train.fit`)."""
-    return fit(model_name, frame)
+@task(cache_policy=NO_CACHE, **MARIADB_RETRIES)
+def platform_reference(settings: Settings) -> pd.DataFrame:
+    """The platform reference the forecasts describe platforms from (`dim_platform`)."""
+    platforms = read_platforms(settings)
+    get_run_logger().info("Platform reference: %s platforms", len(platforms))
+    return platforms
 
 
 @task(cache_policy=NO_CACHE)
-def evaluate_model(fitted: FittedModel, frame: pd.DataFrame) -> Evaluation:
-    """Metrics, CV and baselines on the held-out split (see `ml.modeling.evaluate`)."""
-    return evaluate(fitted, frame)
+def fit_model(model_name: str, frame: pd.DataFrame, platforms: pd.DataFrame) -> FittedModel:
+    """Train `model_name` on its fitting rows (see `ml.modeling.train.fit`)."""
+    fitted = fit(model_name, frame, platforms)
+    get_run_logger().info(
+        "%s fitted on %s rows (%s)", model_name, f"{fitted.n_train:,}", fitted.version_tags
+    )
+    return fitted
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_model(
+    fitted: FittedModel, frame: pd.DataFrame, platforms: pd.DataFrame
+) -> Evaluation:
+    """Metrics, CV and baselines on the held-out splits, and the rolling-origin
+    backtest of a model fitted on every row (see `ml.modeling.evaluate`)."""
+    return evaluate(fitted, frame, platforms, progress=get_run_logger().info)
 
 
 @task(cache_policy=NO_CACHE)
