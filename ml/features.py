@@ -105,10 +105,17 @@ class ModelSpec:
     greater_is_better: bool
     extra_splits: tuple[str, ...] = ()
     fit_on_all: bool = False
+    request_only: tuple[Feature, ...] = ()
 
     @property
     def columns(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def request_features(self) -> tuple[Feature, ...]:
+        """What a request carries: the model's inputs and `request_only` fields
+        the features are derived from (the year, for `prerelease`)."""
+        return (*self.request_only, *self.features)
 
     @property
     def categorical(self) -> list[str]:
@@ -160,7 +167,6 @@ SPECS: dict[str, ModelSpec] = {
             _PLATFORM,
             _GENRE,
             Feature("publisher", "category", "publisher; 'Unknown' if not known"),
-            _YEAR,
             Feature(
                 "platform_manufacturer", "category",
                 "maker of the platform, e.g. Sony (looked up in ref_platforms)",
@@ -219,6 +225,10 @@ SPECS: dict[str, ModelSpec] = {
         held_out_metric="backtest_r2_mean",
         greater_is_better=True,
         fit_on_all=True,
+        # The year places the forecast in time (platform age, the as-of year
+        # of every history feature) but is not an input: a tree cannot
+        # extrapolate it past the data, whose last year is incomplete.
+        request_only=(_YEAR,),
     ),
 }
 
@@ -322,20 +332,21 @@ def validate_records(
     otherwise be silently ignored.
     """
     model = spec(model_name)
-    known = set(model.columns)
+    fields = model.request_features
+    known = {f.name for f in fields}
     errors: list[str] = []
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
             errors.append(f"record {index}: expected an object, found {type(record).__name__}")
             continue
-        for feature in model.features:
+        for feature in fields:
             problem = _check_value(feature, record.get(feature.name))
             if problem:
                 errors.append(f"record {index}, field {feature.name!r}: {problem}")
         for name in sorted(set(record) - known):
             errors.append(
                 f"record {index}, field {name!r}: not an input of {model_name} "
-                f"(expected {', '.join(model.columns)})"
+                f"(expected {', '.join(f.name for f in fields)})"
             )
     return errors
 

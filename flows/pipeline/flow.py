@@ -17,6 +17,7 @@ from flows.drift_check.tasks import record_training_reference
 from flows.pipeline.summary import ModelOutcome, PipelineReport
 from flows.pipeline.tasks import (
     build_warehouse,
+    check_goals,
     evaluate_model,
     fit_model,
     platform_reference,
@@ -70,6 +71,8 @@ def vgsales_pipeline(
     for model_name in MODEL_NAMES:
         fitted = fit_model(model_name, mart.frame, platforms)
         evaluation = evaluate_model(fitted, mart.frame, platforms)
+        if fitted.spec.fit_on_all:
+            report.goals_markdown = check_goals(evaluation, mart.frame, platforms)
         registration = register_model(fitted, evaluation, settings, tags)
         record_training_reference(settings, fitted, registration, mart.frame)
         report.models.append(

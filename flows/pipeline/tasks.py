@@ -25,7 +25,9 @@ from prefect.tasks import exponential_backoff
 
 from flows.pipeline.summary import SnapshotOutcome
 from ml.data.csv_check import check_raw_csv
+from ml.modeling import goals
 from ml.modeling.evaluate import Evaluation, evaluate
+from ml.modeling.point_in_time import PointInTime
 from ml.modeling.registry import Registration, register
 from ml.modeling.train import FittedModel, fit
 from ml.settings import Settings
@@ -177,6 +179,17 @@ def evaluate_model(
     """Metrics, CV and baselines on the held-out splits, and the rolling-origin
     backtest of a model fitted on every row (see `ml.modeling.evaluate`)."""
     return evaluate(fitted, frame, platforms, progress=get_run_logger().info)
+
+
+@task(cache_policy=NO_CACHE)
+def check_goals(evaluation: Evaluation, frame: pd.DataFrame, platforms: pd.DataFrame) -> str:
+    """The forecast's goals beside the baselines (`ml.modeling.goals`), as markdown."""
+    measured = goals.check(evaluation.metrics, PointInTime(frame, platforms))
+    logger = get_run_logger()
+    for goal in measured:
+        logger.info("goal %s: %s %s (target %s; baselines %s)", goal.goal,
+                    "met" if goal.met else "MISSED", goal.value, goal.target, goal.baselines or "-")
+    return goals.to_markdown(measured)
 
 
 @task(cache_policy=NO_CACHE)

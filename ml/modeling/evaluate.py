@@ -81,6 +81,9 @@ class Evaluation:
             overall = self.coverage[self.coverage.segment == "overall"].iloc[0]
             flat["interval_coverage"] = float(overall.coverage)
             flat["interval_width_median"] = float(overall.median_width)
+            flat["interval_coverage_min_segment"] = float(
+                intervals.worst_segment(self.coverage).coverage
+            )
         for row in self.scores.itertuples(index=False):
             if row.candidate == "cv":
                 name = f"cv_{row.metric}_{row.part}"

@@ -33,6 +33,8 @@ LEVEL = 0.8
 # The registered version's tag holding `Calibration.to_json()`, read by the API.
 INTERVAL_CALIBRATION_TAG = "interval_calibration"
 MIN_BIN_ROWS = 100
+# Segments at least this large must reach the coverage goal on their own.
+GOAL_SEGMENT_ROWS = 100
 COVERAGE_COLUMNS = ("segment", "value", "n", "coverage", "median_width")
 
 
@@ -141,3 +143,9 @@ def coverage(residuals: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
                 "median_width": float(group["width"].median()),
             })
     return pd.DataFrame(rows, columns=list(COVERAGE_COLUMNS))
+
+
+def worst_segment(coverage_table: pd.DataFrame) -> pd.Series:
+    """The least covered segment of at least GOAL_SEGMENT_ROWS rows."""
+    large = coverage_table[coverage_table["n"] >= GOAL_SEGMENT_ROWS]
+    return large.loc[large["coverage"].idxmin()]

@@ -182,6 +182,12 @@ class PointInTime:
             "platform_age_years": age,
         }
 
+    def has_releases(self, kind: str, value: str) -> bool:
+        """Whether the data holds a dated release of this publisher (or series key)."""
+        table = self._publisher if kind == "publisher" else self._series
+        key = value if kind == "publisher" else series_group(value)
+        return bool((table["key"] == key).any())
+
     def forecast_as_of(self, year: int) -> int:
         """The as-of year of a forecast for `year`: nothing after the last complete year."""
         if self.last_complete_year is None:

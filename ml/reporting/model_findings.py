@@ -146,8 +146,9 @@ def recorded_scores(model_name: str, run_metrics: dict[str, float]) -> pd.DataFr
     """Test metrics of the model and its baselines per split, from run metrics.
 
     Names follow `Evaluation.metrics`: `<split>_test_<metric>` for the model,
-    `baseline_<name>_<split>_test_<metric>` for baselines. One row per
-    (split, candidate) that has any metric; empty when the run has none.
+    `baseline_<name>_<split>_test_<metric>` for baselines, and split
+    `backtest` from `backtest_<metric>_mean`. One row per (split, candidate)
+    that has any metric; empty when the run has none.
     """
     spec = features.spec(model_name)
     metrics = [*evaluate.METRICS, "mae_millions"]
@@ -159,5 +160,11 @@ def recorded_scores(model_name: str, run_metrics: dict[str, float]) -> pd.DataFr
             values = {m: run_metrics.get(prefix + m) for m in metrics}
             if any(v is not None for v in values.values()):
                 rows.append({"split": split, "candidate": candidate, **values})
+    # The rolling-origin backtest (ml.modeling.backtest), mean over origins and horizons.
+    for candidate in candidates:
+        prefix = "backtest_" if candidate == "model" else f"baseline_{candidate}_backtest_"
+        values = {m: run_metrics.get(f"{prefix}{m}_mean") for m in ("rmse", "mae", "r2")}
+        if any(v is not None for v in values.values()):
+            rows.append({"split": "backtest", "candidate": candidate, **values})
     columns = ["split", "candidate", *metrics]
     return pd.DataFrame(rows, columns=columns).dropna(axis="columns", how="all")

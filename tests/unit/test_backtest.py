@@ -134,3 +134,26 @@ def test_calibration_round_trips_and_gives_ordered_bounds_in_millions():
     assert wide["upper"] - wide["lower"] > narrow["upper"] - narrow["lower"]
     # A bin without enough residuals falls back to the pooled offsets.
     assert calibration.offsets("Racing", True) == calibration.pooled
+
+
+def test_goals_are_measured_beside_baselines_and_check_the_serving_path(mart):
+    from ml.modeling import goals
+
+    reference = pd.concat([
+        platforms_of(mart),
+        pd.DataFrame([{"platform_code": "NS", "manufacturer": "Nintendo", "generation": 9.0,
+                       "platform_kind": "home", "launch_year": 2017.0}]),
+    ], ignore_index=True)
+    history = PointInTime(mart.assign(publisher="Nintendo"), reference)
+    metrics = {"time_test_r2": 0.5, "baseline_median_time_test_r2": -0.01,
+               "backtest_r2_mean": 0.46, "baseline_median_backtest_r2_mean": -0.1,
+               "interval_coverage": 0.8, "interval_coverage_min_segment": 0.69}
+    measured = {g.goal: g for g in goals.check(metrics, history)}
+    met = [g.met for g in measured.values()]
+    assert met == [False, True, True, False, True, True]
+    time_goal = next(iter(measured.values()))
+    assert time_goal.baselines == "median -0.010"
+    assert "**no**" in goals.to_markdown(list(measured.values()))
+    # A forecast three years past the data has counts from the data, not zeros.
+    zero_filled, undescribed = goals.future_forecast_problems(history)
+    assert zero_filled == [] and undescribed == []
