@@ -89,17 +89,26 @@ def predict_batch():
            responses={200: ("Forecast", schemas.ForecastResponse), **PREDICTION_ERRORS},
            tags=("forecast",))
 def forecast():
-    """Model `prerelease`. Give platform, genre, publisher and year; the
-    point-in-time history (publisher's earlier releases, platform age and
-    schedule) is looked up in the mart snapshot the model was trained on.
-    Optional features given in the request are used as given."""
+    """Model `prerelease`. Give platform, genre, publisher and year, and if
+    known the title `name` and its `platforms`; the history (publisher's and
+    series' earlier releases, the platform's catalogue) is looked up as of the
+    data's last complete year, the platform's attributes in ref_platforms (or
+    the request, for a platform it lacks). Optional features given in the
+    request are used as given. The answer carries an 80% interval."""
     record = parse(schemas.ForecastRequest).__dict__
     model = _served("prerelease")
     full = model.complete(record)
     body, unseen = _predict_one(model, full, "/v1/forecast")
     body["unseen"] = unseen
     body["features"] = full
+    body.update(_forecast_context(model, full, body["global_sales"]))
     return json_response(body)
+
+
+def _forecast_context(model, record: dict, sales: float) -> dict:
+    """Interval, the data's last year and the horizon of one forecast."""
+    return {"interval": model.interval(record, sales),
+            "data_last_year": model.data_last_year, "horizon": model.horizon(record)}
 
 
 @API.route(bp, "/v1/forecast/batch", "POST", body=schemas.ForecastBatch,
@@ -112,7 +121,7 @@ def forecast_batch():
     model = _served("prerelease")
     records = [model.complete(row.__dict__) for row in parse(schemas.ForecastBatch)]
     values, unseen = _predict_many(model, records, "/v1/forecast/batch")
-    rows = [{"global_sales": v, "unseen": u, "features": r}
+    rows = [{"global_sales": v, "unseen": u, "features": r, **_forecast_context(model, r, v)}
             for v, u, r in zip(values, unseen, records)]
     return json_response({"model": model.name, "version": model.version,
                           "request_id": g.request_id, "predictions": rows})
