@@ -256,7 +256,7 @@ def test_calm_check_fills_in_the_missing_training_references(settings, champions
     assert {(r.model_name, r.model_version) for r in versions.itertuples()} == {
         (name, registration.version) for name, (registration, _) in champions.items()
     }
-    assert set(versions.train_split) == {"split_random", "split_time"}
+    assert set(versions.train_split) == {"split_random", "all"}  # prerelease: every labelled row
     outcome, _ = calm_check
     assert not any("no training reference" in note for note in outcome["notes"])
 
