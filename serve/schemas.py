@@ -161,7 +161,7 @@ class ForecastPrediction(Prediction):
     )
     horizon: int | None = Field(
         description="years from data_last_year to the forecast year (the backtest "
-        "measures 1 to 3)"
+        "measures 1 to 3; 0 or less for a year the data covers)"
     )
 
 

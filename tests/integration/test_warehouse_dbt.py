@@ -176,7 +176,7 @@ def test_dimensions_hold_reference_data_and_unknown_members(db, warehouse):
     assert _scalar(db, "select count(*) from dim_platform where platform_id = -1") == 1
     assert _scalar(db, "select count(*) from dim_genre where not is_unknown") == 12
     psp = _rows(db, "select platform_code from dim_platform where platform_code like 'PS%'")
-    assert {code for (code,) in psp} == {"PS", "PS2", "PS3", "PS4", "PSP", "PSV"}
+    assert {code for (code,) in psp} == {"PS", "PS2", "PS3", "PS4", "PS5", "PSP", "PSV"}
     assert _test_results(warehouse[1])["assert_unknown_members_exist"]["status"] == "pass"
     indexed = {row[4] for row in _rows(db, "show index from fct_sales")}
     keys = {"release_id", "game_id", "platform_id", "genre_id", "publisher_id", "year_id"}

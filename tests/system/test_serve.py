@@ -458,6 +458,17 @@ def bodies(model_name: str, names: dict[str, str], valid: bool):
     anything (bad values, missing and extra fields)."""
     fields = {names.get(f.name, f.name): _value(f, valid) for f in SPECS[model_name].request_features}
     optional = {names.get(f.name, f.name) for f in SPECS[model_name].request_features if not f.required}
+    if model_name == "prerelease":
+        # What a forecast may carry beside its features (schemas.FORECAST_CONTEXT).
+        code = st.text(min_size=1, max_size=6).filter(str.strip)
+        context = {"name": st.text(min_size=1, max_size=30).filter(str.strip),
+                   "platforms": st.lists(code, min_size=1, max_size=4),
+                   "platform_launch_year": st.floats(min_value=1970, max_value=2040)}
+        if not valid:
+            context = {k: st.one_of(v, st.text(max_size=3), st.lists(st.integers(), max_size=2),
+                                    st.floats(), st.none()) for k, v in context.items()}
+        fields.update(context)
+        optional |= set(context)
     record = st.fixed_dictionaries(
         {k: v for k, v in fields.items() if k not in optional},
         optional={k: v for k, v in fields.items() if k in optional},
