@@ -134,9 +134,14 @@ def log_predictions(settings, champions, model_name, frame, *, tag: str) -> list
     registration, pipeline = champions[model_name]
     inputs = features.model_input(model_name, frame)
     predictions = features.to_sales(model_name, pipeline.predict(inputs)).tolist()
+    # The API logs the request fields a model does not read (prerelease's year) too.
+    logged = inputs.assign(**{
+        f.name: frame[f.name].astype("float64").to_numpy()
+        for f in features.spec(model_name).request_only
+    })
     records = [
         {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-        for r in inputs.to_dict("records")
+        for r in logged.to_dict("records")
     ]
     log = PredictionLog(settings.redis_url)
     request_ids = []
@@ -152,7 +157,7 @@ def log_predictions(settings, champions, model_name, frame, *, tag: str) -> list
 
 def training_like(settings, model_name: str, seed: int) -> pd.DataFrame:
     spec = features.spec(model_name)
-    rows = train.split_rows(spec, read_ml_mart(settings), spec.split, "train")
+    rows = train.fitting_rows(spec, read_ml_mart(settings))
     return rows.sample(PREDICTIONS, replace=True, random_state=seed).reset_index(drop=True)
 
 
@@ -199,6 +204,7 @@ def drifted_check(settings, champions, calm_check, refresh_file, home):
     log_predictions(settings, champions, "global_from_regional", shifted, tag="shifted")
     late = training_like(settings, "prerelease", 12)
     late["year"] = late["year"] + 10
+    late["platform_age_years"] = late["platform_age_years"] + 10
     log_predictions(settings, champions, "prerelease", late, tag="late")
     # Questions about releases only the refresh will bring (later years).
     path, summary = refresh_file
@@ -293,7 +299,7 @@ def test_calm_check_report_and_monitoring_run(settings, calm_check):
         outcome["monitoring_run_id"]
     )
     assert run.data.tags["decision"] == "none" and run.data.tags["retrained"] == "false"
-    assert run.data.metrics["psi.batch.prerelease.year"] == pytest.approx(0.0, abs=1e-12)
+    assert run.data.metrics["psi.batch.prerelease.platform_age_years"] == pytest.approx(0.0, abs=1e-12)
     assert "perf.prerelease.v1.mae.all" in run.data.metrics
 
 
@@ -305,7 +311,7 @@ def test_shifted_predictions_fail_the_drift_test_and_retrain(settings, champions
     assert outcome["decision"] == "retrain"
     psi = pd.DataFrame(outcome["psi"]).set_index(["drift_source", "model_name", "feature"])
     platform = psi.loc[("predictions", "global_from_regional", "platform")]
-    year = psi.loc[("predictions", "prerelease", "year")]
+    year = psi.loc[("predictions", "prerelease", "platform_age_years")]
     assert platform.drift_status == year.drift_status == "error"
     assert platform.psi >= 0.25 and year.psi >= 0.25
     assert platform.unseen_rate >= 0.45
