@@ -2,8 +2,8 @@
 
 `mart_frame(csv)` turns a vgsales-shaped CSV (the real file or one from
 `ml.data.synthetic`) into a frame with the `ml_release_features` columns, without
-a warehouse: point-in-time history comes from `ml.modeling.point_in_time`, launch
-years from the committed `ref_platforms` seed. It is test data, close enough
+a warehouse: point-in-time history and platform attributes come from
+`ml.modeling.point_in_time` over the committed `ref_platforms` seed. It is test data, close enough
 to the mart for the models to be realistic; the warehouse stays the source
 of truth for real training.
 
@@ -22,17 +22,26 @@ import numpy as np
 import pandas as pd
 
 from ml.features import MODEL_NAMES
-from ml.modeling.point_in_time import MART_COLUMNS, PointInTime
+from ml.modeling.point_in_time import LOOKED_UP, PointInTime, series_key
 from ml.settings import ROOT, Settings
 
 REF_PLATFORMS = ROOT / "dbt_project" / "seeds" / "ref_platforms.csv"
 FIRST_TEST_YEAR = 2014
 
 
+def reference_platforms() -> pd.DataFrame:
+    """The committed `ref_platforms` seed, typed as `dim_platform` is read."""
+    platforms = pd.read_csv(REF_PLATFORMS, keep_default_na=False)
+    return platforms.assign(
+        generation=pd.to_numeric(platforms["generation"], errors="coerce"),
+        launch_year=pd.to_numeric(platforms["launch_year"], errors="coerce"),
+    )
+
+
 def mart_frame(csv: Path) -> pd.DataFrame:
     """Mart-shaped rows from a vgsales CSV (rows the warehouse would reject dropped)."""
     raw = pd.read_csv(csv, na_values=["N/A"], keep_default_na=False)
-    platforms = pd.read_csv(REF_PLATFORMS, keep_default_na=False)
+    platforms = reference_platforms()
     frame = pd.DataFrame({
         "release_id": raw["Rank"].astype(str),
         "name": raw["Name"].astype(str),
@@ -54,30 +63,13 @@ def mart_frame(csv: Path) -> pd.DataFrame:
         & frame["year"].between(1970, 2040).fillna(True).astype(bool)
     )
     frame = frame[keep].drop_duplicates("release_id").reset_index(drop=True)
-    launch = pd.to_numeric(platforms.set_index("platform_code")["launch_year"], errors="coerce")
     frame["decade"] = (frame["year"] // 10 * 10).astype("Int64")
     frame["log_global_sales"] = np.log1p(frame["global_sales"])
-    frame["platform_age_years"] = (frame["year"] - frame["platform"].map(launch)).astype("Int64")
-    history = PointInTime(frame[list(MART_COLUMNS)])
-    dated = frame["year"].notna()
-    looked_up = pd.DataFrame(
-        [history.complete(r) for r in frame.loc[dated, ["publisher", "platform", "year"]].to_dict("records")],
-        index=frame.index[dated],
-    )
-    for column in ("publisher_prior_titles", "publisher_prior_mean_log_sales",
-                   "platform_titles_that_year"):
-        frame[column] = looked_up[column].astype("float64")
-    frame["publisher_prior_titles"] = frame["publisher_prior_titles"].fillna(0)
-    frame["series_key"] = frame["name"].str.lower().str.split(":").str[0].str.strip()
-    # A series' history is a publisher's history keyed by series instead.
-    series = PointInTime(frame[list(MART_COLUMNS)].assign(publisher=frame["series_key"]))
-    by_series = pd.DataFrame(
-        [series.complete({**r, "publisher": k}) for r, k in zip(
-            frame.loc[dated, ["platform", "year"]].to_dict("records"), frame.loc[dated, "series_key"])],
-        index=frame.index[dated],
-    )
-    frame["series_prior_titles"] = by_series["publisher_prior_titles"].astype("float64").fillna(0)
-    frame["series_prior_mean_log_sales"] = by_series["publisher_prior_mean_log_sales"].astype("float64")
+    frame["series_key"] = frame["name"].map(series_key)
+    history = PointInTime(frame, reference_platforms()).history(frame, frame["year"])
+    for column in LOOKED_UP:
+        frame[column] = history[column].to_numpy()
+    frame["platform_titles_that_year"] = frame.groupby(["platform", "year"])["name"].transform("size")
     frame["title_platform_count"] = frame.groupby("name")["platform"].transform("nunique")
     frame["split_random"] = np.where(
         frame["release_id"].map(lambda r: zlib.crc32(r.encode()) % 100 < 70), "train", "test"
@@ -87,6 +79,22 @@ def mart_frame(csv: Path) -> pd.DataFrame:
         np.where(frame["year"].fillna(0) >= FIRST_TEST_YEAR, "test", "train"),
     )
     return frame
+
+
+def _serving_tags(fitted, frame: pd.DataFrame) -> dict[str, str]:
+    """The platform reference and an interval calibration from a one-origin
+    backtest (the full backtest would cost minutes here)."""
+    from ml.modeling import backtest, intervals
+    from ml.modeling.point_in_time import PLATFORM_REFERENCE_TAG, reference_to_json
+
+    if not fitted.spec.fit_on_all:
+        return {}
+    result = backtest.run(fitted.spec, frame, fitted.platforms, origins=(FIRST_TEST_YEAR,),
+                          baselines=False)
+    return {
+        PLATFORM_REFERENCE_TAG: reference_to_json(fitted.platforms),
+        intervals.INTERVAL_CALIBRATION_TAG: intervals.calibrate(result.residuals).to_json(),
+    }
 
 
 def register_champions(
@@ -113,7 +121,7 @@ def register_champions(
         redis_client.close()
     versions = {}
     for name in models:
-        fitted = fit(name, frame)
+        fitted = fit(name, frame, reference_platforms())
         experiment = f"serve-{name}"
         if client.get_experiment_by_name(experiment) is None:
             client.create_experiment(
@@ -121,7 +129,8 @@ def register_champions(
             )
         mlflow.set_experiment(experiment)
         tags = {"snapshot_key": key, "data_digest": fitted.data_digest,
-                "trained_at": fitted.trained_at.isoformat(timespec="seconds")}
+                "trained_at": fitted.trained_at.isoformat(timespec="seconds"),
+                **fitted.version_tags, **_serving_tags(fitted, frame)}
         with mlflow.start_run(tags=tags):
             mlflow.log_metric("train_rows", fitted.n_train)
             # Stored as ml.modeling.registry stores it (skops, same trusted types and

@@ -8,8 +8,9 @@ from). Two models are served:
   sum of the regional columns by construction, so this model can only
   reproduce arithmetic; it is kept as the reference run next to the sum.
 - `prerelease`: global sales forecast from what is known before release
-  (platform, genre, publisher, year and the mart's point-in-time history),
-  trained on log1p(global sales). Regional sales are deliberately absent.
+  (platform, genre, publisher, year, the platform's reference attributes and
+  point-in-time history, `ml.modeling.point_in_time`), trained on
+  log1p(global sales) of every labelled year. Regional sales are absent.
 
 `model_input()` turns either a mart frame or API-style records into the exact
 frame a pipeline expects: categories as Python `str` (None when missing),
@@ -56,6 +57,7 @@ MART_DTYPES: dict[str, str] = {
     "series_prior_mean_log_sales": "float64",
     "platform_age_years": "Int64",
     "platform_titles_that_year": "Int64",
+    "platform_titles_prior_year": "Int64",
     "title_platform_count": "Int64",
     "split_random": "category",
     "split_time": "category",
@@ -88,8 +90,10 @@ class ModelSpec:
 
     `label` is a mart column; `log_label` says the model predicts
     log1p(sales) and `to_sales()` undoes it. `split` is the mart column that
-    separates train from held-out rows for the served model; `held_out_metric`
-    is the metric the champion gate compares.
+    separates train from held-out rows; `held_out_metric` is the metric the
+    champion gate compares. With `fit_on_all` the served model is fitted on
+    every labelled row (its splits are scored by refitted copies, and the
+    gate compares the rolling-origin backtest, `ml.modeling.backtest`).
     """
 
     name: str
@@ -100,10 +104,18 @@ class ModelSpec:
     held_out_metric: str
     greater_is_better: bool
     extra_splits: tuple[str, ...] = ()
+    fit_on_all: bool = False
+    request_only: tuple[Feature, ...] = ()
 
     @property
     def columns(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def request_features(self) -> tuple[Feature, ...]:
+        """What a request carries: the model's inputs and `request_only` fields
+        the features are derived from (the year, for `prerelease`)."""
+        return (*self.request_only, *self.features)
 
     @property
     def categorical(self) -> list[str]:
@@ -155,10 +167,29 @@ SPECS: dict[str, ModelSpec] = {
             _PLATFORM,
             _GENRE,
             Feature("publisher", "category", "publisher; 'Unknown' if not known"),
-            _YEAR,
+            Feature(
+                "platform_manufacturer", "category",
+                "maker of the platform, e.g. Sony (looked up in ref_platforms)",
+                required=False,
+            ),
+            Feature(
+                "platform_kind", "category",
+                "home, handheld or pc (looked up in ref_platforms)",
+                required=False,
+            ),
+            Feature(
+                "platform_generation", "number",
+                "console generation, e.g. 8 for PS4 (looked up in ref_platforms)",
+                required=False, minimum=1, maximum=12,
+            ),
+            Feature(
+                "platform_age_years", "number",
+                "release year minus the platform's launch year",
+                required=False, minimum=-5, maximum=60,
+            ),
             Feature(
                 "publisher_prior_titles", "number",
-                "titles by the publisher in strictly earlier years",
+                "titles by the publisher in the years before the data's as-of year",
                 required=False, minimum=0, maximum=100_000,
             ),
             Feature(
@@ -168,7 +199,7 @@ SPECS: dict[str, ModelSpec] = {
             ),
             Feature(
                 "series_prior_titles", "number",
-                "titles of the same series in strictly earlier years",
+                "titles of the same series in the years before the as-of year",
                 required=False, minimum=0, maximum=10_000,
             ),
             Feature(
@@ -177,13 +208,8 @@ SPECS: dict[str, ModelSpec] = {
                 required=False, minimum=0, maximum=5,
             ),
             Feature(
-                "platform_age_years", "number",
-                "release year minus the platform's launch year",
-                required=False, minimum=-5, maximum=60,
-            ),
-            Feature(
-                "platform_titles_that_year", "number",
-                "releases on the platform that year (release schedule)",
+                "platform_titles_prior_year", "number",
+                "releases on the platform in the year before the as-of year",
                 required=False, minimum=0, maximum=100_000,
             ),
             Feature(
@@ -196,8 +222,13 @@ SPECS: dict[str, ModelSpec] = {
         log_label=True,
         split="split_time",
         extra_splits=("split_random",),
-        held_out_metric="time_test_r2",
+        held_out_metric="backtest_r2_mean",
         greater_is_better=True,
+        fit_on_all=True,
+        # The year places the forecast in time (platform age, the as-of year
+        # of every history feature) but is not an input: a tree cannot
+        # extrapolate it past the data, whose last year is incomplete.
+        request_only=(_YEAR,),
     ),
 }
 
@@ -301,20 +332,21 @@ def validate_records(
     otherwise be silently ignored.
     """
     model = spec(model_name)
-    known = set(model.columns)
+    fields = model.request_features
+    known = {f.name for f in fields}
     errors: list[str] = []
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
             errors.append(f"record {index}: expected an object, found {type(record).__name__}")
             continue
-        for feature in model.features:
+        for feature in fields:
             problem = _check_value(feature, record.get(feature.name))
             if problem:
                 errors.append(f"record {index}, field {feature.name!r}: {problem}")
         for name in sorted(set(record) - known):
             errors.append(
                 f"record {index}, field {name!r}: not an input of {model_name} "
-                f"(expected {', '.join(model.columns)})"
+                f"(expected {', '.join(f.name for f in fields)})"
             )
     return errors
 

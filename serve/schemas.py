@@ -81,15 +81,45 @@ def _field_type(feature: Feature) -> Any:
     return Annotated[float, Field(ge=feature.minimum, le=feature.maximum)]
 
 
-def record_model(model_name: str, class_name: str, *, original_names: bool) -> type[BaseModel]:
+# What a forecast request may carry beside the features: the title (its
+# series history), the platforms it ships on (title_platform_count) and the
+# launch year of a platform the reference does not know
+# (`ml.modeling.point_in_time.PointInTime.complete` reads them).
+_PLATFORM_CODE = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_CATEGORY_LENGTH, pattern=r"\S")
+]
+FORECAST_CONTEXT: dict[str, Any] = {
+    "name": (
+        Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")] | None,
+        Field(None, description="title, e.g. 'FIFA 19': its series' earlier releases "
+              "become features (optional)"),
+    ),
+    "platforms": (
+        Annotated[list[_PLATFORM_CODE], Field(min_length=1, max_length=50)] | None,
+        Field(None, description="every platform the title ships on; gives "
+              "title_platform_count (optional)"),
+    ),
+    "platform_launch_year": (
+        Annotated[float, Field(ge=1970, le=2040)] | None,
+        Field(None, description="launch year of a platform missing from ref_platforms; "
+              "gives platform_age_years (optional)"),
+    ),
+}
+
+
+def record_model(
+    model_name: str, class_name: str, *, original_names: bool,
+    extra: dict[str, Any] | None = None,
+) -> type[BaseModel]:
     """A pydantic model of one input record of `model_name`.
 
     Attribute and JSON names are the feature names (what
     `ml.features.model_input` reads); with `original_names` the CSV headers
-    are accepted too. Optional features may be omitted or null.
+    are accepted too. Optional features may be omitted or null. `extra`
+    fields (name -> (type, Field)) are accepted beside the features.
     """
-    fields: dict[str, Any] = {}
-    for feature in spec(model_name).features:
+    fields: dict[str, Any] = dict(extra or {})
+    for feature in spec(model_name).request_features:
         names = [feature.name]
         if original_names and feature.name in ORIGINAL_NAMES:
             names.append(ORIGINAL_NAMES[feature.name])
@@ -116,7 +146,9 @@ def batch_of(model: type[BaseModel]) -> TypeAdapter:
 
 
 PredictRequest = record_model("global_from_regional", "PredictRequest", original_names=True)
-ForecastRequest = record_model("prerelease", "ForecastRequest", original_names=False)
+ForecastRequest = record_model(
+    "prerelease", "ForecastRequest", original_names=False, extra=FORECAST_CONTEXT
+)
 PredictBatch = batch_of(PredictRequest)
 ForecastBatch = batch_of(ForecastRequest)
 
@@ -148,10 +180,28 @@ class PredictResponse(Prediction, Served):
     pass
 
 
+class Interval(BaseModel):
+    level: float = Field(description="share of releases the interval should hold, e.g. 0.8")
+    lower: float = Field(description="lower bound, millions of units")
+    upper: float = Field(description="upper bound, millions of units")
+
+
 class ForecastPrediction(Prediction):
     features: dict[str, str | float | None] = Field(
         description="the model's full input: the request plus the point-in-time "
         "features looked up in the snapshot the model was trained on"
+    )
+    interval: Interval | None = Field(
+        description="conformal prediction interval, calibrated on the rolling-origin "
+        "backtest's errors per genre and seen/unseen platform"
+    )
+    data_last_year: int | None = Field(
+        description="last complete year of the data the model knows; history "
+        "features stop there"
+    )
+    horizon: int | None = Field(
+        description="years from data_last_year to the forecast year (the backtest "
+        "measures 1 to 3; 0 or less for a year the data covers)"
     )
 
 
@@ -201,6 +251,16 @@ class ModelDescription(BaseModel):
     features: list[str]
     point_in_time_source: str | None = Field(
         description="where forecasts' point-in-time features are looked up (prerelease)"
+    )
+    fitted_rows: int | None = Field(description="labelled rows the model was fitted on")
+    fitted_years: str | None = Field(description="first and last release year fitted, e.g. 1980-2016")
+    data_last_year: int | None = Field(description="last complete year of the data")
+    backtest: dict[str, float] = Field(
+        description="rolling-origin backtest (log1p scale): backtest_r2_mean, "
+        "backtest_r2_h1..h3, backtest_mae_mean, backtest_rmse_mean"
+    )
+    interval: dict[str, float | None] | None = Field(
+        description="prediction intervals: level, backtest coverage, median width (millions)"
     )
 
 

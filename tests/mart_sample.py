@@ -79,6 +79,7 @@ def mart_frame(n_rows: int = 1500, seed: int = 0) -> pd.DataFrame:
             "series_prior_mean_log_sales": series_mean,
             "platform_age_years": rng.integers(0, 10, n_rows).astype(float),
             "platform_titles_that_year": rng.integers(20, 400, n_rows),
+            "platform_titles_prior_year": rng.integers(0, 400, n_rows),
             "title_platform_count": title_platform_count,
             "split_random": np.where(rng.random(n_rows) < 0.7, "train", "test"),
             "split_time": split_time,

@@ -17,9 +17,11 @@ from flows.drift_check.tasks import record_training_reference
 from flows.pipeline.summary import ModelOutcome, PipelineReport
 from flows.pipeline.tasks import (
     build_warehouse,
+    check_goals,
     document_model,
     evaluate_model,
     fit_model,
+    platform_reference,
     publish_report,
     register_model,
     signal_reload,
@@ -67,9 +69,12 @@ def vgsales_pipeline(
         "mart_fingerprint": mart.outcome.fingerprint,
         "snapshot_key": mart.outcome.key or "none (degraded: read from MariaDB)",
     }
+    platforms = platform_reference(settings)
     for model_name in MODEL_NAMES:
-        fitted = fit_model(model_name, mart.frame)
-        evaluation = evaluate_model(fitted, mart.frame)
+        fitted = fit_model(model_name, mart.frame, platforms)
+        evaluation = evaluate_model(fitted, mart.frame, platforms)
+        if fitted.spec.fit_on_all:
+            report.goals_markdown = check_goals(evaluation, mart.frame, platforms)
         registration = register_model(fitted, evaluation, settings, tags)
         record_training_reference(settings, fitted, registration, mart.frame)
         document_model(settings, registration, html_report_dir)

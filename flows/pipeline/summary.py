@@ -56,6 +56,7 @@ class PipelineReport:
     data_quality_markdown: str | None = None  # None when dbt was skipped
     dbt_warnings: list[str] = field(default_factory=list)
     reload: str = ""
+    goals_markdown: str | None = None  # the forecast's goals beside baselines
 
     @property
     def degraded(self) -> bool:
@@ -64,8 +65,8 @@ class PipelineReport:
     def to_markdown(self) -> str:
         """The summary artifact: the outcome first, then the details.
 
-        Outcome: status, data source, dbt warnings, registry decisions, API.
-        Details: data quality, row counts, each model's metrics vs baselines.
+        Outcome: status, data source, dbt warnings, registry decisions, API,
+        the forecast's goals. Details: data quality, row counts, each model's metrics vs baselines.
         """
         status = "completed, **degraded**" if self.degraded else "completed"
         lines = ["# vgsales pipeline run", "", f"Status: {status}.", ""]
@@ -80,7 +81,10 @@ class PipelineReport:
                 f"| `{model.model_name}` | {model.version} | {model.alias or '-'} "
                 f"| {promoted}{model.reason} |"
             )
-        lines += ["", f"API: {self.reload}", "", "## Data quality", ""]
+        lines += ["", f"API: {self.reload}", ""]
+        if self.goals_markdown:
+            lines += ["## Forecast goals", "", self.goals_markdown, ""]
+        lines += ["## Data quality", ""]
         if self.data_quality_markdown is None:
             lines += ["dbt was skipped (`--skip-dbt`): the mart was used as it stood.", ""]
         else:

@@ -25,13 +25,15 @@ from prefect.tasks import exponential_backoff
 
 from flows.pipeline.summary import SnapshotOutcome
 from ml.data.fetch import describe_raw
+from ml.modeling import goals
 from ml.modeling.evaluate import Evaluation, evaluate
+from ml.modeling.point_in_time import PointInTime
 from ml.modeling.registry import Registration, register
 from ml.modeling.train import FittedModel, fit
 from ml.settings import Settings
 from ml.warehouse import snapshot
 from ml.warehouse.dbt_runner import run_dbt
-from ml.warehouse.mart import mart_fingerprint, read_ml_mart
+from ml.warehouse.mart import mart_fingerprint, read_ml_mart, read_platforms
 from ml.warehouse.validation_summary import Summary, build_summary
 
 # MariaDB client errors worth retrying: cannot connect (2002, 2003), server
@@ -152,16 +154,42 @@ def snapshot_mart(settings: Settings, ttl: int) -> MartFrame:
     return MartFrame(frame, SnapshotOutcome(fingerprint, len(frame), key, reused=reused))
 
 
-@task(cache_policy=NO_CACHE)
-def fit_model(model_name: str, frame: pd.DataFrame) -> FittedModel:
-    """Train `model_name` on its train split (see `ml.modeling.train.fit`)."""
-    return fit(model_name, frame)
+@task(cache_policy=NO_CACHE, **MARIADB_RETRIES)
+def platform_reference(settings: Settings) -> pd.DataFrame:
+    """The platform reference the forecasts describe platforms from (`dim_platform`)."""
+    platforms = read_platforms(settings)
+    get_run_logger().info("Platform reference: %s platforms", len(platforms))
+    return platforms
 
 
 @task(cache_policy=NO_CACHE)
-def evaluate_model(fitted: FittedModel, frame: pd.DataFrame) -> Evaluation:
-    """Metrics, CV and baselines on the held-out split (see `ml.modeling.evaluate`)."""
-    return evaluate(fitted, frame)
+def fit_model(model_name: str, frame: pd.DataFrame, platforms: pd.DataFrame) -> FittedModel:
+    """Train `model_name` on its fitting rows (see `ml.modeling.train.fit`)."""
+    fitted = fit(model_name, frame, platforms)
+    get_run_logger().info(
+        "%s fitted on %s rows (%s)", model_name, f"{fitted.n_train:,}", fitted.version_tags
+    )
+    return fitted
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_model(
+    fitted: FittedModel, frame: pd.DataFrame, platforms: pd.DataFrame
+) -> Evaluation:
+    """Metrics, CV and baselines on the held-out splits, and the rolling-origin
+    backtest of a model fitted on every row (see `ml.modeling.evaluate`)."""
+    return evaluate(fitted, frame, platforms, progress=get_run_logger().info)
+
+
+@task(cache_policy=NO_CACHE)
+def check_goals(evaluation: Evaluation, frame: pd.DataFrame, platforms: pd.DataFrame) -> str:
+    """The forecast's goals beside the baselines (`ml.modeling.goals`), as markdown."""
+    measured = goals.check(evaluation.metrics, PointInTime(frame, platforms))
+    logger = get_run_logger()
+    for goal in measured:
+        logger.info("goal %s: %s %s (target %s; baselines %s)", goal.goal,
+                    "met" if goal.met else "MISSED", goal.value, goal.target, goal.baselines or "-")
+    return goals.to_markdown(measured)
 
 
 @task(cache_policy=NO_CACHE)

@@ -15,7 +15,6 @@ scale (log1p sales for `prerelease`); log-scale models also get `mae_millions`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +32,10 @@ from threadpoolctl import threadpool_limits
 
 from ml import features
 from ml.features import ModelSpec
-from ml.modeling import pipelines
+from ml.modeling import backtest as rolling
+from ml.modeling import intervals, pipelines
+from ml.modeling.baselines import BASELINES
+from ml.modeling.point_in_time import platforms_of
 from ml.modeling.train import FittedModel, fit_pipeline, split_rows
 
 METRICS = ("mse", "rmse", "mae", "r2", "explained_variance")
@@ -42,11 +44,6 @@ CV_FOLDS = 5
 PERMUTATION_REPEATS = 5
 # Segments smaller than this are flagged: their metrics are noise.
 SMALL_SEGMENT = 30
-
-# A baseline gets the train and test mart rows of a split and returns
-# predictions for the test rows on the model's label scale.
-Baseline = Callable[[ModelSpec, pd.DataFrame, pd.DataFrame], np.ndarray]
-
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """The original design's five metrics."""
@@ -60,34 +57,6 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
-def _sum_of_regions(spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """Global sales as the sum of the four regions: what the data defines."""
-    regions = ["na_sales", "eu_sales", "jp_sales", "other_sales"]
-    return test[regions].astype("float64").sum(axis=1).to_numpy()
-
-
-def _train_median(spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """Every release forecast at the median of the training releases."""
-    return np.full(len(test), features.label(spec.name, train).median())
-
-
-def _label_encoded_forest(
-    spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame
-) -> np.ndarray:
-    """The original RandomForest on label-encoded platform/genre/publisher/year."""
-    categorical, numeric = ["platform", "genre", "publisher"], ["year"]
-    pipeline = pipelines.label_encoded_forest(categorical, numeric)
-    columns = categorical + numeric
-    pipeline.fit(train[columns].astype({c: object for c in categorical}),
-                 features.label(spec.name, train))
-    return pipeline.predict(test[columns].astype({c: object for c in categorical}))
-
-
-BASELINES: dict[str, dict[str, Baseline]] = {
-    "global_from_regional": {"sum": _sum_of_regions},
-    "prerelease": {"median": _train_median, "label_encoded_forest": _label_encoded_forest},
-}
-
 
 @dataclass
 class Evaluation:
@@ -99,10 +68,22 @@ class Evaluation:
     scores: pd.DataFrame
     segments: pd.DataFrame
     importance: pd.DataFrame
+    backtest: rolling.Backtest | None = None
+    coverage: pd.DataFrame | None = None
+    calibration: intervals.Calibration | None = None
 
     @property
     def metrics(self) -> dict[str, float]:
         flat: dict[str, float] = {}
+        if self.backtest is not None:
+            flat.update(self.backtest.metrics)
+        if self.coverage is not None:
+            overall = self.coverage[self.coverage.segment == "overall"].iloc[0]
+            flat["interval_coverage"] = float(overall.coverage)
+            flat["interval_width_median"] = float(overall.median_width)
+            flat["interval_coverage_min_segment"] = float(
+                intervals.worst_segment(self.coverage).coverage
+            )
         for row in self.scores.itertuples(index=False):
             if row.candidate == "cv":
                 name = f"cv_{row.metric}_{row.part}"
@@ -130,6 +111,7 @@ class Evaluation:
             f"{self.held_out_value:.4f} ({'higher' if self.greater_is_better else 'lower'}"
             " is better).",
             "",
+            *self._backtest_markdown(),
             "## Test scores next to baselines",
             "",
             markdown_table(table),
@@ -159,6 +141,34 @@ class Evaluation:
             "",
         ]
         return "\n".join(lines)
+
+
+    def _backtest_markdown(self) -> list[str]:
+        if self.backtest is None:
+            return []
+        lines = [
+            "## Rolling-origin backtest next to baselines",
+            "",
+            f"Origins {min(self.backtest.scores.origin)}-{max(self.backtest.scores.origin)}: "
+            "each candidate is fitted on the releases before the origin and forecasts "
+            f"the {len(rolling.HORIZONS)} years from it, every feature computed from "
+            "the years before the origin (log1p scale; scores averaged over origins).",
+            "",
+            markdown_table(self.backtest.by_horizon()),
+            "",
+        ]
+        if self.coverage is not None:
+            lines += [
+                f"## {self.calibration.level:.0%} prediction intervals on the backtest",
+                "",
+                "Conformal, calibrated per genre and seen/unseen platform; each origin's "
+                "releases are covered by intervals calibrated on the other origins. "
+                "Widths in millions of units.",
+                "",
+                markdown_table(self.coverage),
+                "",
+            ]
+        return lines
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -229,12 +239,11 @@ def _segments(spec: ModelSpec, test: pd.DataFrame, y_pred: np.ndarray) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def _importance(fitted: FittedModel, test: pd.DataFrame) -> pd.DataFrame:
+def _importance(spec: ModelSpec, pipeline, test: pd.DataFrame) -> pd.DataFrame:
     """Permutation importance per input column (and impurity importance if any)."""
-    spec = fitted.spec
     inputs = features.model_input(spec.name, test)
     result = permutation_importance(
-        fitted.pipeline,
+        pipeline,
         inputs,
         features.label(spec.name, test),
         scoring="r2",
@@ -248,9 +257,9 @@ def _importance(fitted: FittedModel, test: pd.DataFrame) -> pd.DataFrame:
             "permutation_std": result.importances_std,
         }
     )
-    model = fitted.pipeline.named_steps["model"]
+    model = pipeline.named_steps["model"]
     if hasattr(model, "feature_importances_"):
-        names = fitted.pipeline.named_steps["encode"].get_feature_names_out()
+        names = pipeline.named_steps["encode"].get_feature_names_out()
         impurity = dict(zip(names, model.feature_importances_))
         table["impurity"] = table.feature.map(impurity)
     return table.sort_values("permutation_r2_drop", ascending=False).reset_index(drop=True)
@@ -275,16 +284,31 @@ def _cross_validation(fitted: FittedModel, train: pd.DataFrame) -> list[dict[str
     ]
 
 
-def evaluate(fitted: FittedModel, frame: pd.DataFrame) -> Evaluation:
+def evaluate(
+    fitted: FittedModel,
+    frame: pd.DataFrame,
+    platforms: pd.DataFrame | None = None,
+    progress=None,
+) -> Evaluation:
     """Score `fitted` on the held-out rows of `frame` and compare to baselines.
 
-    The served pipeline is scored on its own split. For each other split of
-    the spec (the random split for `prerelease`) a copy is refitted on that
-    split's train rows, so the comparison is like for like. Baselines are
-    scored on every split; CV runs on the served split's train rows.
+    The served pipeline is scored on its own split, unless it was fitted on
+    every row (`fit_on_all`); for every other split a copy is refitted on
+    that split's train rows, so the comparison is like for like. Baselines
+    are scored on every split; CV runs on the first split's train rows.
+    A `fit_on_all` model is also backtested (`ml.modeling.backtest`, with the
+    platform reference `platforms`, by default recovered from `frame`) and
+    its interval calibration and coverage come from the backtest residuals.
     """
     with threadpool_limits(limits=pipelines.THREADS):
-        return _evaluate(fitted, frame)
+        evaluation = _evaluate(fitted, frame)
+    if fitted.spec.fit_on_all:
+        reference = platforms_of(frame) if platforms is None else platforms
+        result = rolling.run(fitted.spec, frame, reference, progress=progress)
+        evaluation.backtest = result
+        evaluation.calibration = intervals.calibrate(result.residuals)
+        evaluation.coverage = intervals.coverage(result.residuals)
+    return evaluation
 
 
 def _evaluate(fitted: FittedModel, frame: pd.DataFrame) -> Evaluation:
@@ -300,7 +324,7 @@ def _evaluate(fitted: FittedModel, frame: pd.DataFrame) -> Evaluation:
             )
         pipeline = (
             fitted.pipeline
-            if split == spec.split
+            if split == spec.split and not spec.fit_on_all
             else fit_pipeline(clone(fitted.pipeline), spec, train)
         )
         for part, rows in (("train", train), ("test", test)):
@@ -319,7 +343,7 @@ def _evaluate(fitted: FittedModel, frame: pd.DataFrame) -> Evaluation:
                 baseline(spec, train, test),
             )
         if split == spec.split:
-            importance = _importance(fitted, test)
+            importance = _importance(spec, pipeline, test)
             scores += _cross_validation(fitted, train)
     return Evaluation(
         model_name=spec.name,

@@ -1,114 +1,315 @@
-"""Point-in-time features of a release that has not happened yet.
+"""What was known about a release before it came out: the one Python definition.
 
-The mart computes, for each past release, what was known at the start of its
-year (`int_releases__prior_performance`): the publisher's releases in strictly
-earlier years and their mean log sales, the platform's releases that year and
-the platform's age. A forecast request names only platform, genre, publisher
-and year; `PointInTime` answers the same questions for it from the mart rows
-the model was trained on, with the mart's definitions:
+The mart computes the history of every past release in SQL
+(`int_releases__prior_performance`, the `series_key` macro); serving and the
+backtest compute the same features in Python, here, for releases the mart
+does not hold (a future title, or a backtest row whose history must stop at
+the origin). `tests/integration/test_point_in_time.py` proves both agree on
+every row and title of the real file.
 
-- `publisher_prior_titles`: the publisher's releases with a known year before
-  the requested year (0 for a publisher never seen);
-  `publisher_prior_mean_log_sales`: their mean `log_global_sales` (None if 0).
-- `platform_titles_that_year`: the platform's releases in that year, None
-  past the last year of the data (the schedule is not known yet).
-- `platform_age_years`: year minus the platform's launch year (None for a
-  platform never seen).
+A history is read *as of* a year: only releases of strictly earlier years
+count. For a mart row the as-of year is its own year; for a backtest row it is
+the origin; for a forecast it is the year after the data's last complete year
+(or the requested year, if earlier).
 
-Series and title-platform features need the title, which a forecast does not
-name: they stay None unless the request gives them, and the pipeline imputes.
+- `publisher_prior_titles` / `series_prior_titles`: releases of the publisher
+  (of the series) before the as-of year; 0 when there were none, which is a
+  count, not a stand-in for "unknown". Their `*_prior_mean_log_sales`: mean
+  ln(1 + global sales) of those releases, missing when there were none.
+- `platform_titles_prior_year`: releases on the platform in the year before
+  the as-of year (the platform's recent catalogue, known at that time).
+- Platform attributes come from the platform reference (the `ref_platforms`
+  seed): manufacturer, kind, generation and `platform_age_years`, the release
+  year minus the launch year. They are known for a platform that has no
+  release in the data yet.
+- `title_platform_count` is part of the question (the platforms the title
+  ships on); it is never looked up, and missing when not given.
 """
 
 from __future__ import annotations
 
-import bisect
+import json
+import re
+import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-# What this module can fill in; other optional features stay as requested.
-LOOKED_UP = (
+# Features this module computes; the other features are the request's own.
+HISTORY = (
     "publisher_prior_titles",
     "publisher_prior_mean_log_sales",
-    "platform_titles_that_year",
+    "series_prior_titles",
+    "series_prior_mean_log_sales",
+    "platform_titles_prior_year",
+)
+PLATFORM_ATTRIBUTES = (
+    "platform_manufacturer",
+    "platform_kind",
+    "platform_generation",
     "platform_age_years",
 )
-# Columns of the mart this module reads (and all a logged table keeps).
-MART_COLUMNS = ("publisher", "platform", "year", "log_global_sales", "platform_age_years")
+LOOKED_UP = (*HISTORY, *PLATFORM_ATTRIBUTES)
+# Columns of the mart a history is built from (and all a logged table keeps).
+MART_COLUMNS = ("series_key", "publisher", "platform", "year", "log_global_sales")
+# Columns of the platform reference (`dim_platform`, or the seed itself).
+PLATFORM_COLUMNS = ("platform_code", "manufacturer", "generation", "platform_kind", "launch_year")
+# The registered version's tag holding the platform reference it serves with.
+PLATFORM_REFERENCE_TAG = "platform_reference"
+# A year is complete when it holds at least this share of the busiest year's
+# releases: the file was scraped late in its last year, and a few titles of
+# the following years were announced but had not sold yet.
+COMPLETE_YEAR_SHARE = 0.05
+
+_REMARK = re.compile(r"\s*\([^)]*\)\s*$")
+_SPACES = re.compile(r"\s+")
+_NUMBERING = re.compile(r"(\s+([0-9]+|[ivxlc]+))+\s*$")
 
 
-@dataclass(frozen=True)
-class _History:
-    """One publisher's releases: sorted years and running totals before each."""
+def series_key(name: str) -> str:
+    """The franchise key of a title, as dbt's `series_key` macro computes it.
 
-    years: list[int]
-    titles_before: list[int]
-    log_sales_before: list[float]
+    Lowercase, a trailing "(...)" remark removed, cut at the first ':' then
+    at the first ' - ', spaces collapsed, trailing numbers and roman numerals
+    removed, trimmed to 200 characters.
+    """
+    text = _REMARK.sub("", name.lower(), count=1)
+    text = text.split(":", 1)[0].split(" - ", 1)[0]
+    text = _SPACES.sub(" ", text)
+    return _NUMBERING.sub("", text, count=1).strip(" ")[:200]
+
+
+def series_group(key: str) -> str:
+    """What MariaDB compares when it joins on `series_key`.
+
+    The column's collation (utf8mb4_unicode_ci) ignores case, accents and
+    trailing spaces, so "Pokémon Stadium" and "Pokemon Stadium" share a
+    history in the mart; grouping on this key gives Python the same groups.
+    """
+    decomposed = unicodedata.normalize("NFKD", key)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return bare.lower().rstrip(" ")
+
+
+def last_complete_year(years: pd.Series) -> int | None:
+    """The latest year whose releases reach COMPLETE_YEAR_SHARE of the busiest year's."""
+    counts = years.dropna().astype("int64").value_counts()
+    if counts.empty:
+        return None
+    complete = counts[counts >= COMPLETE_YEAR_SHARE * counts.max()]
+    return int(complete.index.max())
 
 
 class PointInTime:
-    """As-of lookups over the releases of a mart frame."""
+    """As-of lookups over labelled releases and the platform reference."""
 
-    def __init__(self, frame: pd.DataFrame) -> None:
-        missing = [c for c in MART_COLUMNS if c not in frame.columns]
+    def __init__(self, releases: pd.DataFrame, platforms: pd.DataFrame) -> None:
+        missing = [c for c in MART_COLUMNS if c not in releases.columns]
+        missing += [c for c in PLATFORM_COLUMNS if c not in platforms.columns]
         if missing:
-            raise ValueError(f"point-in-time lookups need mart column(s) {', '.join(missing)}")
-        dated = frame.loc[frame["year"].notna(), list(MART_COLUMNS)].copy()
+            raise ValueError(f"point-in-time lookups need column(s) {', '.join(missing)}")
+        dated = releases.loc[releases["year"].notna(), list(MART_COLUMNS)].copy()
         dated["year"] = dated["year"].astype("int64")
+        for column in ("series_key", "publisher", "platform"):
+            dated[column] = dated[column].astype(str)
+        dated["series_key"] = dated["series_key"].map(series_group)
         self.last_year = int(dated["year"].max()) if len(dated) else None
-        self._publishers = {
-            str(publisher): _history(group)
-            for publisher, group in dated.groupby("publisher", observed=True)
+        self.last_complete_year = last_complete_year(dated["year"])
+        self._publisher = _cumulative(dated, "publisher")
+        self._series = _cumulative(dated, "series_key")
+        self._platform_year = dated.groupby(["platform", "year"]).size().to_dict()
+        reference = platforms.loc[:, list(PLATFORM_COLUMNS)].copy()
+        reference["platform_code"] = reference["platform_code"].astype(str)
+        self.platforms = {
+            row.platform_code: {
+                "platform_manufacturer": _text(row.manufacturer),
+                "platform_kind": _text(row.platform_kind),
+                "platform_generation": _number(row.generation),
+                "launch_year": _number(row.launch_year),
+            }
+            for row in reference.itertuples(index=False)
         }
-        self._platform_year = {
-            (str(platform), int(year)): int(count)
-            for (platform, year), count in dated.groupby(["platform", "year"], observed=True).size().items()
-        }
-        aged = dated[dated["platform_age_years"].notna()]
-        launch = (aged["year"] - aged["platform_age_years"].astype("int64")).groupby(
-            aged["platform"], observed=True
-        ).min()
-        self._launch_year = {str(p): int(y) for p, y in launch.items()}
 
-    @classmethod
-    def from_mart(cls, frame: pd.DataFrame) -> PointInTime:
-        return cls(frame)
+    def history(self, rows: pd.DataFrame, as_of: pd.Series | np.ndarray | int) -> pd.DataFrame:
+        """HISTORY and PLATFORM_ATTRIBUTES of `rows` as of `as_of` (one year, or one per row).
+
+        `rows` needs publisher, platform, year and series_key. Rows whose
+        as-of year is missing (a release of unknown year) have no provable
+        past: counts 0, means and the platform catalogue missing, as in the mart.
+        """
+        frame = rows.reset_index(drop=True)
+        when = pd.Series(
+            np.broadcast_to(np.asarray(as_of, dtype="float64"), (len(frame),)), dtype="float64"
+        )
+        out = pd.DataFrame(index=frame.index)
+        for prefix, table, key in (
+            ("publisher", self._publisher, "publisher"),
+            ("series", self._series, "series_key"),
+        ):
+            keys = frame[key].astype(str)
+            if key == "series_key":
+                keys = keys.map(series_group)
+            titles, sums = _as_of(table, keys, when)
+            out[f"{prefix}_prior_titles"] = titles
+            out[f"{prefix}_prior_mean_log_sales"] = np.where(titles > 0, sums / np.where(titles > 0, titles, 1), np.nan)
+        out["platform_titles_prior_year"] = [
+            np.nan if np.isnan(w) else float(self._platform_year.get((str(p), int(w) - 1), 0))
+            for p, w in zip(frame["platform"], when)
+        ]
+        attributes = pd.DataFrame(
+            [self.platform_attributes(str(p), y) for p, y in zip(frame["platform"], frame["year"])],
+            index=frame.index,
+            columns=list(PLATFORM_ATTRIBUTES),
+        )
+        return pd.concat([out, attributes], axis=1)
+
+    def platform_attributes(
+        self, platform: str, year: object, given: Mapping[str, object] | None = None
+    ) -> dict[str, object]:
+        """Reference attributes of `platform` in `year`; `given` ones (a
+        platform the reference does not know) win over missing ones."""
+        known = dict(self.platforms.get(platform, {}))
+        for name, value in (given or {}).items():
+            if value is not None and known.get(name) is None:
+                known[name] = value
+        launch = known.get("launch_year")
+        age = None if launch is None or _missing(year) else float(float(year) - float(launch))
+        return {
+            "platform_manufacturer": known.get("platform_manufacturer"),
+            "platform_kind": known.get("platform_kind"),
+            "platform_generation": known.get("platform_generation"),
+            "platform_age_years": age,
+        }
+
+    def has_releases(self, kind: str, value: str) -> bool:
+        """Whether the data holds a dated release of this publisher (or series key)."""
+        table = self._publisher if kind == "publisher" else self._series
+        key = value if kind == "publisher" else series_group(value)
+        return bool((table["key"] == key).any())
+
+    def forecast_as_of(self, year: int) -> int:
+        """The as-of year of a forecast for `year`: nothing after the last complete year."""
+        if self.last_complete_year is None:
+            return year
+        return min(year, self.last_complete_year + 1)
 
     def complete(self, record: Mapping[str, object]) -> dict[str, object]:
-        """`record` with each looked-up feature it leaves empty filled in."""
-        out = dict(record)
+        """A forecast request completed into model features.
+
+        Reads `year`, `platform`, `publisher`, optional `name` (its series
+        history), `platforms` (title_platform_count) and platform attributes
+        for a platform the reference lacks (`platform_manufacturer`,
+        `platform_kind`, `platform_generation`, `platform_launch_year`).
+        Values the request gives for a looked-up feature are kept.
+        """
+        out = {k: v for k, v in record.items() if k not in ("name", "platforms", "platform_launch_year")}
         year = int(record["year"])
-        known = self._lookup(str(record["publisher"]), str(record["platform"]), year)
-        for name in LOOKED_UP:
-            if out.get(name) is None:
-                out[name] = known[name]
+        name = record.get("name")
+        key = series_key(str(name)) if name else None
+        row = pd.DataFrame([{
+            "publisher": str(record["publisher"]),
+            "platform": str(record["platform"]),
+            "year": year,
+            "series_key": key if key is not None else "",
+        }])
+        found = self.history(row, self.forecast_as_of(year)).iloc[0].to_dict()
+        if key is None:
+            found["series_prior_titles"] = None
+            found["series_prior_mean_log_sales"] = None
+        given = {n: record.get(n) for n in PLATFORM_ATTRIBUTES[:3]}
+        given["launch_year"] = record.get("platform_launch_year")
+        found.update(self.platform_attributes(str(record["platform"]), year, given))
+        platforms = record.get("platforms")
+        if platforms and out.get("title_platform_count") is None:
+            out["title_platform_count"] = float(len({str(p) for p in [*platforms, record["platform"]]}))
+        for column in LOOKED_UP:
+            if out.get(column) is None:
+                value = found.get(column)
+                out[column] = None if _missing(value) else value
         return out
 
-    def _lookup(self, publisher: str, platform: str, year: int) -> dict[str, object]:
-        history = self._publishers.get(publisher)
-        titles, log_sales = 0, 0.0
-        if history is not None:
-            k = bisect.bisect_left(history.years, year)
-            titles = history.titles_before[k]
-            log_sales = history.log_sales_before[k]
-        launch = self._launch_year.get(platform)
-        scheduled = None
-        if self.last_year is not None and year <= self.last_year:
-            scheduled = float(self._platform_year.get((platform, year), 0))
-        return {
-            "publisher_prior_titles": float(titles),
-            "publisher_prior_mean_log_sales": log_sales / titles if titles else None,
-            "platform_titles_that_year": scheduled,
-            "platform_age_years": None if launch is None else float(year - launch),
-        }
+
+def with_history(frame: pd.DataFrame, history: PointInTime, as_of: int) -> pd.DataFrame:
+    """`frame` with its looked-up features replaced by those known at `as_of`."""
+    looked_up = history.history(frame, as_of)
+    out = frame.reset_index(drop=True).copy()
+    for column in LOOKED_UP:
+        out[column] = looked_up[column].to_numpy()
+    return out
 
 
-def _history(group: pd.DataFrame) -> _History:
-    per_year = group.groupby("year")["log_global_sales"].agg(["size", "sum"]).sort_index()
-    years = [int(y) for y in per_year.index]
-    # Totals strictly before years[k] are at [k]; past the last year, all of them.
-    titles = np.concatenate(([0], np.cumsum(per_year["size"].to_numpy()))).astype(int).tolist()
-    sums = np.concatenate(([0.0], np.cumsum(per_year["sum"].to_numpy(dtype="float64")))).tolist()
-    return _History(years, titles, sums)
+def platforms_of(frame: pd.DataFrame) -> pd.DataFrame:
+    """A platform reference recovered from mart rows (their attributes and age),
+    for callers without the warehouse's `dim_platform`."""
+    rows = frame.dropna(subset=["platform"]).copy()
+    launch = (rows["year"] - rows["platform_age_years"]).astype("Float64")
+    rows = rows.assign(launch_year=launch)
+    grouped = rows.groupby("platform", observed=True).agg(
+        manufacturer=("platform_manufacturer", "first"),
+        generation=("platform_generation", "first"),
+        platform_kind=("platform_kind", "first"),
+        launch_year=("launch_year", "min"),
+    )
+    return grouped.reset_index().rename(columns={"platform": "platform_code"})
+
+
+def reference_to_json(platforms: pd.DataFrame) -> str:
+    """The platform reference as compact JSON: code -> [maker, kind, generation, launch]."""
+    table = {
+        str(row.platform_code): [
+            _text(row.manufacturer), _text(row.platform_kind),
+            _number(row.generation), _number(row.launch_year),
+        ]
+        for row in platforms.loc[:, list(PLATFORM_COLUMNS)].itertuples(index=False)
+    }
+    return json.dumps(table, sort_keys=True, separators=(",", ":"))
+
+
+def reference_from_json(text: str) -> pd.DataFrame:
+    """The platform reference back from `reference_to_json`."""
+    rows = [
+        {"platform_code": code, "manufacturer": maker, "platform_kind": kind,
+         "generation": generation, "launch_year": launch}
+        for code, (maker, kind, generation, launch) in json.loads(text).items()
+    ]
+    return pd.DataFrame(rows, columns=list(PLATFORM_COLUMNS))
+
+
+def _cumulative(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Per (key, year): releases and summed log sales of all years up to it."""
+    per_year = (
+        frame.groupby([key, "year"])["log_global_sales"].agg(["size", "sum"]).reset_index()
+        .sort_values([key, "year"])
+    )
+    per_year["titles"] = per_year.groupby(key)["size"].cumsum().astype("float64")
+    per_year["sums"] = per_year.groupby(key)["sum"].cumsum()
+    return per_year.rename(columns={key: "key"})[["key", "year", "titles", "sums"]]
+
+
+def _as_of(table: pd.DataFrame, keys: pd.Series, when: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative titles and sums of each key over years strictly before `when`."""
+    query = pd.DataFrame({"key": keys.to_numpy(), "last": when.to_numpy() - 1, "row": np.arange(len(keys))})
+    known = query[query["last"].notna()].sort_values("last")
+    known["last"] = known["last"].astype("int64")
+    merged = pd.merge_asof(
+        known, table.rename(columns={"year": "last"}).sort_values("last"),
+        on="last", by="key", direction="backward",
+    )
+    titles = np.zeros(len(keys))
+    sums = np.zeros(len(keys))
+    titles[merged["row"].to_numpy()] = merged["titles"].fillna(0).to_numpy()
+    sums[merged["row"].to_numpy()] = merged["sums"].fillna(0).to_numpy()
+    return titles, sums
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _text(value: object) -> str | None:
+    return None if _missing(value) else str(value)
+
+
+def _number(value: object) -> float | None:
+    return None if _missing(value) else float(value)

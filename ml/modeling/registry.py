@@ -4,9 +4,10 @@ One experiment per model (artifacts under `settings.mlflow_artifact_root`,
 never `./mlruns`), one registered model per model name, and two aliases:
 
 - `champion`: the served version. A new version takes it only when it is
-  strictly better on the spec's held-out metric (`time_test_r2` for
-  `prerelease`, `random_test_rmse` for `global_from_regional`) than the
-  current champion's recorded value. Ties keep the champion.
+  strictly better on the spec's held-out metric (`backtest_r2_mean` for
+  `prerelease`, fitted on every labelled row so with no held-out rows of its
+  own; `random_test_rmse` for `global_from_regional`) than the current
+  champion's recorded value. Ties keep the champion.
 - `challenger`: the newest version that did not win, with the reason in the
   run and version tags `gate.decision` / `gate.reason`.
 
@@ -50,6 +51,12 @@ from ml.modeling.champions import (
     stored_digest,
 )
 from ml.modeling.evaluate import Evaluation
+from ml.modeling.intervals import INTERVAL_CALIBRATION_TAG
+from ml.modeling.point_in_time import (
+    LOOKED_UP,
+    PLATFORM_REFERENCE_TAG,
+    reference_to_json,
+)
 from ml.modeling.train import FittedModel
 from ml.settings import Settings
 
@@ -180,6 +187,17 @@ def _decide(
     )
 
 
+def _serving_tags(fitted: FittedModel, evaluation: Evaluation) -> dict[str, str]:
+    """What serving needs beside the pipeline: the platform reference it
+    describes platforms from, and the interval calibration."""
+    tags = {}
+    if fitted.platforms is not None and any(c in LOOKED_UP for c in fitted.spec.columns):
+        tags[PLATFORM_REFERENCE_TAG] = reference_to_json(fitted.platforms)
+    if evaluation.calibration is not None:
+        tags[INTERVAL_CALIBRATION_TAG] = evaluation.calibration.to_json()
+    return tags
+
+
 def _requirements() -> list[str]:
     return [f"{name}=={installed_version(name)}" for name in REQUIREMENTS]
 
@@ -191,15 +209,21 @@ def _log_run(fitted: FittedModel, evaluation: Evaluation) -> str:
     mlflow.log_metrics(evaluation.metrics)
     mlflow.log_metric("fit_seconds", fitted.fit_seconds)
     mlflow.log_text(evaluation.to_markdown(), "evaluation.md")
+    tables = [
+        ("evaluation", "scores", evaluation.scores),
+        ("evaluation", "segments", evaluation.segments),
+        ("evaluation", "importance", evaluation.importance),
+    ]
+    if evaluation.backtest is not None:
+        tables.append(("backtest", "scores", evaluation.backtest.scores))
+    if evaluation.coverage is not None:
+        tables.append(("backtest", "coverage", evaluation.coverage))
     with tempfile.TemporaryDirectory() as folder:
-        for name, table in (
-            ("scores", evaluation.scores),
-            ("segments", evaluation.segments),
-            ("importance", evaluation.importance),
-        ):
-            path = Path(folder) / f"{name}.csv"
+        for artifact_dir, name, table in tables:
+            path = Path(folder) / artifact_dir / f"{name}.csv"
+            path.parent.mkdir(exist_ok=True)
             table.to_csv(path, index=False)
-            mlflow.log_artifact(str(path), "evaluation")
+            mlflow.log_artifact(str(path), artifact_dir)
     # matplotlib is imported only where a run is logged.
     from ml.modeling.plots import importance_figure
 
@@ -259,6 +283,8 @@ def register(
         "data_digest": fitted.data_digest,
         "trained_at": fitted.trained_at.isoformat(timespec="seconds"),
         "held_out_metric": spec.held_out_metric,
+        **fitted.version_tags,
+        **_serving_tags(fitted, evaluation),
     }
     all_tags = {**(tags or {}), **identity}
     with mlflow.start_run(experiment_id=experiment, tags=all_tags):

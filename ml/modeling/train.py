@@ -1,4 +1,9 @@
-"""Fit a model's Pipeline on the train rows of its split.
+"""Fit a model's Pipeline on the rows it is served from.
+
+A model is fitted on the train part of its split, or, when its spec says
+`fit_on_all`, on every labelled row: a forecast is made after the last
+labelled year, so the served model should have seen all of them (its
+configuration is judged by refitted copies, see `ml.modeling.backtest`).
 
 `fit()` is free of Prefect and MLflow: it takes a mart frame (from
 `ml.warehouse.mart.read_ml_mart` or a snapshot) and returns the fitted Pipeline
@@ -20,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from ml import features
 from ml.features import ModelSpec
 from ml.modeling import pipelines
+from ml.modeling.point_in_time import last_complete_year, platforms_of
 
 # Rows of training input stored with the logged model as its example.
 INPUT_EXAMPLE_ROWS = 5
@@ -38,6 +44,19 @@ class FittedModel:
     fit_seconds: float
     input_example: pd.DataFrame
     params: dict[str, str] = field(default_factory=dict)
+    fitted_years: tuple[int, int] | None = None
+    data_last_year: int | None = None
+    platforms: pd.DataFrame | None = None
+
+    @property
+    def version_tags(self) -> dict[str, str]:
+        """What the registered version records about the rows it was fitted on."""
+        first, last = self.fitted_years or ("", "")
+        return {
+            "fitted_rows": str(self.n_train),
+            "fitted_years": f"{first}-{last}",
+            "data_last_year": "" if self.data_last_year is None else str(self.data_last_year),
+        }
 
     @property
     def fingerprint(self) -> str:
@@ -86,6 +105,7 @@ def describe_params(pipeline: Pipeline, spec: ModelSpec) -> dict[str, str]:
     params["features"] = ",".join(spec.columns)
     params["label"] = spec.label
     params["split"] = spec.split
+    params["fitted_on"] = "all labelled rows" if spec.fit_on_all else f"{spec.split} = train"
     return params
 
 
@@ -94,14 +114,26 @@ def fit_pipeline(pipeline: Pipeline, spec: ModelSpec, rows: pd.DataFrame) -> Pip
     return pipeline.fit(features.model_input(spec.name, rows), features.label(spec.name, rows))
 
 
-def fit(model_name: str, frame: pd.DataFrame) -> FittedModel:
-    """Train `model_name` on the train part of its split of the mart `frame`."""
+def fitting_rows(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the served model of `spec` is fitted on."""
+    if spec.fit_on_all:
+        return features.training_rows(spec.name, frame)
+    return split_rows(spec, frame, spec.split, "train")
+
+
+def fit(model_name: str, frame: pd.DataFrame, platforms: pd.DataFrame | None = None) -> FittedModel:
+    """Train `model_name` on its fitting rows of the mart `frame`.
+
+    `platforms` is the platform reference (`dim_platform`) served with the
+    model, so that a platform without releases yet is described; by default
+    it is recovered from the mart rows.
+    """
     spec = features.spec(model_name)
-    train = split_rows(spec, frame, spec.split, "train")
+    train = fitting_rows(spec, frame)
     if train.empty:
         raise ValueError(
-            f"{model_name}: no training rows (column {spec.split!r} has no 'train' "
-            f"value among {len(frame)} mart rows with label and year)"
+            f"{model_name}: no training rows among {len(frame)} mart rows "
+            f"(label and year known{'' if spec.fit_on_all else f', {spec.split} = train'})"
         )
     started = time.perf_counter()
     with threadpool_limits(limits=pipelines.THREADS):
@@ -117,4 +149,7 @@ def fit(model_name: str, frame: pd.DataFrame) -> FittedModel:
         fit_seconds=fit_seconds,
         input_example=features.model_input(model_name, train.head(INPUT_EXAMPLE_ROWS)),
         params=describe_params(pipeline, spec),
+        fitted_years=(int(train["year"].min()), int(train["year"].max())),
+        data_last_year=last_complete_year(train["year"]),
+        platforms=platforms_of(frame) if platforms is None else platforms,
     )

@@ -2,7 +2,8 @@
 
 Drift is computed in the warehouse (the dbt models under `*/monitoring/`),
 against a reference written here when a version is registered: for every
-feature of the model (`ml.features`), the distribution of its train split.
+feature of the model (`ml.features`), the distribution over the rows the
+version was fitted on.
 The mart changes with every load, so the rows a champion learnt from cannot
 be recomputed later; the reference is kept per (model, version) in
 `<db>_raw.raw_training_reference` (docs block drift_reference):
@@ -32,7 +33,7 @@ import sqlalchemy as sa
 from ml import features
 from ml.features import Feature, ModelSpec
 from ml.modeling import champions
-from ml.modeling.train import data_digest, split_rows
+from ml.modeling.train import data_digest, fitting_rows
 from ml.settings import Settings
 from ml.warehouse import landing
 
@@ -129,12 +130,13 @@ def _number_bins(feature: Feature, values: pd.Series) -> list[dict]:
 
 
 def profile(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
-    """The reference bins of `spec`'s features over the train split of `frame`.
+    """The reference bins of `spec`'s features over the rows the served model
+    was fitted on (every labelled row, or its split's train rows).
 
-    One row per (feature, member), columns `REFERENCE_COLUMNS`; the train
-    rows are exactly those `ml.modeling.train.fit` learns from.
+    One row per (feature, member), columns `REFERENCE_COLUMNS`; the rows are
+    exactly those `ml.modeling.train.fit` learns from.
     """
-    train = split_rows(spec, frame, spec.split, "train")
+    train = fitting_rows(spec, frame)
     inputs = features.model_input(spec.name, train)
     rows = []
     for feature in spec.features:
@@ -172,13 +174,13 @@ def record_reference(settings: Settings, facts: VersionFacts, frame: pd.DataFram
     """
     spec = features.spec(facts.model_name)
     bins = profile(spec, frame)
-    train_rows = len(split_rows(spec, frame, spec.split, "train"))
+    train_rows = len(fitting_rows(spec, frame))
     version_row = dict(
         model_name=facts.model_name,
         model_version=facts.model_version,
         run_id=facts.run_id,
         data_digest=facts.data_digest,
-        train_split=spec.split,
+        train_split="all" if spec.fit_on_all else spec.split,
         train_rows=train_rows,
         recorded_at=_now(),
     )

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from ml import features
 from ml.modeling import champions, evaluate, pipelines
-from ml.modeling.train import split_rows
+from ml.modeling.train import fit_pipeline, split_rows
 from ml.settings import Settings
 
 # Rows permutation importance scores at most: the estimate is stable well
@@ -86,7 +87,12 @@ def findings(
     version: str = "",
     run_id: str = "",
 ) -> ModelFindings:
-    """Score `pipeline` on the test rows of its served split of `mart`."""
+    """Score `pipeline` on the test rows of its served split of `mart`.
+
+    A champion fitted on every labelled row (`fit_on_all`) has seen those
+    rows: a copy refitted on the split's train rows is scored instead, as
+    `ml.modeling.evaluate` does.
+    """
     spec = features.spec(model_name)
     test = split_rows(spec, mart, spec.split, "test")
     if test.empty:
@@ -94,6 +100,9 @@ def findings(
             f"{model_name}: the ML mart has no test rows in {spec.split!r}; "
             "rebuild the warehouse (make pipeline)"
         )
+    if spec.fit_on_all:
+        with threadpool_limits(limits=1):
+            pipeline = fit_pipeline(clone(pipeline), spec, split_rows(spec, mart, spec.split, "train"))
     inputs = features.model_input(model_name, test)
     actual = features.label(model_name, test)
     # Permutation importance is dozens of small predicts; OpenMP threads per
@@ -146,8 +155,9 @@ def recorded_scores(model_name: str, run_metrics: dict[str, float]) -> pd.DataFr
     """Test metrics of the model and its baselines per split, from run metrics.
 
     Names follow `Evaluation.metrics`: `<split>_test_<metric>` for the model,
-    `baseline_<name>_<split>_test_<metric>` for baselines. One row per
-    (split, candidate) that has any metric; empty when the run has none.
+    `baseline_<name>_<split>_test_<metric>` for baselines, and split
+    `backtest` from `backtest_<metric>_mean`. One row per (split, candidate)
+    that has any metric; empty when the run has none.
     """
     spec = features.spec(model_name)
     metrics = [*evaluate.METRICS, "mae_millions"]
@@ -159,5 +169,11 @@ def recorded_scores(model_name: str, run_metrics: dict[str, float]) -> pd.DataFr
             values = {m: run_metrics.get(prefix + m) for m in metrics}
             if any(v is not None for v in values.values()):
                 rows.append({"split": split, "candidate": candidate, **values})
+    # The rolling-origin backtest (ml.modeling.backtest), mean over origins and horizons.
+    for candidate in candidates:
+        prefix = "backtest_" if candidate == "model" else f"baseline_{candidate}_backtest_"
+        values = {m: run_metrics.get(f"{prefix}{m}_mean") for m in ("rmse", "mae", "r2")}
+        if any(v is not None for v in values.values()):
+            rows.append({"split": "backtest", "candidate": candidate, **values})
     columns = ["split", "candidate", *metrics]
     return pd.DataFrame(rows, columns=columns).dropna(axis="columns", how="all")

@@ -78,3 +78,26 @@ def mart_fingerprint(settings: Settings) -> str:
             raise MartError(f"{table} does not exist; run `dbt build` first")
         rows = connection.execute(sa.text(f"select count(*) from {table}")).scalar_one()
     return f"{rows}-{checksum}"
+
+
+def read_platforms(settings: Settings) -> pd.DataFrame:
+    """The platform reference (`dim_platform` without its unknown member):
+    code, maker, generation, kind and launch year of every recognised
+    platform, including those the data has no release of yet."""
+    table = quoted(settings.mariadb_database, "dim_platform")
+    query = (
+        "select platform_code, manufacturer, generation, platform_kind, launch_year "
+        f"from {table} where not is_unknown order by platform_code"
+    )
+    try:
+        with warehouse.connect(settings) as connection:
+            result = connection.execute(sa.text(query))
+            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    except sa.exc.ProgrammingError as exc:
+        raise MartError(
+            f"cannot read {table} as {settings.mariadb_reader_user}: {exc.orig}; "
+            "has `dbt build` run for this database?"
+        ) from exc
+    for column in ("generation", "launch_year"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return frame

@@ -21,7 +21,14 @@ import pandas as pd
 
 from ml.features import model_input, spec, to_sales
 from ml.modeling import champions
-from ml.modeling.point_in_time import LOOKED_UP, PointInTime
+from ml.modeling.intervals import INTERVAL_CALIBRATION_TAG, Calibration
+from ml.modeling.point_in_time import (
+    LOOKED_UP,
+    PLATFORM_REFERENCE_TAG,
+    PointInTime,
+    platforms_of,
+    reference_from_json,
+)
 from ml.settings import Settings
 from serve.model.compiled import (
     CompiledPredictor,
@@ -59,12 +66,33 @@ class ServedModel:
     data_digest: str | None = None
     point_in_time: PointInTime | None = None
     point_in_time_source: str | None = None
+    calibration: Calibration | None = None
+    trained_platforms: frozenset[str] = frozenset()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def data_last_year(self) -> int | None:
+        """The last complete year of the data the model was fitted on."""
+        value = self.tags.get("data_last_year", "")
+        return int(value) if value.isdigit() else None
 
     def complete(self, record: Mapping[str, object]) -> dict[str, object]:
         """The record with its point-in-time features looked up (prerelease)."""
         if self.point_in_time is None:
             return dict(record)
         return self.point_in_time.complete(record)
+
+    def horizon(self, record: Mapping[str, object]) -> int | None:
+        """Years between the data's last complete year and the forecast year."""
+        last = self.data_last_year
+        return None if last is None else int(record["year"]) - last
+
+    def interval(self, record: Mapping[str, object], sales: float) -> dict[str, float] | None:
+        """The calibrated interval around a forecast of `sales` millions."""
+        if self.calibration is None:
+            return None
+        seen = record.get("platform") in self.trained_platforms
+        return self.calibration.interval(float(np.log1p(sales)), record.get("genre"), seen)
 
     def predict_one(self, record: Mapping[str, object]) -> float:
         """Global sales for one record keyed by feature name."""
@@ -117,6 +145,15 @@ class ServedModel:
             "fast_path_detail": self.fast_path_detail,
             "features": spec(self.name).columns,
             "point_in_time_source": self.point_in_time_source,
+            "fitted_rows": _int_tag(self.tags, "fitted_rows"),
+            "fitted_years": self.tags.get("fitted_years") or None,
+            "data_last_year": self.data_last_year,
+            "backtest": {k: v for k, v in self.metrics.items() if k.startswith("backtest_")},
+            "interval": None if self.calibration is None else {
+                "level": self.calibration.level,
+                "coverage": self.metrics.get("interval_coverage"),
+                "median_width": self.metrics.get("interval_width_median"),
+            },
         }
 
 
@@ -141,9 +178,16 @@ def load(name: str, version: str, settings: Settings) -> ServedModel:
     _single_threaded(pipeline)
     compiled, detail = _compile_verified(name, pipeline)
     history, history_source = None, None
+    known = dict(known_categories(pipeline))
+    trained_platforms = known.get("platform", frozenset())
     if any(column in LOOKED_UP for column in spec(name).columns):
         mart, history_source = _training_mart(info.tags, settings)
-        history = PointInTime(mart)
+        reference = info.tags.get(PLATFORM_REFERENCE_TAG)
+        platforms = reference_from_json(reference) if reference else platforms_of(mart)
+        history = PointInTime(mart, platforms)
+        # A platform of the reference is described by its attributes, not unseen.
+        known["platform"] = trained_platforms | frozenset(history.platforms)
+    calibration = info.tags.get(INTERVAL_CALIBRATION_TAG)
     log.info("loaded %s version %s (fast path: %s)", name, version, detail)
     return ServedModel(
         name=name,
@@ -152,13 +196,21 @@ def load(name: str, version: str, settings: Settings) -> ServedModel:
         pipeline=pipeline,
         compiled=compiled,
         fast_path_detail=detail,
-        known=known_categories(pipeline),
+        known=known,
         trained_at=info.trained_at or None,
         metrics={k: float(v) for k, v in info.metrics.items()},
         data_digest=info.data_digest or None,
         point_in_time=history,
         point_in_time_source=history_source,
+        calibration=Calibration.from_json(calibration) if calibration else None,
+        trained_platforms=trained_platforms,
+        tags=dict(info.tags),
     )
+
+
+def _int_tag(tags: Mapping[str, str], key: str) -> int | None:
+    value = tags.get(key, "")
+    return int(value) if value.isdigit() else None
 
 
 def _training_mart(tags: Mapping[str, str], settings: Settings) -> tuple[pd.DataFrame, str]:

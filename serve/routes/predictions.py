@@ -101,18 +101,26 @@ def predict_batch():
            responses={200: ("Forecast", schemas.ForecastResponse), **PREDICTION_ERRORS},
            tags=("forecast",))
 def forecast():
-    """Model `prerelease`. Give platform, genre, publisher and year; the
-    point-in-time history (publisher's earlier releases, platform age and
-    schedule) is looked up in the mart snapshot the model was trained on.
-    Optional features given in the request are used as given."""
+    """Model `prerelease`. Give platform, genre, publisher and year, and if
+    known the title `name` and its `platforms`; the history (publisher's and
+    series' earlier releases, the platform's catalogue) is looked up as of the
+    data's last complete year, the platform's attributes in ref_platforms (or
+    the request, for a platform it lacks). Optional features given in the
+    request are used as given. The answer carries an 80% interval."""
     record = parse(schemas.ForecastRequest).__dict__
     model = _served("prerelease")
     # Matched first, so the history is looked up under the known spelling.
     record, matched, suggestions = model.spellings.correct(record)
     full = model.complete(record)
     body = _predict_one(model, full, "/v1/forecast")
-    return json_response({**body, "matched": matched, "did_you_mean": suggestions,
-                          "features": full})
+    return json_response({**body, **_forecast_context(model, full, body["global_sales"]),
+                          "matched": matched, "did_you_mean": suggestions, "features": full})
+
+
+def _forecast_context(model, record: dict, sales: float) -> dict:
+    """Interval, the data's last year and the horizon of one forecast."""
+    return {"interval": model.interval(record, sales),
+            "data_last_year": model.data_last_year, "horizon": model.horizon(record)}
 
 
 @API.route(bp, "/v1/forecast/batch", "POST", body=schemas.ForecastBatch,
@@ -126,6 +134,7 @@ def forecast_batch():
     spelled = [model.spellings.correct(row.__dict__) for row in parse(schemas.ForecastBatch)]
     records = [model.complete(record) for record, _, _ in spelled]
     values, unseen = _predict_many(model, records, "/v1/forecast/batch")
-    rows = [{"global_sales": v, "unseen": u, "matched": m, "did_you_mean": s, "features": r}
+    rows = [{"global_sales": v, "unseen": u, "matched": m, "did_you_mean": s, "features": r,
+             **_forecast_context(model, r, v)}
             for v, u, r, (_, m, s) in zip(values, unseen, records, spelled)]
     return json_response({**_served_body(model), "predictions": rows})

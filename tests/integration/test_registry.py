@@ -94,7 +94,7 @@ def test_gate_promotes_only_a_strictly_better_model(settings, good, worse, mart)
 
     better = registry.register(good_fit, good_eval, settings, TAGS)
     assert (better.promoted, better.alias, better.version) == (True, "champion", 2)
-    assert better.reason.startswith("beats the champion: time_test_r2")
+    assert better.reason.startswith("beats the champion: backtest_r2_mean")
 
     # A different, worse model: registered for the record, never served.
     other_worse = trained("prerelease", with_noisy_training_labels(mart, seed=2))
@@ -173,7 +173,7 @@ def test_champion_loads_and_predicts_on_api_records(settings, good, mart):
     info = champions.load_champion_with_info("prerelease", settings).info
     assert (info.version, info.run_id) == (registration.version, registration.run_id)
     assert info.data_digest == fitted.data_digest
-    assert info.held_out_metric == "time_test_r2"
+    assert info.held_out_metric == "backtest_r2_mean"
     assert info.held_out_value == pytest.approx(evaluation.held_out_value)
     assert info.tags["git_sha"] == "0123abc" and info.trained_at
 
@@ -189,8 +189,30 @@ def test_run_keeps_reports_under_the_artifact_root(settings, good):
     assert expected <= logged
     run = client.get_run(registration.run_id)
     assert run.data.params["model_class"] == "HistGradientBoostingRegressor"
-    assert run.data.metrics["time_test_r2"] == pytest.approx(good[1].held_out_value)
+    assert run.data.metrics["backtest_r2_mean"] == pytest.approx(good[1].held_out_value)
     assert run.data.tags["dbt_invocation_id"] == "inv-1"
+
+
+def test_version_records_what_it_was_fitted_on_and_its_backtest(settings, good, mart):
+    """The names the model card reads from a registered version."""
+    registration = registry.register(*good, settings, TAGS)
+    client = registry.client(settings)
+    run = client.get_run(registration.run_id)
+    for name in ("backtest_r2_mean", "backtest_mae_mean", "backtest_rmse_mean",
+                 "backtest_r2_h1", "backtest_r2_h2", "backtest_r2_h3",
+                 "interval_coverage", "interval_width_median",
+                 "baseline_median_backtest_r2_mean",
+                 "baseline_label_encoded_forest_backtest_r2_mean"):
+        assert name in run.data.metrics, name
+    version = client.get_model_version("prerelease", str(registration.version))
+    labelled = mart.dropna(subset=["year"])
+    years = f"{int(labelled.year.min())}-{int(labelled.year.max())}"
+    for tags in (run.data.tags, version.tags):
+        assert tags["fitted_rows"] == str(len(labelled))
+        assert tags["fitted_years"] == years
+        assert tags["data_last_year"].isdigit()
+    logged = {a.path for a in client.list_artifacts(registration.run_id, "backtest")}
+    assert logged == {"backtest/scores.csv", "backtest/coverage.csv"}
 
 
 def test_load_champion_without_one_says_what_to_do(settings):

@@ -30,7 +30,8 @@ ML_CONTRACT_COLUMNS = [
     "na_sales", "eu_sales", "jp_sales", "other_sales", "global_sales",
     "log_global_sales", "publisher_prior_titles", "publisher_prior_mean_log_sales",
     "series_key", "series_prior_titles", "series_prior_mean_log_sales",
-    "platform_age_years", "platform_titles_that_year", "title_platform_count",
+    "platform_age_years", "platform_titles_that_year", "platform_titles_prior_year",
+    "title_platform_count",
     "split_random", "split_time",
 ]  # fmt: skip
 SCHEMA_SUFFIXES = ("", "_raw", "_staging", "_intermediate", "_dbt_test__audit")
@@ -162,11 +163,11 @@ def test_unknown_year_rows_are_kept_on_the_unknown_member(db, warehouse):
 
 
 def test_dimensions_hold_reference_data_and_unknown_members(db, warehouse):
-    assert _scalar(db, "select count(*) from dim_platform where not is_unknown") == 31
+    assert _scalar(db, "select count(*) from dim_platform where not is_unknown") == 34
     assert _scalar(db, "select count(*) from dim_platform where platform_id = -1") == 1
     assert _scalar(db, "select count(*) from dim_genre where not is_unknown") == 12
     psp = _rows(db, "select platform_code from dim_platform where platform_code like 'PS%'")
-    assert {code for (code,) in psp} == {"PS", "PS2", "PS3", "PS4", "PSP", "PSV"}
+    assert {code for (code,) in psp} == {"PS", "PS2", "PS3", "PS4", "PS5", "PSP", "PSV"}
     assert _test_results(warehouse[1])["assert_unknown_members_exist"]["status"] == "pass"
     indexed = {row[4] for row in _rows(db, "show index from fct_sales")}
     keys = {"release_id", "game_id", "platform_id", "genre_id", "publisher_id", "year_id"}

@@ -127,9 +127,14 @@ def log_predictions(settings, champions, model_name, frame, *, tag: str) -> list
     registration, pipeline = champions[model_name]
     inputs = features.model_input(model_name, frame)
     predictions = features.to_sales(model_name, pipeline.predict(inputs)).tolist()
+    # The API logs the request fields a model does not read (prerelease's year) too.
+    logged = inputs.assign(**{
+        f.name: frame[f.name].astype("float64").to_numpy()
+        for f in features.spec(model_name).request_only
+    })
     records = [
         {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-        for r in inputs.to_dict("records")
+        for r in logged.to_dict("records")
     ]
     log = PredictionLog(settings.redis_url, settings.prediction_log_max_bytes)
     request_ids = []
@@ -145,7 +150,7 @@ def log_predictions(settings, champions, model_name, frame, *, tag: str) -> list
 
 def training_like(settings, model_name: str, seed: int) -> pd.DataFrame:
     spec = features.spec(model_name)
-    rows = train.split_rows(spec, read_ml_mart(settings), spec.split, "train")
+    rows = train.fitting_rows(spec, read_ml_mart(settings))
     return rows.sample(PREDICTIONS, replace=True, random_state=seed).reset_index(drop=True)
 
 
@@ -187,6 +192,7 @@ def drifted_check(settings, champions, calm_check, refresh_file, home):
     log_predictions(settings, champions, "global_from_regional", shifted, tag="shifted")
     late = training_like(settings, "prerelease", 12)
     late["year"] = late["year"] + 10
+    late["platform_age_years"] = late["platform_age_years"] + 10
     log_predictions(settings, champions, "prerelease", late, tag="late")
     # Questions about releases only the refresh will bring (later years).
     path, summary = refresh_file
@@ -243,7 +249,7 @@ def test_calm_check_fills_in_the_missing_training_references(settings, champions
     assert {(r.model_name, r.model_version) for r in versions.itertuples()} == {
         (name, registration.version) for name, (registration, _) in champions.items()
     }
-    assert set(versions.train_split) == {"split_random", "split_time"}
+    assert set(versions.train_split) == {"split_random", "all"}  # prerelease: every labelled row
     outcome, _ = calm_check
     assert not any("no training reference" in note for note in outcome["notes"])
 
@@ -280,7 +286,7 @@ def test_calm_check_report_and_monitoring_run(settings, calm_check):
         outcome["monitoring_run_id"]
     )
     assert run.data.tags["decision"] == "none" and run.data.tags["retrained"] == "false"
-    assert run.data.metrics["psi.batch.prerelease.year"] == pytest.approx(0.0, abs=1e-12)
+    assert run.data.metrics["psi.batch.prerelease.platform_age_years"] == pytest.approx(0.0, abs=1e-12)
     assert "perf.prerelease.v1.mae.all" in run.data.metrics
 
 
@@ -292,7 +298,7 @@ def test_shifted_predictions_fail_the_drift_test_and_retrain(settings, champions
     assert outcome["decision"] == "retrain"
     psi = pd.DataFrame(outcome["psi"]).set_index(["drift_source", "model_name", "feature"])
     platform = psi.loc[("predictions", "global_from_regional", "platform")]
-    year = psi.loc[("predictions", "prerelease", "year")]
+    year = psi.loc[("predictions", "prerelease", "platform_age_years")]
     assert platform.drift_status == year.drift_status == "error"
     assert platform.psi >= 0.25 and year.psi >= 0.25
     assert platform.unseen_rate >= 0.45

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from bench.serve_models import mart_frame, register_champions
 from ml.data.synthetic import write_csv
 from ml.features import MAX_CATEGORY_LENGTH, SPECS, model_input, to_sales
+from ml.modeling.point_in_time import last_complete_year
 from ml.monitoring.stream import STREAM
 from ml.settings import Settings
 from serve import gunicorn_conf, schemas
@@ -140,6 +141,9 @@ def test_health_ready_and_model(server):
     assert prerelease["fast_path"] is True  # histogram boosting, categorical splits
     assert prerelease["point_in_time_source"] == "Redis snapshot"  # the key stays in the log
     assert prerelease["features"] == SPECS["prerelease"].columns
+    assert prerelease["fitted_rows"] == server.frame["year"].notna().sum()
+    assert prerelease["data_last_year"] == last_complete_year(server.frame["year"])
+    assert prerelease["interval"]["level"] == 0.8
 
 
 def test_openapi_describes_every_route_and_docs_render(server):
@@ -157,6 +161,10 @@ def test_openapi_describes_every_route_and_docs_render(server):
     assert "millions of units" in prediction["global_sales"]["description"]
     forecast = document["components"]["schemas"]["ForecastRequest"]
     assert set(forecast["required"]) == {"platform", "genre", "publisher", "year"}
+    assert {"name", "platforms", "platform_launch_year", "platform_manufacturer"} <= set(
+        forecast["properties"])
+    answer = document["components"]["schemas"]["ForecastResponse"]["properties"]
+    assert {"interval", "data_last_year", "horizon"} <= set(answer)
     batch = document["paths"]["/predict/batch"]["post"]["requestBody"]["content"]
     assert batch["application/json"]["schema"]["maxItems"] == schemas.MAX_BATCH_ROWS
     assert document["paths"]["/admin/reload"]["post"]["security"] == [{"bearer": []}]
@@ -246,6 +254,7 @@ def test_an_array_sent_to_a_single_endpoint_points_to_batch(server):
 
 def test_forecast_looks_up_point_in_time_history(server):
     frame = server.frame.dropna(subset=["year"])
+    last = last_complete_year(frame["year"])
     publisher = frame["publisher"].value_counts().index[0]
     year = int(frame.loc[frame["publisher"] == publisher, "year"].median())
     platform = frame.loc[frame["year"] == year, "platform"].value_counts().index[0]
@@ -255,18 +264,63 @@ def test_forecast_looks_up_point_in_time_history(server):
     features = body["features"]
     assert features["publisher_prior_titles"] == len(earlier)
     assert features["publisher_prior_mean_log_sales"] == pytest.approx(earlier["log_global_sales"].mean())
-    assert features["platform_titles_that_year"] == len(
-        frame[(frame["platform"] == platform) & (frame["year"] == year)])
+    assert features["platform_titles_prior_year"] == len(
+        frame[(frame["platform"] == platform) & (frame["year"] == year - 1)])
     age = frame.loc[frame["platform"] == platform, ["year", "platform_age_years"]].dropna().iloc[0]
     assert features["platform_age_years"] == year - (age["year"] - age["platform_age_years"])
     assert body["global_sales"] == expected_sales(server, "prerelease", body["version"], [features])[0]
+    assert body["data_last_year"] == last and body["horizon"] == year - last
     # A feature given in the request is used as given, not looked up.
     given_count = server.call("POST", "/v1/forecast", {**request, "publisher_prior_titles": 3}).json()
     assert given_count["features"]["publisher_prior_titles"] == 3
-    # Past the last year of data the release schedule is unknown.
+    # Past the data, history stops at its last complete year: nothing is zero-filled.
     future = server.call("POST", "/v1/forecast", {**request, "year": 2030}).json()
-    assert future["features"]["platform_titles_that_year"] is None
-    assert future["features"]["publisher_prior_titles"] == (frame["publisher"] == publisher).sum()
+    known = frame[frame["year"] <= last]
+    assert future["features"]["publisher_prior_titles"] == (known["publisher"] == publisher).sum()
+    assert future["features"]["platform_titles_prior_year"] == len(
+        known[(known["platform"] == platform) & (known["year"] == last)])
+    assert future["horizon"] == 2030 - last
+
+
+def test_forecast_interval_surrounds_the_forecast(server):
+    request = {"platform": "PS4", "genre": "Shooter", "publisher": "Activision", "year": 2019}
+    body = server.call("POST", "/v1/forecast", request).json()
+    interval = body["interval"]
+    assert interval["level"] == 0.8
+    assert 0 <= interval["lower"] <= body["global_sales"] <= interval["upper"]
+
+
+@pytest.mark.parametrize("platform, launch", [("PS4", 2013), ("XOne", 2013), ("NS", 2017)])
+def test_forecast_describes_every_reference_platform(server, platform, launch):
+    """A platform of ref_platforms is never unseen, even one the data ends before."""
+    request = {"platform": platform, "genre": "Action", "publisher": "Nobody Ever", "year": 2019}
+    body = server.call("POST", "/v1/forecast", request).json()
+    assert "platform" not in body["unseen"]
+    assert body["features"]["platform_age_years"] == 2019 - launch
+    assert body["features"]["platform_generation"] in (8, 9)
+    assert body["features"]["platform_kind"] == "home"
+
+
+def test_forecast_takes_title_platforms_and_a_new_platforms_attributes(server):
+    frame = server.frame.dropna(subset=["year"])
+    last = last_complete_year(frame["year"])
+    series = frame.loc[frame["year"] <= last, "series_key"].value_counts()
+    key = series.index[0]
+    title = frame.loc[frame["series_key"] == key, "name"].iloc[0]
+    request = {"platform": "Deck", "genre": "Action", "publisher": "Nobody Ever", "year": 2024,
+               "name": title, "platforms": ["Deck", "PC", "PS4"],
+               "platform_manufacturer": "Valve", "platform_kind": "handheld",
+               "platform_generation": 9, "platform_launch_year": 2022}
+    body = server.call("POST", "/v1/forecast", request).json()
+    features = body["features"]
+    assert features["series_prior_titles"] == series.iloc[0]
+    assert features["title_platform_count"] == 3
+    assert features["platform_age_years"] == 2 and features["platform_generation"] == 9
+    assert "platform" in body["unseen"] and "platform_manufacturer" in body["unseen"]
+    assert "name" not in features and "platforms" not in features
+    # Without a title the series history is unknown, not zero.
+    anonymous = server.call("POST", "/v1/forecast", {**request, "name": None}).json()
+    assert anonymous["features"]["series_prior_titles"] is None
 
 
 def test_forecast_batch_equals_single_forecasts(server):
@@ -429,8 +483,19 @@ def _value(feature, valid: bool):
 def bodies(model_name: str, names: dict[str, str], valid: bool):
     """JSON-ready records of `model_name` from its feature schema: all valid, or
     anything (bad values, missing and extra fields)."""
-    fields = {names.get(f.name, f.name): _value(f, valid) for f in SPECS[model_name].features}
-    optional = {names.get(f.name, f.name) for f in SPECS[model_name].features if not f.required}
+    fields = {names.get(f.name, f.name): _value(f, valid) for f in SPECS[model_name].request_features}
+    optional = {names.get(f.name, f.name) for f in SPECS[model_name].request_features if not f.required}
+    if model_name == "prerelease":
+        # What a forecast may carry beside its features (schemas.FORECAST_CONTEXT).
+        code = st.text(min_size=1, max_size=6).filter(str.strip)
+        context = {"name": st.text(min_size=1, max_size=30).filter(str.strip),
+                   "platforms": st.lists(code, min_size=1, max_size=4),
+                   "platform_launch_year": st.floats(min_value=1970, max_value=2040)}
+        if not valid:
+            context = {k: st.one_of(v, st.text(max_size=3), st.lists(st.integers(), max_size=2),
+                                    st.floats(), st.none()) for k, v in context.items()}
+        fields.update(context)
+        optional |= set(context)
     record = st.fixed_dictionaries(
         {k: v for k, v in fields.items() if k not in optional},
         optional={k: v for k, v in fields.items() if k in optional},

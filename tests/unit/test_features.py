@@ -93,8 +93,8 @@ def test_missing_required_column_is_named():
 
 
 def test_non_numeric_value_is_an_error():
-    record = {**good_record("prerelease"), "year": "soon"}
-    with pytest.raises(FeatureError, match="'year' must be numeric"):
+    record = {**good_record("prerelease"), "platform_generation": "next"}
+    with pytest.raises(FeatureError, match="'platform_generation' must be numeric"):
         features.model_input("prerelease", [record])
 
 

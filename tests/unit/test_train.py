@@ -29,11 +29,16 @@ def evaluations(fitted, mart) -> dict[str, evaluate.Evaluation]:
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
-def test_fit_uses_the_train_rows_of_the_models_split(model_name, fitted, mart):
+def test_fit_uses_the_rows_the_model_is_served_from(model_name, fitted, mart):
+    """`prerelease` is fitted on every labelled year, the other on its train split."""
     model = fitted[model_name]
     spec = features.spec(model_name)
     rows = features.training_rows(model_name, mart)
-    assert model.n_train == (rows[spec.split] == "train").sum()
+    expected = len(rows) if spec.fit_on_all else (rows[spec.split] == "train").sum()
+    assert model.n_train == expected
+    years = rows["year"] if spec.fit_on_all else rows.loc[rows[spec.split] == "train", "year"]
+    assert model.version_tags["fitted_years"] == f"{int(years.min())}-{int(years.max())}"
+    assert model.version_tags["fitted_rows"] == str(expected)
     assert isinstance(model.pipeline, Pipeline)
     assert list(model.pipeline.named_steps) == ["encode", "model"]
     assert list(model.input_example.columns) == spec.columns
@@ -83,9 +88,11 @@ def test_digest_changes_with_the_data_a_model_reads(fitted, mart):
 
 
 def test_fit_without_train_rows_says_why(mart):
-    no_train = mart.assign(split_time="test")
-    with pytest.raises(ValueError, match="no training rows.*split_time"):
-        train.fit("prerelease", no_train)
+    no_train = mart.assign(split_random="test")
+    with pytest.raises(ValueError, match="no training rows.*split_random = train"):
+        train.fit("global_from_regional", no_train)
+    with pytest.raises(ValueError, match="no training rows.*label and year known"):
+        train.fit("prerelease", mart.assign(year=np.nan))
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
@@ -115,6 +122,18 @@ def test_prerelease_beats_the_median_on_both_splits(evaluations):
     for split in ("time", "random"):
         assert metrics[f"{split}_test_r2"] > metrics[f"baseline_median_{split}_test_r2"] + 0.3
     assert metrics["time_test_mae_millions"] > 0
+
+
+def test_prerelease_is_judged_on_the_backtest_with_interval_coverage(evaluations):
+    """Fitted on every row, the model is gated on its backtest, not a split."""
+    evaluation = evaluations["prerelease"]
+    metrics = evaluation.metrics
+    assert evaluation.held_out_metric == "backtest_r2_mean"
+    assert metrics["backtest_r2_mean"] > metrics["baseline_median_backtest_r2_mean"]
+    assert 0.7 <= metrics["interval_coverage"] <= 0.9
+    assert metrics["interval_width_median"] > 0
+    assert evaluation.calibration is not None
+    assert "Rolling-origin backtest" in evaluation.to_markdown()
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)

@@ -10,7 +10,8 @@
     * `predictions`: records the champion version answered in the last
       `drift_window_days` days, features as the model received them;
     * `batch`: the rows of the loaded `ml_release_features` a retrain would
-      learn from (the champion's train split, year known).
+      learn from (the champion's train split, or `all` labelled rows, year
+      known).
 
     Features are those of the champion's training reference: categories as
     text compared byte for byte, numbers as double. The mart is unpivoted
@@ -94,6 +95,7 @@ batch_rows as (
             case champions.train_split
                 when 'split_time' then mart.split_time
                 when 'split_random' then mart.split_random
+                when 'all' then 'train'
             end = 'train'
     where mart.year is not null
 

@@ -117,6 +117,10 @@ select
     / nullif(series_history.prior_titles, 0)
         as series_prior_mean_log_sales,
     platform_years.titles as platform_titles_that_year,
+    case
+        when releases.release_year is not null
+            then coalesce(platform_prior_years.titles, 0)
+    end as platform_titles_prior_year,
     title_platforms.platform_count as title_platform_count
 
 from releases
@@ -132,5 +136,9 @@ left join platform_years
     on
         releases.platform_id = platform_years.platform_id
         and releases.release_year = platform_years.release_year
+left join platform_years as platform_prior_years
+    on
+        releases.platform_id = platform_prior_years.platform_id
+        and releases.release_year - 1 = platform_prior_years.release_year
 left join title_platforms
     on releases.game_id = title_platforms.game_id

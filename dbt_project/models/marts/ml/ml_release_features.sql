@@ -53,6 +53,7 @@ select
     history.series_prior_mean_log_sales,
     releases.release_year - platforms.launch_year as platform_age_years,
     history.platform_titles_that_year,
+    history.platform_titles_prior_year,
     history.title_platform_count,
     case
         when crc32(releases.release_id) % 100 < 70 then 'train' else 'test'

@@ -1,0 +1,103 @@
+"""The forecast's goals (issue 12), checked in one run beside the baselines.
+
+Each goal reads the metrics of the `prerelease` evaluation (time split,
+backtest, interval coverage) or checks the serving path itself: a forecast
+for a year after the data, for every platform of the reference, completed by
+`PointInTime.complete` exactly as the API completes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ml.modeling.point_in_time import PointInTime
+
+TIME_SPLIT_R2 = 0.55
+BACKTEST_R2 = 0.45
+COVERAGE_RANGE = (0.77, 0.83)
+SEGMENT_COVERAGE = 0.70
+# How far past the data the serving check forecasts.
+YEARS_AHEAD = 3
+BASELINES = ("median", "label_encoded_forest", "categorical_boosting")
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One goal: what is asked, what was measured, the baselines, and whether it is met."""
+
+    goal: str
+    target: str
+    value: str
+    baselines: str
+    met: bool
+
+
+def _baselines(metrics: Mapping[str, float], pattern: str) -> str:
+    found = [(name, metrics.get(pattern.format(name))) for name in BASELINES]
+    return ", ".join(f"{name} {value:.3f}" for name, value in found if value is not None)
+
+
+def future_forecast_problems(history: PointInTime) -> tuple[list[str], list[str]]:
+    """Zero-filled features and undescribed platforms in forecasts past the data.
+
+    For each reference platform a request for a year YEARS_AHEAD past the
+    last complete year is completed. A history count may be 0 only when the
+    data holds no such release up to that year; a platform with a launch
+    year must get an age.
+    """
+    zero_filled, undescribed = [], []
+    last = history.last_complete_year or 0
+    year = last + YEARS_AHEAD
+    for platform, attributes in sorted(history.platforms.items()):
+        record = history.complete({
+            "platform": platform, "genre": "Action", "publisher": "Nintendo",
+            "year": year, "name": "Super Mario Bros.", "platforms": [platform],
+        })
+        if record["publisher_prior_titles"] == 0 and history.has_releases("publisher", "Nintendo"):
+            zero_filled.append(f"{platform}: publisher_prior_titles")
+        if record["platform_titles_prior_year"] is None:
+            zero_filled.append(f"{platform}: platform_titles_prior_year missing")
+        if attributes.get("launch_year") is not None and record["platform_age_years"] is None:
+            undescribed.append(platform)
+    return zero_filled, undescribed
+
+
+def check(metrics: Mapping[str, float], history: PointInTime) -> list[Goal]:
+    """Every goal of the forecast, measured."""
+    time_r2 = metrics.get("time_test_r2", float("nan"))
+    backtest_r2 = metrics.get("backtest_r2_mean", float("nan"))
+    coverage = metrics.get("interval_coverage", float("nan"))
+    worst = metrics.get("interval_coverage_min_segment", float("nan"))
+    zero_filled, undescribed = future_forecast_problems(history)
+    low, high = COVERAGE_RANGE
+    return [
+        Goal("time split log1p R² (train < 2012, test ≥ 2012)", f"≥ {TIME_SPLIT_R2}",
+             f"{time_r2:.3f}", _baselines(metrics, "baseline_{}_time_test_r2"),
+             time_r2 >= TIME_SPLIT_R2),
+        Goal("backtest mean log1p R², horizons 1-3", f"≥ {BACKTEST_R2}",
+             f"{backtest_r2:.3f} (h1 {metrics.get('backtest_r2_h1', float('nan')):.3f}, "
+             f"h2 {metrics.get('backtest_r2_h2', float('nan')):.3f}, "
+             f"h3 {metrics.get('backtest_r2_h3', float('nan')):.3f})",
+             _baselines(metrics, "baseline_{}_backtest_r2_mean"),
+             backtest_r2 >= BACKTEST_R2),
+        Goal("80% interval coverage on the backtest", f"{low:.0%}-{high:.0%}",
+             f"{coverage:.1%}", "", low <= coverage <= high),
+        Goal("coverage in every segment of ≥ 100 rows", f"≥ {SEGMENT_COVERAGE:.0%}",
+             f"worst {worst:.1%}", "", worst >= SEGMENT_COVERAGE),
+        Goal(f"no zero-filled count in forecasts {YEARS_AHEAD} years past the data",
+             "none", ", ".join(zero_filled) or "none", "", not zero_filled),
+        Goal("no ref_platforms platform left undescribed (unseen)", "none",
+             ", ".join(undescribed) or f"none of {len(history.platforms)}", "",
+             not undescribed),
+    ]
+
+
+def to_markdown(goals: list[Goal]) -> str:
+    lines = ["| goal | target | measured | baselines | met |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {g.goal} | {g.target} | {g.value} | {g.baselines or '-'} | "
+        f"{'yes' if g.met else '**no**'} |"
+        for g in goals
+    ]
+    return "\n".join(lines)
