@@ -74,7 +74,13 @@ def install(app: Flask) -> None:
     def http_error(error: HTTPException):
         code = (error.name or "error").lower().replace(" ", "_")
         detail = [{"field": "body", "message": error.description}] if error.code == 413 else []
-        return error_response(error.code or 500, code, error.description or code, detail)
+        response = error_response(error.code or 500, code, error.description or code, detail)
+        # Werkzeug's own headers carry protocol duties (405's Allow, RFC 9110);
+        # only its HTML content type is replaced.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def internal(error: Exception):
