@@ -475,6 +475,8 @@ def wait_served(server: Server, version: str) -> None:
     deadline = time.monotonic() + 60
     expected = [f"{float(version)}"] * gunicorn_conf.workers
     while time.monotonic() < deadline:
+        # A worker notices a reload when it next predicts (one stat per request).
+        assert server.call("POST", "/predict", VALID).status == 200
         text = server.call("GET", "/metrics").body.decode()
         served = re.findall(
             r'vgsales_model_version\{model="global_from_regional",pid="\d+"\} (\S+)', text)
