@@ -24,7 +24,7 @@ PREFECT_URL = $$(scripts/prefect_server.sh url)
 
 .PHONY: help run pipeline serve test test-fast venv stack-up stack-down stack-status data \
 	lint docs docs-serve bench mlflow-ui lock clean distclean report dp-release model-card \
-	deploy worker drift-check prefect-down
+	deploy worker drift-check prefect-down browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -41,7 +41,7 @@ serve: venv stack-up ## Serve the prediction API on 127.0.0.1:API_PORT (default 
 		trap 'kill $$consumer 2>/dev/null; wait $$consumer' EXIT; \
 		$(WITH_ENV) python -m serve
 
-test: venv stack-up ## Set up everything and run the whole test suite (unit, integration, system)
+test: venv stack-up browser ## Set up everything and run the whole test suite (unit, integration, system, browser)
 	$(WITH_ENV) python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv ## Unit tests only: no MariaDB, Redis or other service started
@@ -58,6 +58,12 @@ $(STAMP): requirements.txt constraints.txt
 	$(PY) -m pip install --progress-bar off -r requirements.txt -c constraints.txt
 	@$(PY) -m pip check
 	@touch $@
+
+browser: ## Install Debian's chromium and chromium-driver for the browser tests (as root, when missing)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then echo "[browser] installing chromium, chromium-driver (apt-get)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else echo "[browser] error: install chromium and chromium-driver: sudo apt-get install -y chromium chromium-driver" >&2; exit 1; fi; }
 
 stack-up: ## Start MariaDB and Redis under .run/ (idempotent; installs them if missing)
 	@scripts/stack.sh up

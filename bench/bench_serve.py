@@ -2,8 +2,9 @@
 
     python -m bench.bench_serve [--seconds 8] [--repeats 3] [--connections 4]
 
-Trains both models with `ml.modeling.train` on the real vgsales.csv (or a synthetic
-one of the same size) into a private MLflow registry, starts the service
+Trains both models on the mart dbt builds from the real vgsales.csv (or a
+synthetic file of its size; `bench.marts.real_mart`) into a private MLflow
+registry, as the pipeline does (fit, evaluate, register), starts the service
 (`python -m serve`, its gunicorn configuration) and the original design
 (`bench/original_app.py`, same gunicorn workers and threads, same model
 version), then drives each with wrk (or, when wrk is not installed, a
@@ -47,16 +48,6 @@ SINGLE = {
     "Platform": "Wii", "Year": 2008, "Genre": "Racing", "NA_Sales": 1.2,
     "EU_Sales": 0.9, "JP_Sales": 0.1, "Other_Sales": 0.2,
 }
-
-
-def data_csv(folder: Path) -> Path:
-    """The real vgsales.csv when present, else a synthetic file of its size."""
-    for candidate in (ROOT / "seeds" / "vgsales.csv", ROOT.parent / "shared" / "data" / "vgsales.csv"):
-        if candidate.exists():
-            return candidate
-    from ml.data.synthetic import write_csv
-
-    return write_csv(folder / "vgsales.csv", 16_598, seed=0, dirty_share=0)
 
 
 def free_port() -> int:
@@ -246,14 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=4)
     args = parser.parse_args(argv)
 
-    from bench.serve_models import mart_frame, register_champions
+    from bench.marts import real_mart
+    from tests.api_server import register_champions
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as folder:
         home = Path(folder)
         settings = bench_settings(home)
-        csv = data_csv(home)
-        print(f"[bench serve] training both models with ml.modeling.train on {csv}", flush=True)
-        versions = register_champions(settings, mart_frame(csv))
+        mart, source = real_mart(settings)
+        print(f"[bench serve] training both models on the dbt-built mart ({source})", flush=True)
+        versions = register_champions(settings, mart)
         generator = "wrk" if shutil.which("wrk") else "python http.client"
         measured: dict[str, dict[str, Stats]] = {}
         log_of = {"service": home / "service.log", "original": home / "original.log"}

@@ -122,15 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow", type=int, default=100)
     args = parser.parse_args(argv)
 
-    from bench.serve_models import mart_frame, register_champions
-    from ml.data.synthetic import write_csv
+    from bench.marts import real_mart
+    from tests.api_server import register_champions
 
     with tempfile.TemporaryDirectory(prefix="bench-slow-") as folder:
         home = Path(folder)
         settings = bench_settings(home)
-        csv = write_csv(home / "vgsales.csv", SAMPLE_ROWS, seed=0, dirty_share=0)
-        print(f"[bench slow_clients] training {MODEL} on {SAMPLE_ROWS:,} synthetic rows", flush=True)
-        register_champions(settings, mart_frame(csv), models=(MODEL,))
+        mart, source = real_mart(settings)
+        print(f"[bench slow_clients] training {MODEL} on {SAMPLE_ROWS:,} rows of the "
+              f"dbt-built mart ({source})", flush=True)
+        sample = mart.sample(SAMPLE_ROWS, random_state=0).sort_values("release_id")
+        register_champions(settings, sample, models=(MODEL,))
         log = home / "service.log"
         process = start_service(settings, log)
         try:

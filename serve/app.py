@@ -20,7 +20,6 @@ from ml.settings import Settings, load_settings
 from serve import errors, schemas
 from serve.metrics import Metrics
 from serve.model.state import ModelState
-from serve.openapi import docs_page
 from serve.prediction_log import PredictionLog
 from serve.routes import API, docs, operations, predictions
 from serve.services import KEY, Services
@@ -56,11 +55,11 @@ def create_app(
         on_dropped=metrics.log_dropped.inc,
     )
     app.extensions[KEY] = Services(settings, state, metrics, predictions_log)
-    for blueprint in (predictions.bp, operations.bp, docs.bp):
+    blueprints = (predictions.bp, operations.bp, docs.bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
-    document = API.document()
+    document = API.document([blueprint.name for blueprint in blueprints])
     app.extensions[docs.DOCUMENT] = document
-    app.extensions[docs.PAGE] = docs_page(document)
     _install_hooks(app, metrics)
     errors.install(app)
     state.start()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import orjson
-from flask import Flask, Response, g
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from serve import schemas
@@ -54,6 +54,22 @@ def error_response(status: int, code: str, message: str,
                           "request_id": getattr(g, "request_id", None)}, status)
 
 
+def _read_unread_body() -> None:
+    """Read a body the view never reached (a 404, a 405 with a payload).
+
+    Left unread on a keep-alive connection, it stalls gunicorn's gthread
+    worker: the client's next request on that connection waits until it times
+    out (schemathesis' unsupported-method check found it). A body over the
+    size limit is left alone: reading it is what the limit prevents.
+    """
+    length = request.content_length
+    if length is None or length <= schemas.MAX_BODY_BYTES:
+        try:
+            request.get_data(cache=False)
+        except HTTPException:  # a chunked body past the limit: stop reading
+            pass
+
+
 def install(app: Flask) -> None:
     """Register the handlers that give every error the API's shape."""
 
@@ -74,7 +90,14 @@ def install(app: Flask) -> None:
     def http_error(error: HTTPException):
         code = (error.name or "error").lower().replace(" ", "_")
         detail = [{"field": "body", "message": error.description}] if error.code == 413 else []
-        return error_response(error.code or 500, code, error.description or code, detail)
+        response = error_response(error.code or 500, code, error.description or code, detail)
+        _read_unread_body()
+        # Werkzeug's own headers carry protocol duties (405's Allow, RFC 9110);
+        # only its HTML content type is replaced.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def internal(error: Exception):

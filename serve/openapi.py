@@ -3,15 +3,13 @@
 Each route is declared once with `Api.route(...)`, which registers it with
 Flask and records its body and response models; `/openapi.json` is built
 from those records by pydantic's JSON Schema generator, so the document
-cannot drift from the validation. `/docs` renders the same document as a
-self-contained HTML page (no JavaScript, no CDN: the service runs offline).
+cannot drift from the validation. `/docs` shows the same document in
+Swagger UI (`serve.routes.docs`).
 """
 
 from __future__ import annotations
 
-import html
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +30,8 @@ class Operation:
     admin: bool
     produces: str = "application/json"
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # The blueprint (or app) that serves it.
+    group: str = ""
 
 
 class Api:
@@ -71,16 +71,20 @@ class Api:
                     admin=admin,
                     produces=produces,
                     tags=tags,
+                    group=app.name,
                 )
             )
             return view
 
         return decorator
 
-    def document(self) -> dict[str, Any]:
-        """The OpenAPI 3.1 document."""
+    def document(self, groups: Sequence[str] = ()) -> dict[str, Any]:
+        """The OpenAPI 3.1 document; operations in the order of `groups`
+        (blueprint names), then as declared."""
+        rank = {name: i for i, name in enumerate(groups)}
+        operations = sorted(self.operations, key=lambda op: rank.get(op.group, len(rank)))
         inputs = []
-        for op in self.operations:
+        for op in operations:
             if op.body is not None:
                 inputs.append((id(op.body), "validation", _adapter(op.body)))
             for _, schema in op.responses.values():
@@ -90,7 +94,7 @@ class Api:
             inputs, by_alias=True, ref_template="#/components/schemas/{model}"
         )
         paths: dict[str, dict[str, Any]] = {}
-        for op in self.operations:
+        for op in operations:
             entry: dict[str, Any] = {
                 "summary": op.summary,
                 "description": op.description,
@@ -127,53 +131,3 @@ class Api:
 
 def _adapter(schema: Schema) -> TypeAdapter:
     return schema if isinstance(schema, TypeAdapter) else TypeAdapter(schema)
-
-
-def docs_page(document: dict[str, Any]) -> str:
-    """A readable HTML page of `document`: operations, then schemas."""
-    info = document["info"]
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(info['title'])}</title>",
-        "<style>body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
-        "padding:0 1rem;color:#222}code,pre{font:13px ui-monospace,monospace}"
-        "pre{background:#f5f5f5;padding:.6rem;overflow-x:auto}"
-        "details{margin:.3rem 0 1rem}.m{display:inline-block;min-width:3.5rem;font-weight:bold}"
-        "h3{margin-bottom:.2rem}</style></head><body>",
-        f"<h1>{html.escape(info['title'])} <small>{html.escape(info['version'])}</small></h1>",
-        f"<p>{html.escape(info['description'])}</p>",
-        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a></p><h2>Operations</h2>",
-    ]
-    for path, methods in document["paths"].items():
-        for method, op in methods.items():
-            parts.append(
-                f"<h3 id='{html.escape(op['operationId'])}'><span class='m'>{method.upper()}</span>"
-                f"<code>{html.escape(path)}</code> — {html.escape(op['summary'])}</h3>"
-            )
-            if op.get("security"):
-                parts.append("<p>Requires <code>Authorization: Bearer &lt;API_ADMIN_TOKEN&gt;</code>.</p>")
-            if op["description"]:
-                parts.append(f"<p>{html.escape(op['description'])}</p>")
-            if "requestBody" in op:
-                parts.append(_schema_block("Request body", op["requestBody"]["content"]["application/json"]["schema"]))
-            for status, response in op["responses"].items():
-                schema = next(iter(response.get("content", {}).values()), {}).get("schema")
-                label = f"{status}: {response['description']}"
-                parts.append(_schema_block(label, schema) if schema else f"<p>{html.escape(label)}</p>")
-    parts.append("<h2>Schemas</h2>")
-    for name, schema in document["components"]["schemas"].items():
-        parts.append(f"<h3 id='schema-{html.escape(name)}'>{html.escape(name)}</h3>")
-        parts.append(f"<pre>{html.escape(json.dumps(schema, indent=2))}</pre>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _schema_block(label: str, schema: dict[str, Any]) -> str:
-    ref = schema.get("$ref", "")
-    if ref.startswith("#/components/schemas/"):
-        name = ref.rsplit("/", 1)[1]
-        return f"<p>{html.escape(label)}: <a href='#schema-{html.escape(name)}'>{html.escape(name)}</a></p>"
-    return (
-        f"<details><summary>{html.escape(label)}</summary>"
-        f"<pre>{html.escape(json.dumps(schema, indent=2))}</pre></details>"
-    )

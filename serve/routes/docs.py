@@ -1,16 +1,26 @@
-"""`/openapi.json` and `/docs`, built once per app from the declared routes."""
+"""`/openapi.json`, built once per app from the declared routes, and `/docs`:
+Swagger UI over it, "Try it out" included.
+
+Swagger UI's files come from the flask-swagger-ui package, which bundles
+them (served under `/docs/`): no CDN, so the page works offline.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, current_app
+from flask_swagger_ui import get_swaggerui_blueprint
 
 from serve.errors import json_response
 from serve.routes import API
 
 bp = Blueprint("docs", __name__)
+bp.register_blueprint(get_swaggerui_blueprint(
+    "/docs", "/openapi.json",
+    # No validator badge: it would send the document to validator.swagger.io.
+    config={"app_name": API.title, "validatorUrl": None, "tryItOutEnabled": True},
+))
 
 DOCUMENT = "vgsales.openapi"
-PAGE = "vgsales.docs_page"
 
 
 @API.route(bp, "/openapi.json", "GET", summary="This document",
@@ -24,4 +34,4 @@ def openapi():
            responses={200: ("HTML", None)}, produces="text/html", tags=("docs",))
 def docs():
     """The OpenAPI document as a static page."""
-    return Response(current_app.extensions[PAGE], content_type="text/html; charset=utf-8")
+    return current_app.view_functions["docs.swagger_ui.show"]()

@@ -19,7 +19,7 @@ import skops.io
 import yaml
 from mlflow import MlflowClient
 
-from bench.serve_models import register_champions
+from tests.api_server import register_champions
 from ml.modeling import champions
 from tests.helpers import isolated_settings
 from tests.mart_sample import mart_frame

@@ -24,8 +24,7 @@ import pytest
 import redis
 from mlflow import MlflowClient
 
-from bench.serve_models import mart_frame, register_champions
-from ml.data.synthetic import write_csv
+from tests.api_server import register_champions
 from ml.modeling import champions
 from ml.settings import ROOT, Settings
 from serve import schemas, worker
@@ -85,14 +84,15 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(stack_settings, tmp_path_factory) -> Server:
+def server(stack_settings, served_mart, tmp_path_factory) -> Server:
     home = tmp_path_factory.mktemp("hostile")
     settings = dataclasses.replace(
         isolated_settings(stack_settings, "hostile", REDIS_DB, home),
         api_port=free_port(), api_admin_token=TOKEN,
     )
     redis.Redis.from_url(settings.redis_url).flushdb()
-    frame = mart_frame(write_csv(home / "vgsales.csv", SAMPLE_ROWS, seed=9, dirty_share=0))
+    # A sample of the mart dbt built keeps the fits short; the rules are the mart's.
+    frame = served_mart.sample(SAMPLE_ROWS, random_state=9).sort_values("release_id")
     register_champions(settings, frame)
     log = home / "gunicorn.log"
     process = start_api(settings, log)
@@ -269,10 +269,10 @@ def test_slow_clients_cannot_stall_the_api(server):
 # -- a tampered model store (last: it moves the champion) -------------------------------------
 
 
-def test_a_tampered_champion_is_refused_and_the_previous_one_kept(server):
+def test_a_tampered_champion_is_refused_and_the_previous_one_kept(server, served_mart):
     status, answer = server.post_json("/predict", VALID)
     served = answer["version"]
-    frame = mart_frame(write_csv(server.home / "newer.csv", SAMPLE_ROWS, seed=10, dirty_share=0))
+    frame = served_mart.sample(SAMPLE_ROWS, random_state=10).sort_values("release_id")
     newer = register_champions(server.settings, frame, models=(REGIONAL,))[REGIONAL]
     client = MlflowClient(server.settings.mlflow_tracking_uri, server.settings.mlflow_tracking_uri)
     source = client.get_model_version(REGIONAL, newer).source

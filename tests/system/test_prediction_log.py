@@ -25,8 +25,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from bench.serve_models import mart_frame, register_champions
-from ml.data.synthetic import write_csv
+from tests.api_server import register_champions
 from ml.monitoring.drain import drain
 from ml.monitoring.stream import BYTES_KEY, STREAM
 from ml.settings import ROOT, Settings
@@ -89,7 +88,7 @@ def landed(settings: Settings, where: str = "1 = 1", **params) -> int:
 
 
 @pytest.fixture(scope="module")
-def api(stack_settings, tmp_path_factory):
+def api(stack_settings, served_mart, tmp_path_factory):
     """A served API with a small log cap over a warehouse with the landing table."""
     home = tmp_path_factory.mktemp("predlog")
     settings = dataclasses.replace(
@@ -97,7 +96,7 @@ def api(stack_settings, tmp_path_factory):
         api_port=free_port(), prediction_log_max_bytes=CAP_BYTES,
     )
     redis.Redis.from_url(settings.redis_url).flushdb()
-    register_champions(settings, mart_frame(write_csv(home / "vgsales.csv", 1500, seed=5)))
+    register_champions(settings, served_mart.sample(1500, random_state=5).sort_values("release_id"))
     server = sa.create_engine(settings.sqlalchemy_url().replace(
         f"/{settings.mariadb_database}?", "/?"))
     with server.begin() as connection:

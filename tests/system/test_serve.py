@@ -1,8 +1,9 @@
 """The prediction API for real: gunicorn (`python -m serve`), an MLflow SQLite
-registry with both models trained by `ml.modeling.train.fit`, Redis db 5 of the run's block.
+registry with both models trained on the mart dbt builds (the session's
+`server` fixture, tests/system/conftest.py), Redis db 5 of the run's block.
 
-One gunicorn instance serves the whole module. The reload test runs last:
-it registers a new champion while a client thread keeps predicting.
+The reload test runs last: it registers a new champion while a client
+thread keeps predicting, then puts version 1 back.
 """
 
 from __future__ import annotations
@@ -11,11 +12,8 @@ import dataclasses
 import http.client
 import json
 import re
-import subprocess
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,75 +22,18 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from bench.serve_models import mart_frame, register_champions
-from ml.data.synthetic import write_csv
 from ml.features import MAX_CATEGORY_LENGTH, SPECS, model_input, to_sales
+from ml.modeling import champions
 from ml.modeling.point_in_time import last_complete_year
 from ml.monitoring.stream import STREAM
-from ml.settings import Settings
 from serve import gunicorn_conf, schemas
-from tests.helpers import (
-    api_settings,
-    free_port,
-    start_api,
-    wait_every_worker_serves,
-)
+from tests.api_server import ADMIN_TOKEN as TOKEN
+from tests.api_server import Server
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 
-REDIS_DB = 5
-SAMPLE_ROWS = 1500
-TOKEN = "test-admin-token"
 FUZZ_EXAMPLES = 150
-
-
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
-
-
-@dataclass
-class Server:
-    port: int
-    settings: Settings
-    frame: object
-    process: subprocess.Popen
-    log: Path
-
-    def call(self, method: str, path: str, body=None, headers=None) -> Response:
-        """One request on a new connection (so requests spread over workers)."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-            connection.request(method, path, data, {"Content-Type": "application/json", **(headers or {})})
-            response = connection.getresponse()
-            return Response(response.status, dict(response.getheaders()), response.read())
-        finally:
-            connection.close()
-
-
-@pytest.fixture(scope="module")
-def server(stack_settings, tmp_path_factory) -> Server:
-    home = tmp_path_factory.mktemp("serve")
-    settings = api_settings(stack_settings, "serve", REDIS_DB, home, TOKEN)
-    frame = mart_frame(write_csv(home / "vgsales.csv", SAMPLE_ROWS, seed=5, dirty_share=0))
-    register_champions(settings, frame)
-    log = home / "gunicorn.log"
-    process = start_api(settings, log)
-    served = Server(settings.api_port, settings, frame, process, log)
-    try:
-        wait_every_worker_serves(settings.api_port, process, log)
-        yield served
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-    # The master removes the instance directory (champions file, metrics) on exit.
-    assert not (settings.run_dir / "serve" / str(settings.api_port)).exists()
 
 
 _PIPELINES: dict[tuple[str, str], object] = {}
@@ -137,7 +78,7 @@ def test_health_ready_and_model(server):
     assert "identical" in regional["fast_path_detail"]
     assert re.fullmatch(r"[0-9a-f]{16}", regional["data_digest"])
     assert regional["trained_at"].startswith(str(time.gmtime().tm_year))
-    assert regional["metrics"]["train_rows"] > 0
+    assert regional["metrics"]["random_test_rmse"] > 0
     assert prerelease["fast_path"] is True  # histogram boosting, categorical splits
     assert prerelease["point_in_time_source"] == "Redis snapshot"  # the key stays in the log
     assert prerelease["features"] == SPECS["prerelease"].columns
@@ -170,7 +111,10 @@ def test_openapi_describes_every_route_and_docs_render(server):
     assert document["paths"]["/admin/reload"]["post"]["security"] == [{"bearer": []}]
     docs = server.call("GET", "/docs")
     assert docs.status == 200 and docs.headers["Content-Type"].startswith("text/html")
-    assert all(path.encode() in docs.body for path in expected)
+    # Swagger UI over this document, its files served here (tests/browser runs it).
+    assert b'"url": "/openapi.json"' in docs.body and b"https://" not in docs.body
+    for asset in re.findall(rb'(?:href|src)="(/docs/[^"]+)"', docs.body):
+        assert server.call("GET", asset.decode()).status == 200, asset
 
 
 # -- predictions ----------------------------------------------------------------------
@@ -385,6 +329,7 @@ def test_unknown_route_and_method_are_json_4xx(server):
     assert server.call("GET", "/nope").status == 404
     wrong = server.call("GET", "/predict")
     assert wrong.status == 405 and wrong.json()["error"] == "method_not_allowed"
+    assert "POST" in wrong.headers["Allow"].split(", ")  # RFC 9110 requires it on a 405
 
 
 def test_reload_requires_the_admin_token(server):
@@ -600,22 +545,12 @@ def test_reload_under_load_drops_nothing_and_reaches_every_worker(server):
     for thread in clients:
         thread.start()
     try:
-        new = register_champions(server.settings, server.frame, models=("global_from_regional",))
-        assert new == {"global_from_regional": "2"}
-        reload = server.call("POST", "/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
-        assert reload.status == 200, reload.body
-        body = reload.json()
+        assert champion_again(server, "1") == "2"
+        body = reload(server)
         assert body["previous"]["global_from_regional"] == "1"
         assert body["current"] == {"global_from_regional": "2", "prerelease": "1"}
         assert body["changed"] is True
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            text = server.call("GET", "/metrics").body.decode()
-            served = re.findall(r'vgsales_model_version\{model="global_from_regional",pid="\d+"\} (\S+)', text)
-            if served == ["2.0"] * gunicorn_conf.workers:
-                break
-            time.sleep(0.2)
-        assert served == ["2.0"] * gunicorn_conf.workers, text
+        wait_served(server, "2")
         time.sleep(0.5)  # a few more predictions from the new version
     finally:
         stop.set()
@@ -624,5 +559,42 @@ def test_reload_under_load_drops_nothing_and_reaches_every_worker(server):
     assert statuses and set(statuses) == {200}
     assert versions == {"1", "2"}
     assert server.call("GET", "/ready").json()["models"]["global_from_regional"] == "2"
-    again = server.call("POST", "/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert again.json()["changed"] is False
+    assert reload(server)["changed"] is False
+    # Back to version 1, as the other tests of this session expect.
+    client = champions.client(server.settings)
+    client.set_registered_model_alias("global_from_regional", champions.CHAMPION, "1")
+    assert reload(server)["current"] == {"global_from_regional": "1", "prerelease": "1"}
+    wait_served(server, "1")
+
+
+def champion_again(server: Server, version: str) -> str:
+    """Register `version`'s artifact of the regional model again, as a new
+    version (nothing to train), and make the new version the champion."""
+    client = champions.client(server.settings)
+    name = "global_from_regional"
+    old = client.get_model_version(name, version)
+    new = client.create_model_version(name, old.source, old.run_id)
+    client.set_registered_model_alias(name, champions.CHAMPION, new.version)
+    return str(new.version)
+
+
+def reload(server: Server) -> dict:
+    answer = server.call("POST", "/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status == 200, answer.body
+    return answer.json()
+
+
+def wait_served(server: Server, version: str) -> None:
+    """Until every worker serves `version` of the regional model."""
+    deadline = time.monotonic() + 60
+    expected = [f"{float(version)}"] * gunicorn_conf.workers
+    while time.monotonic() < deadline:
+        # A worker notices a reload when it next predicts (one stat per request).
+        assert server.call("POST", "/predict", VALID).status == 200
+        text = server.call("GET", "/metrics").body.decode()
+        served = re.findall(
+            r'vgsales_model_version\{model="global_from_regional",pid="\d+"\} (\S+)', text)
+        if served == expected:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"workers serve {served}, not {expected}:\n{text}")

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench.serve_models import mart_frame, register_champions
-from ml.data.synthetic import write_csv
+from tests.api_server import register_champions
 from ml.settings import EXPORTED, ROOT, load_settings
 from tests.helpers import api_settings, free_port
 
@@ -63,11 +62,11 @@ def wait_ready(port: int, process: subprocess.Popen, log: Path, timeout: float =
 
 
 @pytest.fixture(scope="module")
-def first(stack_settings, tmp_path_factory):
+def first(stack_settings, served_mart, tmp_path_factory):
     """This checkout's API, serving, with its instance directory under .run/serve/."""
     home = tmp_path_factory.mktemp("first")
     settings = api_settings(stack_settings, "sidebyside", REDIS_DB, home, TOKEN)
-    register_champions(settings, mart_frame(write_csv(home / "vgsales.csv", SAMPLE_ROWS, seed=3)))
+    register_champions(settings, served_mart.sample(SAMPLE_ROWS, random_state=3).sort_values("release_id"))
     log = home / "gunicorn.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "serve"], cwd=ROOT,

@@ -1,7 +1,8 @@
 """`serve.model.compiled` reproduces `pipeline.predict` exactly, or refuses.
 
-Unit tests on small fitted pipelines of every supported shape (the served
-models themselves are checked at load and in tests/test_serve.py).
+Unit tests on small fitted pipelines of the shapes `ml.modeling.pipelines`
+builds (the served models themselves are checked at load and in
+tests/system/test_serve.py).
 """
 
 from __future__ import annotations
@@ -9,23 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
-from sklearn.ensemble import (
-    ExtraTreesRegressor,
-    GradientBoostingRegressor,
-    HistGradientBoostingRegressor,
-    RandomForestRegressor,
-)
-from sklearn.impute import SimpleImputer
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import (
-    OneHotEncoder,
-    OrdinalEncoder,
-    StandardScaler,
-    TargetEncoder,
-)
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
+from ml.modeling.pipelines import label_encoded_forest, native_categorical_boosting
 from serve.model.compiled import (
     NotCompilable,
     compile_pipeline,
@@ -35,6 +26,8 @@ from serve.model.compiled import (
 
 PLATFORMS = ["Wii", "PS2", "X360", "DS", "PC", "GBA", "N64"]
 GENRES = ["Sports", "Action", "Puzzle", "Racing"]
+CATEGORICAL = ["platform", "genre"]
+NUMERIC = ["year", "na_sales", "eu_sales"]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +40,6 @@ def data():
         "year": rng.integers(1985, 2017, n).astype(float),
         "na_sales": rng.exponential(0.3, n),
         "eu_sales": rng.exponential(0.2, n),
-        "empty": np.nan,
     })
     frame.loc[rng.random(n) < 0.1, "year"] = np.nan
     y = frame["na_sales"] * 2 + frame["eu_sales"] + (frame["platform"] == "Wii") + rng.normal(0, 0.05, n)
@@ -58,44 +50,16 @@ def data():
     return frame, y, probe
 
 
-def _numbers():
-    return Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-
-
+# The two shapes `ml.modeling.pipelines` builds, smaller, and the forest
+# with infrequent categories grouped as the booster's encoder does it.
 SHAPES = {
-    "one-hot + forest": lambda: Pipeline([
-        ("encode", ColumnTransformer([
-            ("categories", OneHotEncoder(handle_unknown="ignore"), ["platform", "genre"]),
-            ("numbers", _numbers(), ["year", "na_sales", "eu_sales", "empty"]),
-        ])),
-        ("model", RandomForestRegressor(n_estimators=15, random_state=0)),
-    ]),
-    "ordinal + extra trees + passthrough remainder": lambda: Pipeline([
-        ("encode", ColumnTransformer([
-            ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
-             ["platform", "genre"]),
-        ], remainder="passthrough")),
-        ("model", ExtraTreesRegressor(n_estimators=10, random_state=0)),
-    ]),
-    "target encoder + log target boosting": lambda: Pipeline([
-        ("encode", ColumnTransformer([
-            ("categories", TargetEncoder(), ["platform", "genre"]),
-            ("numbers", SimpleImputer(), ["year", "na_sales", "eu_sales"]),
-        ])),
-        ("model", TransformedTargetRegressor(
-            GradientBoostingRegressor(n_estimators=30, random_state=0),
-            func=np.log1p, inverse_func=np.expm1)),
-    ]),
-    "infrequent ordinal + native categorical histogram boosting": lambda: Pipeline([
-        ("encode", ColumnTransformer([
-            ("categories", OrdinalEncoder(min_frequency=40, handle_unknown="use_encoded_value",
-                                          unknown_value=np.nan, encoded_missing_value=np.nan),
-             ["platform", "genre"]),
-            ("numbers", "passthrough", ["year", "na_sales", "eu_sales"]),
-        ], verbose_feature_names_out=False)),
-        ("model", HistGradientBoostingRegressor(categorical_features=[0, 1], max_iter=60,
-                                                random_state=0)),
-    ]),
+    "ordinal + random forest": lambda: label_encoded_forest(CATEGORICAL, NUMERIC).set_params(
+        model__n_estimators=15),
+    "infrequent ordinal + native categorical histogram boosting": lambda: (
+        native_categorical_boosting(CATEGORICAL, NUMERIC).set_params(
+            encode__categories__min_frequency=40, model__max_iter=60)),
+    "infrequent ordinal + random forest": lambda: label_encoded_forest(CATEGORICAL, NUMERIC)
+    .set_params(model__n_estimators=10, encode__categories__min_frequency=40),
 }
 
 
@@ -113,8 +77,8 @@ def test_compiled_predictions_are_bit_identical(data, shape):
 
 def test_a_disagreement_is_reported(data):
     frame, y, probe = data
-    pipeline = SHAPES["one-hot + forest"]().fit(frame, y)
-    other = SHAPES["one-hot + forest"]().set_params(model__random_state=1).fit(frame, y)
+    pipeline = SHAPES["ordinal + random forest"]().fit(frame, y)
+    other = SHAPES["ordinal + random forest"]().set_params(model__random_state=1).fit(frame, y)
     ok, detail = verify(compile_pipeline(other), pipeline, probe)
     assert not ok and detail.startswith("row 0")
 
@@ -122,17 +86,19 @@ def test_a_disagreement_is_reported(data):
 def test_unsupported_steps_are_refused(data):
     frame, y, _ = data
     linear = Pipeline([
-        ("encode", ColumnTransformer([("n", SimpleImputer(), ["year", "na_sales"])])),
+        ("encode", ColumnTransformer([("n", "passthrough", ["na_sales", "eu_sales"])])),
         ("model", Ridge()),
     ]).fit(frame, y)
     with pytest.raises(NotCompilable, match="Ridge"):
         compile_pipeline(linear)
-    strict = Pipeline([
-        ("encode", ColumnTransformer([("c", OneHotEncoder(), ["platform"])])),
-        ("model", RandomForestRegressor(n_estimators=2)),
-    ]).fit(frame, y)
-    with pytest.raises(NotCompilable, match="handle_unknown"):
-        compile_pipeline(strict)
+    for encoder, reason in ((OneHotEncoder(handle_unknown="ignore"), "OneHotEncoder"),
+                            (OrdinalEncoder(), "handle_unknown")):
+        other = Pipeline([
+            ("encode", ColumnTransformer([("c", encoder, ["platform"])])),
+            ("model", RandomForestRegressor(n_estimators=2)),
+        ]).fit(frame, y)
+        with pytest.raises(NotCompilable, match=reason):
+            compile_pipeline(other)
 
 
 def test_known_categories_come_from_the_encoders(data):

@@ -1,0 +1,137 @@
+"""The prediction API as its users meet it: champions trained on the mart dbt
+builds, served by gunicorn (`python -m serve`), called over HTTP.
+
+Shared by the system tests (tests/system) and the golden-file generator
+(`python -m tests.system.api_golden`), which must train and start the API
+the same way the tests do.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ml.features import MODEL_NAMES
+from ml.settings import ROOT, Settings
+
+# The admin token of the APIs tests start.
+ADMIN_TOKEN = "test-admin-token"
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def call(port: int, method: str, path: str, body=None, headers=None) -> Response:
+    """One request on a new connection (so requests spread over workers)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        connection.request(
+            method, path, data, {"Content-Type": "application/json", **(headers or {})}
+        )
+        response = connection.getresponse()
+        return Response(response.status, dict(response.getheaders()), response.read())
+    finally:
+        connection.close()
+
+
+@dataclass
+class Server:
+    """A running API and what it was trained on."""
+
+    port: int
+    settings: Settings
+    frame: pd.DataFrame
+    process: subprocess.Popen
+    log: Path
+
+    def call(self, method: str, path: str, body=None, headers=None) -> Response:
+        """One request on a new connection (so requests spread over workers)."""
+        return call(self.port, method, path, body, headers)
+
+
+def register_champions(
+    settings: Settings, frame: pd.DataFrame, *, models: tuple[str, ...] = MODEL_NAMES
+) -> dict[str, str]:
+    """Train each model on the mart `frame` as the pipeline flow does (fit,
+    evaluate, register with the frame's Redis snapshot named in the run) and
+    make the new version the champion, whatever the gate decided: a test
+    serves what it just trained. Returns the version of each model.
+    """
+    from ml.modeling import champions
+    from ml.modeling.evaluate import evaluate
+    from ml.modeling.registry import register
+    from ml.modeling.train import fit
+    from ml.warehouse import snapshot
+
+    redis_client = snapshot.connect(settings.redis_url)
+    try:
+        key = snapshot.publish(redis_client, frame, snapshot.DEFAULT_TTL_SECONDS)
+    finally:
+        redis_client.close()
+    versions = {}
+    for name in models:
+        fitted = fit(name, frame)
+        registration = register(fitted, evaluate(fitted, frame), settings, {"snapshot_key": key})
+        version = str(registration.version)
+        champions.client(settings).set_registered_model_alias(name, champions.CHAMPION, version)
+        versions[name] = version
+    return versions
+
+
+def start(
+    settings: Settings, log: Path, source: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """`python -m serve` from the checkout at `source` on `settings.api_port`,
+    with `env` added to its environment."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "serve", "--port", str(settings.api_port)],
+        cwd=source,
+        env={**os.environ, **settings.as_env(), "PYTHONPATH": str(source), **(env or {})},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_ready(
+    port: int, process: subprocess.Popen, log: Path, workers: int, timeout: float = 300
+) -> None:
+    """Until every worker serves both models (one /ready only speaks for one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-5000:]
+        try:
+            text = call(port, "GET", "/metrics").body.decode()
+        except OSError:
+            text = ""
+        pids = re.findall(r'vgsales_model_version\{model="prerelease",pid="(\d+)"\}', text)
+        if len(set(pids)) == workers:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not ready after {timeout} s:\n{log.read_text()[-5000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop gunicorn and wait for its master to clean up."""
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

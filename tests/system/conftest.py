@@ -1,0 +1,59 @@
+"""The API every system test of it shares: one gunicorn instance per session,
+serving champions trained on the mart dbt builds from the real file.
+
+Tests may reload it or register versions, but leave it serving version 1 of
+both models, as they found it (the golden answers name those versions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import redis
+
+from serve import gunicorn_conf
+from tests.api_server import (
+    ADMIN_TOKEN,
+    Server,
+    register_champions,
+    start,
+    stop,
+    wait_ready,
+)
+from tests.helpers import free_port, isolated_settings
+
+REDIS_DB = 5
+
+
+@pytest.fixture(scope="session")
+def served_mart(marts_settings) -> pd.DataFrame:
+    """`ml_release_features` as dbt built it from the session's raw file."""
+    from ml.warehouse.mart import read_ml_mart
+
+    return read_ml_mart(marts_settings)
+
+
+@pytest.fixture(scope="session")
+def server(stack_settings, served_mart, tmp_path_factory) -> Server:
+    """`python -m serve` over a private registry whose champions (version 1 of
+    each model) were trained on `served_mart`. Its own database is never
+    built: the forecast model's history comes from the Redis snapshot."""
+    home = tmp_path_factory.mktemp("serve")
+    settings = dataclasses.replace(
+        isolated_settings(stack_settings, "serve", REDIS_DB, home),
+        api_port=free_port(),
+        api_admin_token=ADMIN_TOKEN,
+    )
+    redis.Redis.from_url(settings.redis_url).flushdb()
+    register_champions(settings, served_mart)
+    log = home / "gunicorn.log"
+    process = start(settings, log)
+    try:
+        wait_ready(settings.api_port, process, log, gunicorn_conf.workers)
+        yield Server(settings.api_port, settings, served_mart, process, log)
+    finally:
+        stop(process)
+    # The master removes the instance directory (champions file, metrics) on exit.
+    assert not (settings.run_dir / "serve" / str(settings.api_port)).exists()
