@@ -51,16 +51,20 @@ def read_ml_mart(settings: Settings) -> pd.DataFrame:
     table = quoted(settings.mariadb_database, MART_TABLE)
     columns = ", ".join(quoted(c) for c in MART_DTYPES)
     query = f"select {columns} from {table} order by release_id"
+    return _typed(_select(settings, table, query), table)
+
+
+def _select(settings: Settings, table: str, query: str) -> pd.DataFrame:
+    """`query` over `table` as the reader; a missing table says what to run."""
     try:
         with warehouse.connect(settings) as connection:
             result = connection.execute(sa.text(query))
-            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     except sa.exc.ProgrammingError as exc:
         raise MartError(
             f"cannot read {table} as {settings.mariadb_reader_user}: {exc.orig}; "
             "has `dbt build` run for this database?"
         ) from exc
-    return _typed(frame, table)
 
 
 def mart_fingerprint(settings: Settings) -> str:
@@ -89,15 +93,7 @@ def read_platforms(settings: Settings) -> pd.DataFrame:
         "select platform_code, manufacturer, generation, platform_kind, launch_year "
         f"from {table} where not is_unknown order by platform_code"
     )
-    try:
-        with warehouse.connect(settings) as connection:
-            result = connection.execute(sa.text(query))
-            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    except sa.exc.ProgrammingError as exc:
-        raise MartError(
-            f"cannot read {table} as {settings.mariadb_reader_user}: {exc.orig}; "
-            "has `dbt build` run for this database?"
-        ) from exc
+    frame = _select(settings, table, query)
     for column in ("generation", "launch_year"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     return frame
