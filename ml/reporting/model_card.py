@@ -186,7 +186,9 @@ def _figure(value: float | None, digits: int = 3) -> str:
 def details_part(facts: VersionFacts) -> Part:
     spec = features.spec(facts.model_name)
     tags = facts.tags
-    held_out = facts.metric(spec.held_out_metric)
+    # The gate metric this version was judged on (older versions: the time split).
+    gate_metric = tags.get("held_out_metric", spec.held_out_metric)
+    held_out = facts.metric(gate_metric)
     items = [
         (
             f"Model `{facts.model_name}`, version {facts.version}, MLflow run `{facts.run_id}`; "
@@ -204,7 +206,7 @@ def details_part(facts: VersionFacts) -> Part:
         f"Predicts {'log1p(global sales)' if spec.log_label else 'global sales'} from: "
         + ", ".join(f"`{c}`" for c in spec.columns)
         + ".",
-        f"Held-out metric of the gate: `{spec.held_out_metric}` = {_figure(held_out, 4)}.",
+        f"Held-out metric of the gate: `{gate_metric}` = {_figure(held_out, 4)}.",
     ]
     for tag in VERSION_TAGS:
         items.append(f"`{tag}`: {tags.get(tag, NOT_MEASURED)}.")
