@@ -6,8 +6,8 @@
 # `prefect server status --wait` and `prefect server stop`, which keep the pid
 # file in the server's PREFECT_HOME. `up` is idempotent: a server of ours that
 # answers is left alone. `start --background` refuses while any pid file
-# exists, even one naming a process that is gone, so `up` stops (and so
-# clears) first. PREFECT_SERVER_PORT (environment, else .run/stack.env, else
+# exists, even one naming a process that is gone, so `up` removes a stale one
+# first (and stops only a server of ours). PREFECT_SERVER_PORT (environment, else .run/stack.env, else
 # 4200; scripts/ports.sh) and PREFECT_SERVER_HOME (default .run/prefect-server)
 # move it. A server is ours only if its process runs with our home and port:
 # another checkout's server on the same port is never adopted. The server
@@ -92,10 +92,12 @@ cmd_up() {
             return 0
         fi
         log "pid $pid does not answer: restarting it"
-    fi
-    if [ -f "$PID_FILE" ]; then
-        log "clearing pid file $PID_FILE (pid $(cat "$PID_FILE"))"
         stop_server
+    elif [ -f "$PID_FILE" ]; then
+        # Not our server (gone, or another checkout's): never signal that pid;
+        # only the file goes, which `start --background` would refuse.
+        log "removing stale pid file $PID_FILE (pid $(cat "$PID_FILE"))"
+        rm -f "$PID_FILE"
     fi
     if port_busy "$PORT"; then
         die "port $PORT is in use by another process (another checkout's server?); choose a free one: PREFECT_SERVER_PORT=<port> scripts/stack.sh up records it in $RUN/stack.env"
