@@ -22,6 +22,7 @@ PREDICTION_ERRORS = {
     400: ("Malformed JSON", schemas.ErrorResponse),
     422: ("Invalid field (the detail names it)", schemas.ErrorResponse),
     413: ("Body over the size limit", schemas.ErrorResponse),
+    415: ("Body not sent as application/json", schemas.ErrorResponse),
     503: ("Model not loaded (see /ready)", schemas.ErrorResponse),
 }
 

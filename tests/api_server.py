@@ -67,12 +67,19 @@ class Server:
 
 
 def register_champions(
-    settings: Settings, frame: pd.DataFrame, *, models: tuple[str, ...] = MODEL_NAMES
+    settings: Settings,
+    frame: pd.DataFrame,
+    *,
+    models: tuple[str, ...] = MODEL_NAMES,
+    platforms: pd.DataFrame | None = None,
 ) -> dict[str, str]:
     """Train each model on the mart `frame` as the pipeline flow does (fit,
     evaluate, register with the frame's Redis snapshot named in the run) and
     make the new version the champion, whatever the gate decided: a test
-    serves what it just trained. Returns the version of each model.
+    serves what it just trained. `platforms` is the warehouse's platform
+    reference (`ml.warehouse.mart.read_platforms`), as the pipeline passes it;
+    without it only platforms with rows in `frame` are described. Returns the
+    version of each model.
     """
     from ml.modeling import champions
     from ml.modeling.evaluate import evaluate
@@ -87,8 +94,10 @@ def register_champions(
         redis_client.close()
     versions = {}
     for name in models:
-        fitted = fit(name, frame)
-        registration = register(fitted, evaluate(fitted, frame), settings, {"snapshot_key": key})
+        fitted = fit(name, frame, platforms)
+        registration = register(
+            fitted, evaluate(fitted, frame, platforms), settings, {"snapshot_key": key}
+        )
         version = str(registration.version)
         champions.client(settings).set_registered_model_alias(name, champions.CHAMPION, version)
         versions[name] = version

@@ -36,7 +36,15 @@ def served_mart(marts_settings) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def server(stack_settings, served_mart, tmp_path_factory) -> Server:
+def served_platforms(marts_settings) -> pd.DataFrame:
+    """The platform reference (`dim_platform`) of the same build."""
+    from ml.warehouse.mart import read_platforms
+
+    return read_platforms(marts_settings)
+
+
+@pytest.fixture(scope="session")
+def server(stack_settings, served_mart, served_platforms, tmp_path_factory) -> Server:
     """`python -m serve` over a private registry whose champions (version 1 of
     each model) were trained on `served_mart`. Its own database is never
     built: the forecast model's history comes from the Redis snapshot."""
@@ -47,7 +55,7 @@ def server(stack_settings, served_mart, tmp_path_factory) -> Server:
         api_admin_token=ADMIN_TOKEN,
     )
     redis.Redis.from_url(settings.redis_url).flushdb()
-    register_champions(settings, served_mart)
+    register_champions(settings, served_mart, platforms=served_platforms)
     log = home / "gunicorn.log"
     process = start(settings, log)
     try:

@@ -88,12 +88,15 @@ def landed(settings: Settings, where: str = "1 = 1", **params) -> int:
 
 
 @pytest.fixture(scope="module")
-def api(stack_settings, served_mart, tmp_path_factory):
+def api(stack_settings, served_mart, seeds_dir, tmp_path_factory):
     """A served API with a small log cap over a warehouse with the landing table."""
     home = tmp_path_factory.mktemp("predlog")
+    # dbt needs a raw file to stage even for a run-operation; a fresh clone's
+    # seeds/ holds none until `make data`.
     settings = dataclasses.replace(
         isolated_settings(stack_settings, "predlog", REDIS_DB, home),
         api_port=free_port(), prediction_log_max_bytes=CAP_BYTES,
+        vgsales_seeds_dir=str(seeds_dir),
     )
     redis.Redis.from_url(settings.redis_url).flushdb()
     register_champions(settings, served_mart.sample(1500, random_state=5).sort_values("release_id"))

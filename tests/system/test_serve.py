@@ -573,7 +573,10 @@ def champion_again(server: Server, version: str) -> str:
     client = champions.client(server.settings)
     name = "global_from_regional"
     old = client.get_model_version(name, version)
-    new = client.create_model_version(name, old.source, old.run_id)
+    # The same artifact, so the same verified digest (without it the API
+    # refuses the version, as it must refuse any unverified artifact).
+    digest = {champions.DIGEST_TAG: old.tags[champions.DIGEST_TAG]}
+    new = client.create_model_version(name, old.source, old.run_id, tags=digest)
     client.set_registered_model_alias(name, champions.CHAMPION, new.version)
     return str(new.version)
 
