@@ -82,6 +82,12 @@ class ServedModel:
             return dict(record)
         return self.point_in_time.complete(record)
 
+    def complete_many(self, records: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
+        """`complete` of each record, looked up together (batches)."""
+        if self.point_in_time is None:
+            return [dict(record) for record in records]
+        return self.point_in_time.complete_many(records)
+
     def horizon(self, record: Mapping[str, object]) -> int | None:
         """Years between the data's last complete year and the forecast year."""
         last = self.data_last_year

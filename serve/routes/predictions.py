@@ -132,7 +132,7 @@ def forecast_batch():
     """A JSON array of `/v1/forecast` bodies (size limits in the schema)."""
     model = _served("prerelease")
     spelled = [model.spellings.correct(row.__dict__) for row in parse(schemas.ForecastBatch)]
-    records = [model.complete(record) for record, _, _ in spelled]
+    records = model.complete_many([record for record, _, _ in spelled])
     values, unseen = _predict_many(model, records, "/v1/forecast/batch")
     rows = [{"global_sales": v, "unseen": u, "matched": m, "did_you_mean": s, "features": r,
              **_forecast_context(model, r, v)}
