@@ -30,11 +30,10 @@ def schemathesis(server, tmp_path: Path, *args: str) -> subprocess.CompletedProc
         [st, "run", f"http://127.0.0.1:{server.port}/openapi.json", "--checks", "all",
          "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic",
          "--no-color", "--workers", "2",
-         # Generous: two workers answer on a machine that may be busy, and a
-         # 1,000-row forecast batch completes each record's history in Python
-         # (several seconds when the machine is loaded; schemathesis' default
-         # limit is 10 s). Latency is measured by `make bench`, not here.
-         "--request-timeout", "60", "--max-response-time", "45",
+         # schemathesis' own response-time check (10 s) stays on: a 1,000-row
+         # batch answers in well under a second. Latency itself is measured by
+         # `make bench`, not here.
+         "--request-timeout", "60",
          "--report", "junit", "--report-dir", str(tmp_path), *args],
         capture_output=True, text=True, timeout=1200, cwd=tmp_path,
     )
