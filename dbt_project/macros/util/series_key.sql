@@ -19,3 +19,17 @@
         {{ sql_literal('(\s+([0-9]+|[ivxlc]+))+\s*$') }}, ''
     )) as char(200))
 {%- endmacro %}
+
+
+{#-
+    A 60-bit integer standing for a series key (via surrogate_key) with the
+    key's own equality: the collation's weights, so keys the collation holds
+    equal ("pokémon", "pokemon") share it, as they share a group when
+    grouped by the key itself. Grouping and joining on it instead of the
+    200-character key keeps the per-(series, year) tables small enough for
+    memory. rtrim: trailing spaces carry weight, but pad-space collations
+    ignore them.
+-#}
+{% macro series_id(series_key_column) -%}
+    {{ surrogate_key('weight_string(rtrim(' ~ series_key_column ~ '))') }}
+{%- endmacro %}

@@ -1,9 +1,17 @@
+{{ config(
+    materialized='table',
+    indexes=[{'columns': ['platform_code']}],
+) }}
+
 {#-
     Every platform a release may be accepted on (docs block
     new_platform_rule): the reference seed, plus codes missing from it that
     look like a genuinely new platform in the loaded file, with unknown
     reference attributes. Everything else stays `unknown_platform` in the
     quarantine.
+    A table, not a view like the rest of this layer: validation, the
+    platform dimension, the ML mart and six tests read it, and as a view
+    each read scanned the whole raw file again.
 -#}
 with
 

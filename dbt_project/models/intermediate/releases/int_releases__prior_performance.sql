@@ -9,7 +9,8 @@
     of the release year. Histories are summed per (group, year) first, so the
     window "all earlier rows" covers exactly the strictly earlier years; rows
     of the same year never see each other. Releases of unknown year have no
-    provable past: prior counts 0, prior means null.
+    provable past: prior counts 0, prior means null. Series are grouped by
+    series_id, the key's integer stand-in.
     A table for the same reason as int_releases__accepted.
 -#}
 with
@@ -54,28 +55,28 @@ publisher_history as (
 series_years as (
 
     select
-        series_key,
+        {{ series_id('series_key') }} as series_id,
         release_year,
         count(*) as titles,
         sum(log_global_sales) as sum_log_sales
 
     from releases
     where release_year is not null
-    group by series_key, release_year
+    group by series_id, release_year
 
 ),
 
 series_history as (
 
     select
-        series_key,
+        series_id,
         release_year,
         sum(titles) over earlier_years as prior_titles,
         sum(sum_log_sales) over earlier_years as prior_sum_log_sales
 
     from series_years
     window earlier_years as (
-        partition by series_key
+        partition by series_id
         order by release_year
         rows between unbounded preceding and 1 preceding
     )
@@ -130,7 +131,7 @@ left join publisher_history
         and releases.release_year = publisher_history.release_year
 left join series_history
     on
-        releases.series_key = series_history.series_key
+        {{ series_id('releases.series_key') }} = series_history.series_id
         and releases.release_year = series_history.release_year
 left join platform_years
     on

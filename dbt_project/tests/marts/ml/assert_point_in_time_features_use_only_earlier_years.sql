@@ -4,7 +4,8 @@
     totals of its publisher and series restricted to `year < this year`, and
     returns each release where a value differs. Independent of the window
     functions the mart uses; it also fails when a release of unknown year has
-    any history (none can be proven earlier).
+    any history (none can be proven earlier). Series are matched by
+    series_id, the key's integer stand-in with the key's own equality.
 -#}
 with
 
@@ -19,7 +20,7 @@ releases as (
     select
         fct.release_id,
         fct.publisher_id,
-        game.series_key,
+        {{ series_id('game.series_key') }} as series_id,
         years.calendar_year,
         ln(1 + fct.global_sales) as log_global_sales
 
@@ -47,13 +48,13 @@ publisher_years as (
 series_years as (
 
     select
-        series_key,
+        series_id,
         calendar_year,
         count(*) as titles,
         sum(log_global_sales) as sum_log_sales
 
     from releases
-    group by series_key, calendar_year
+    group by series_id, calendar_year
 
 ),
 
@@ -77,7 +78,7 @@ expected_publisher as (
 expected_series as (
 
     select
-        this_year.series_key,
+        this_year.series_id,
         this_year.calendar_year,
         coalesce(sum(earlier.titles), 0) as prior_titles,
         sum(earlier.sum_log_sales) / sum(earlier.titles) as prior_mean
@@ -85,9 +86,9 @@ expected_series as (
     from series_years as this_year
     left join series_years as earlier
         on
-            this_year.series_key = earlier.series_key
+            this_year.series_id = earlier.series_id
             and this_year.calendar_year > earlier.calendar_year
-    group by this_year.series_key, this_year.calendar_year
+    group by this_year.series_id, this_year.calendar_year
 
 ),
 
@@ -114,7 +115,7 @@ compared as (
             and releases.calendar_year = publisher.calendar_year
     left join expected_series as series
         on
-            releases.series_key = series.series_key
+            releases.series_id = series.series_id
             and releases.calendar_year = series.calendar_year
 
 )
