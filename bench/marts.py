@@ -5,13 +5,13 @@
   database `<MARIADB_DATABASE>_bench_mart`. bench_build's 16.6k runs build
   that database too; the mart is rebuilt (seeds and models, no tests) only
   when it is missing or was loaded from another file.
-- `resampled(frame, rows)`: a 1,000,000-row frame made from it, because a
-  1M dbt build takes over ten minutes here (bench_build --full). Rows are
-  drawn with replacement and their sales multiplied by log-normal noise
-  (sigma 0.2, rounded to cents as in the raw file; global sales and the log
-  label recomputed from them), so the trees do not just meet copies of the
-  same label; categories, years, splits and history features keep the real
-  mart's distributions. Deterministic by seed.
+- `resampled(frame, rows)`: a 1,000,000-row frame made from it, because
+  another 1M dbt build (bench_build's is dropped afterwards) would add
+  minutes to `make bench`. Rows are drawn with replacement and their sales
+  multiplied by log-normal noise (sigma 0.2, rounded to cents as in the raw
+  file; global sales and the log label recomputed from them), so the trees
+  do not just meet copies of the same label; categories, years, splits and
+  history features keep the real mart's distributions. Deterministic by seed.
 """
 
 from __future__ import annotations

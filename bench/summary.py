@@ -31,8 +31,12 @@ def _rows_label(rows: int) -> str:
 
 
 def build_rows(r: dict) -> Iterator[Row]:
+    goals = {check["size"]: check for check in r.get("goals", [])}
     for size in r["sizes"]:
-        yield _row("build", "dbt build", _rows_label(r[size]["rows"]), r[size]["wall_s"], "s")
+        check = goals.get(size)
+        note = f"{check['goal'].split(': ')[-1]}: {'met' if check['met'] else 'missed'}" if check else ""
+        yield _row("build", "dbt build", _rows_label(r[size]["rows"]), r[size]["wall_s"], "s",
+                   note=note)
 
 
 def seed_rows(r: dict) -> Iterator[Row]:
