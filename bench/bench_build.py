@@ -1,6 +1,6 @@
 """Benchmark: `dbt build` wall time as the raw file grows.
 
-    python -m bench.bench_build [--runs 3] [--large-runs 1]
+    python -m bench.bench_build [--runs 2] [--large-runs 1]
 
 The whole warehouse build the pipeline runs (`dbt build`: seeds, models,
 snapshot, tests) on the real vgsales.csv (16,598 rows) and on 100,000
@@ -148,7 +148,7 @@ def goals_table(checks: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="builds of 16.6k and 100k rows")
+    parser.add_argument("--runs", type=int, default=2, help="builds of 16.6k and 100k rows")
     parser.add_argument("--large-runs", type=int, default=1, help="builds of 1,000,000 rows")
     args = parser.parse_args(argv)
     base = load_settings()

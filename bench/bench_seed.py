@@ -1,6 +1,6 @@
 """Benchmark: `dbt seed` of vgsales.csv, dbt's stock loader against ours, and LOAD DATA.
 
-    python -m bench.bench_seed [--runs 3] [--large-runs 2] [--stock-runs 3] [--full]
+    python -m bench.bench_seed [--runs 2] [--large-runs 1] [--stock-runs 1] [--full]
 
 Two sizes: the real file (16,598 rows; a synthetic file of that size when it
 is absent) and 1,000,000 synthetic rows (`ml.data.synthetic`). Three loaders:
@@ -242,9 +242,9 @@ def table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs of ours and LOAD DATA per size")
-    parser.add_argument("--large-runs", type=int, default=2, help="runs of ours at 1M rows")
-    parser.add_argument("--stock-runs", type=int, default=3, help="stock runs on the real file")
+    parser.add_argument("--runs", type=int, default=2, help="runs of ours and LOAD DATA per size")
+    parser.add_argument("--large-runs", type=int, default=1, help="runs of ours at 1M rows")
+    parser.add_argument("--stock-runs", type=int, default=1, help="stock runs on the real file")
     parser.add_argument("--full", action="store_true", help="measure stock at 1M rows (~30 min)")
     parser.add_argument("--large-rows", type=int, default=LARGE_ROWS, help="synthetic file size")
     args = parser.parse_args(argv)

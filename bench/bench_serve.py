@@ -1,6 +1,6 @@
 """Benchmark: the prediction service against the original design, on loopback.
 
-    python -m bench.bench_serve [--seconds 8] [--repeats 3] [--connections 4]
+    python -m bench.bench_serve [--seconds 5] [--repeats 3] [--connections 4]
 
 Trains both models on the mart dbt builds from the real vgsales.csv (or a
 synthetic file of its size; `bench.marts.real_mart`) into a private MLflow
@@ -232,7 +232,7 @@ def table(service: dict[str, Stats], original: dict[str, Stats]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--connections", type=int, default=4)
     args = parser.parse_args(argv)

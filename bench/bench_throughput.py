@@ -1,6 +1,6 @@
 """Benchmark: the API's throughput against a bare Flask app, side by side.
 
-    python -m bench.bench_throughput [--seconds 3] [--runs 5]
+    python -m bench.bench_throughput [--seconds 3] [--runs 3]
 
 Three servers on the same gunicorn settings (`serve/gunicorn_conf.py`:
 workers, gthread, threads, keep-alive), one after the other, driven by the
@@ -112,7 +112,7 @@ def table(measured: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
 
     from bench.marts import real_mart
