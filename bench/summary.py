@@ -34,7 +34,7 @@ def build_rows(r: dict) -> Iterator[Row]:
     goals = {check["size"]: check for check in r.get("goals", [])}
     for size in r["sizes"]:
         check = goals.get(size)
-        note = f"{check['goal'].split(': ')[-1]}: {'met' if check['met'] else 'missed'}" if check else ""
+        note = f"{check['target']}: {'met' if check['met'] else 'missed'}" if check else ""
         yield _row("build", "dbt build", _rows_label(r[size]["rows"]), r[size]["wall_s"], "s",
                    note=note)
 
