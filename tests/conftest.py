@@ -80,27 +80,54 @@ def seeds_dir(raw_csv, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def marts_settings(stack_settings, seeds_dir, tmp_path_factory) -> Settings:
-    """Settings of a database whose seeds and models dbt built from `seeds_dir`.
+@dataclasses.dataclass
+class WarehouseBuild:
+    """A finished `dbt build`: its settings, dbt's result and its streamed output."""
 
-    dbt's data tests are left out (they have their own tests and double the
-    build time): this is for tests that only read the marts, which share one
-    build per session.
+    settings: Settings
+    result: object  # ml.warehouse.dbt_runner.DbtResult
+    lines: list[str]
+
+
+@pytest.fixture(scope="session")
+def warehouse_build(stack_settings, seeds_dir, tmp_path_factory) -> WarehouseBuild:
+    """The session's one full `dbt build` (seeds, models, every data test) of
+    `seeds_dir`, from empty databases.
+
+    Shared because a build of the real file is the suite's most expensive
+    step and its readers need the same thing: the warehouse tests, the
+    digest comparison and every test that reads the marts
+    (`marts_settings`). Readers must leave it as they found it (a test that
+    changes a row puts it back).
     """
-    from ml.warehouse.dbt_runner import run_dbt
+    from tests.warehouse_digest import build
 
     home = tmp_path_factory.mktemp("marts")
     settings = dataclasses.replace(
         isolated_settings(stack_settings, "marts", 0, home), vgsales_seeds_dir=str(seeds_dir)
     )
-    result = run_dbt(
-        ["build", "--no-use-colors", "--exclude", "resource_type:test"],
-        settings,
-        target_path=home / "dbt_target",
-    )
-    assert result.ok and result.errored == 0, f"dbt build failed: {result.status_counts}"
-    return settings
+    lines: list[str] = []
+    result = build(settings, home / "dbt_target", log=lines.append)
+    return WarehouseBuild(settings, result, lines)
+
+
+@pytest.fixture(scope="session")
+def build_digest(warehouse_build) -> dict:
+    """`tests.warehouse_digest.digest` of `warehouse_build`, taken before any
+    test touches it (a test that changes the build asks for this first)."""
+    from tests.warehouse_digest import digest
+
+    return digest(warehouse_build.settings, warehouse_build.result)
+
+
+@pytest.fixture(scope="session")
+def marts_settings(warehouse_build, build_digest) -> Settings:
+    """Settings of the database `warehouse_build` built, for tests that read
+    the marts. Its digest is taken first, before any reader is let in."""
+    result = warehouse_build.result
+    assert result.ok and result.errored == 0, (
+        f"dbt build failed: {result.status_counts}\n" + "\n".join(warehouse_build.lines[-40:]))
+    return warehouse_build.settings
 
 
 @pytest.fixture(scope="module")
