@@ -30,6 +30,14 @@ STACK = ROOT / "scripts" / "stack.sh"
 SAMPLE_ROWS = 3000
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config) -> None:
+    """This run's own base temp folder (tests/helpers.py `private_basetemp`
+    says why), unless --basetemp names one."""
+    if config.option.basetemp is None:
+        config.option.basetemp = helpers.private_basetemp()
+
+
 @pytest.fixture(scope="session")
 def stack_settings() -> Settings:
     """Start (or reuse) the local MariaDB + Redis stack and return its settings."""
@@ -128,6 +136,19 @@ def marts_settings(warehouse_build, build_digest) -> Settings:
     assert result.ok and result.errored == 0, (
         f"dbt build failed: {result.status_counts}\n" + "\n".join(warehouse_build.lines[-40:]))
     return warehouse_build.settings
+
+
+@pytest.fixture(scope="session")
+def warehouse_docs(marts_settings, tmp_path_factory) -> Path:
+    """The target folder of one `dbt docs generate` over the session's build
+    (manifest, catalog, index.html), for the tests that read or serve it."""
+    from ml.warehouse.dbt_runner import run_dbt
+
+    target = tmp_path_factory.mktemp("dbt-docs")
+    result = run_dbt(["docs", "generate", "--no-use-colors"], marts_settings,
+                     target_path=target, log=lambda line: None)
+    assert result.ok, result.status_counts
+    return target
 
 
 @pytest.fixture(scope="module")
