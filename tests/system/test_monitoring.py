@@ -50,7 +50,7 @@ from ml.settings import ROOT
 from ml.warehouse.dbt_runner import run_dbt
 from ml.warehouse.mart import mart_fingerprint, read_ml_mart
 from serve.prediction_log import PredictionLog
-from tests.helpers import free_port, isolated_settings
+from tests.helpers import current_run, free_port, isolated_settings
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +70,13 @@ def query(settings, sql: str, **params) -> pd.DataFrame:
             return pd.read_sql(sa.text(sql), connection, params=params)
     finally:
         engine.dispose()
+
+
+def edge_redis_url(settings) -> str:
+    """The drain edge cases' Redis db, in this run's block like REDIS_DB (an
+    absolute db 13 was shared by two runs on one stack, and failed both)."""
+    db = current_run(settings.run_dir).redis_db(EDGE_REDIS_DB)
+    return settings.redis_url.rsplit("/", 1)[0] + f"/{db}"
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +101,7 @@ def settings(stack_settings, home):
         for name in names:
             connection.execute(sa.text(f"drop database `{name}`"))
     server.dispose()
-    for url in (settings.redis_url, settings.redis_url.rsplit("/", 1)[0] + f"/{EDGE_REDIS_DB}"):
+    for url in (settings.redis_url, edge_redis_url(settings)):
         client = redis.Redis.from_url(url)
         client.flushdb()
         client.close()
@@ -454,7 +461,7 @@ def test_the_new_batch_shows_drift_and_actuals_meet_earlier_predictions(refreshe
 @pytest.fixture
 def edge_settings(settings, base_build):
     settings = dataclasses.replace(
-        settings, redis_url=settings.redis_url.rsplit("/", 1)[0] + f"/{EDGE_REDIS_DB}"
+        settings, redis_url=edge_redis_url(settings)
     )
     client = redis.Redis.from_url(settings.redis_url)
     client.flushdb()
