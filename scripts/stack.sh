@@ -193,7 +193,7 @@ mariadb_up() {
         --aria-pagecache-buffer-size=1G --sort-buffer-size=64M \
         --tmp-table-size=256M --max-heap-table-size=256M \
         --innodb-flush-log-at-trx-commit=2 --skip-name-resolve --skip-log-bin \
-        >/dev/null 2>&1 </dev/null &
+        >/dev/null 2>&1 </dev/null 9>&- &
     local i
     for i in $(seq 1 60); do
         db_root -e 'select 1' >/dev/null 2>&1 && return 0
@@ -232,10 +232,38 @@ redis_up() {
         redis_acl_file
         redis_acl_apply
         if redis_ready; then
+            redis_databases_ok || return 0
             log "redis already running (pid $(cat "$REDIS_PID")), users applied"
             return 0
         fi
     fi
+    redis_start
+}
+
+# Test runs each take a block of 16 dbs (tests/helpers.py TestRun), so Redis
+# needs `databases $REDIS_DATABASES`; that cannot change while it runs. One
+# started by an older stack.sh (16 dbs) is restarted when it holds no keys,
+# which loses nothing (no persistence); with keys, it is left running and
+# the message says what to do. Returns 1 when it restarted Redis.
+REDIS_DATABASES=256
+redis_databases_ok() {
+    local have
+    have=$(redis_cli config get databases 2>/dev/null | sed -n 2p)
+    [ -n "$have" ] && [ "$have" -lt "$REDIS_DATABASES" ] || return 0
+    if [ -z "$(redis_cli info keyspace 2>/dev/null | grep '^db')" ]; then
+        log "redis runs with 'databases $have' (test runs need $REDIS_DATABASES) and holds no keys: restarting it"
+        stop_pid redis "$REDIS_PID"
+        redis_start
+        return 1
+    fi
+    log "warning: redis runs with 'databases $have', test runs need $REDIS_DATABASES" \
+        "(their per-run dbs fail with 'DB index is out of range'); it holds keys (an" \
+        "undrained prediction log?), so it is left running: drain it, then" \
+        "'scripts/stack.sh down && scripts/stack.sh up'"
+    return 0
+}
+
+redis_start() {
     rm -f "$REDIS_PID"
     mkdir -p "$REDIS_DIR"
     log "starting redis on 127.0.0.1:$REDIS_PORT"
@@ -256,9 +284,9 @@ logfile $REDIS_DIR/redis.log
 dir $REDIS_DIR
 # 16 blocks of 16: each test run claims a block (tests/helpers.py TestRun),
 # so two suites on one stack never share a db; block 0 is the user's.
-databases 256
+databases $REDIS_DATABASES
 EOF
-    redis-server "$REDIS_DIR/redis.conf"
+    redis-server "$REDIS_DIR/redis.conf" 9>&-
     local i
     for i in $(seq 1 40); do
         redis_ready && return 0
@@ -335,7 +363,18 @@ stop_pid() {
     rm -f "$pidfile"
 }
 
+# One `up` or `down` at a time per run dir: two `make test` runs started
+# together both call `up`, and the second would otherwise find the port of
+# the MariaDB the first is starting busy, or initialise the same data dir.
+# Fd 9 is closed for the daemons, which would otherwise hold the lock.
+stack_lock() {
+    mkdir -p "$RUN"
+    exec 9>"$RUN/stack.lock"
+    flock 9
+}
+
 cmd_up() {
+    stack_lock
     ensure_packages
     ensure_env_file
     check_ports
@@ -347,6 +386,7 @@ cmd_up() {
 }
 
 cmd_down() {
+    stack_lock
     [ -f "$ENV_FILE" ] && . "$ENV_FILE"
     stop_pid redis "$REDIS_PID"
     stop_pid mariadb "$DB_PID"

@@ -30,6 +30,14 @@ STACK = ROOT / "scripts" / "stack.sh"
 SAMPLE_ROWS = 3000
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config) -> None:
+    """This run's own base temp folder (tests/helpers.py `private_basetemp`
+    says why), unless --basetemp names one."""
+    if config.option.basetemp is None:
+        config.option.basetemp = helpers.private_basetemp()
+
+
 @pytest.fixture(scope="session")
 def stack_settings() -> Settings:
     """Start (or reuse) the local MariaDB + Redis stack and return its settings."""
@@ -80,27 +88,67 @@ def seeds_dir(raw_csv, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def marts_settings(stack_settings, seeds_dir, tmp_path_factory) -> Settings:
-    """Settings of a database whose seeds and models dbt built from `seeds_dir`.
+@dataclasses.dataclass
+class WarehouseBuild:
+    """A finished `dbt build`: its settings, dbt's result and its streamed output."""
 
-    dbt's data tests are left out (they have their own tests and double the
-    build time): this is for tests that only read the marts, which share one
-    build per session.
+    settings: Settings
+    result: object  # ml.warehouse.dbt_runner.DbtResult
+    lines: list[str]
+
+
+@pytest.fixture(scope="session")
+def warehouse_build(stack_settings, seeds_dir, tmp_path_factory) -> WarehouseBuild:
+    """The session's one full `dbt build` (seeds, models, every data test) of
+    `seeds_dir`, from empty databases.
+
+    Shared because a build of the real file is the suite's most expensive
+    step and its readers need the same thing: the warehouse tests, the
+    digest comparison and every test that reads the marts
+    (`marts_settings`). Readers must leave it as they found it (a test that
+    changes a row puts it back).
     """
-    from ml.warehouse.dbt_runner import run_dbt
+    from tests.warehouse_digest import build
 
     home = tmp_path_factory.mktemp("marts")
     settings = dataclasses.replace(
         isolated_settings(stack_settings, "marts", 0, home), vgsales_seeds_dir=str(seeds_dir)
     )
-    result = run_dbt(
-        ["build", "--no-use-colors", "--exclude", "resource_type:test"],
-        settings,
-        target_path=home / "dbt_target",
-    )
-    assert result.ok and result.errored == 0, f"dbt build failed: {result.status_counts}"
-    return settings
+    lines: list[str] = []
+    result = build(settings, home / "dbt_target", log=lines.append)
+    return WarehouseBuild(settings, result, lines)
+
+
+@pytest.fixture(scope="session")
+def build_digest(warehouse_build) -> dict:
+    """`tests.warehouse_digest.digest` of `warehouse_build`, taken before any
+    test touches it (a test that changes the build asks for this first)."""
+    from tests.warehouse_digest import digest
+
+    return digest(warehouse_build.settings, warehouse_build.result)
+
+
+@pytest.fixture(scope="session")
+def marts_settings(warehouse_build, build_digest) -> Settings:
+    """Settings of the database `warehouse_build` built, for tests that read
+    the marts. Its digest is taken first, before any reader is let in."""
+    result = warehouse_build.result
+    assert result.ok and result.errored == 0, (
+        f"dbt build failed: {result.status_counts}\n" + "\n".join(warehouse_build.lines[-40:]))
+    return warehouse_build.settings
+
+
+@pytest.fixture(scope="session")
+def warehouse_docs(marts_settings, tmp_path_factory) -> Path:
+    """The target folder of one `dbt docs generate` over the session's build
+    (manifest, catalog, index.html), for the tests that read or serve it."""
+    from ml.warehouse.dbt_runner import run_dbt
+
+    target = tmp_path_factory.mktemp("dbt-docs")
+    result = run_dbt(["docs", "generate", "--no-use-colors"], marts_settings,
+                     target_path=target, log=lambda line: None)
+    assert result.ok, result.status_counts
+    return target
 
 
 @pytest.fixture(scope="module")

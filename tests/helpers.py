@@ -8,10 +8,12 @@ import http.client
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -206,3 +208,36 @@ def wait_every_worker_serves(port: int, process: subprocess.Popen, log: Path,
             return
         time.sleep(0.5)
     raise AssertionError(f"not ready after {timeout} s:\n{log.read_text()[-5000:]}")
+
+
+# Every test run's base temp folder (tmp_path and friends) is its own, under
+# this root: pytest's default numbered folders (/tmp/pytest-of-<user>/pytest-N)
+# are pruned by whichever pytest session on the machine ends next, and one
+# such cleanup removed a running suite's folders (its API's registry and
+# gunicorn files) mid-run, failing 52 tests. Each run holds an flock on
+# `<folder>.lock` for its life; folders of finished runs beyond the newest
+# KEPT_RUNS are removed.
+TEMP_ROOT = Path(tempfile.gettempdir()) / f"vgsales-tests-{os.getuid()}"
+KEPT_RUNS = 3
+_basetemp_lock = None
+
+
+def private_basetemp() -> Path:
+    """A new base temp folder for this process, locked while it lives."""
+    global _basetemp_lock
+    TEMP_ROOT.mkdir(mode=0o700, exist_ok=True)
+    finished = []
+    for lock_file in TEMP_ROOT.glob("run-*.lock"):
+        with lock_file.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live run
+            finished.append(lock_file)
+    for lock_file in sorted(finished)[:-KEPT_RUNS or None]:
+        shutil.rmtree(lock_file.with_suffix(""), ignore_errors=True)
+        lock_file.unlink(missing_ok=True)
+    name = f"run-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    _basetemp_lock = (TEMP_ROOT / f"{name}.lock").open("w")
+    fcntl.flock(_basetemp_lock, fcntl.LOCK_EX)
+    return TEMP_ROOT / name  # pytest creates it

@@ -37,11 +37,10 @@ SCHEMA_SUFFIXES = ("", "_raw", "_staging", "_intermediate", "_dbt_test__audit")
 YEAR_SPAN = "<db>.dim_year"
 
 
-def build(settings: Settings, target: Path) -> DbtResult:
+def build(settings: Settings, target: Path, log=lambda line: None) -> DbtResult:
     """The pipeline's `dbt build` into `settings`' database, from scratch."""
     drop(settings)
-    return run_dbt(["build", "--no-use-colors"], settings, log=lambda line: None,
-                   target_path=target)
+    return run_dbt(["build", "--no-use-colors"], settings, log=log, target_path=target)
 
 
 def drop(settings: Settings) -> None:

@@ -16,7 +16,10 @@ from dotenv import dotenv_values
 
 from ml.monitoring.stream import STREAM
 from ml.warehouse import snapshot
+from tests.helpers import current_run
 
+# The test's db in this run's block (tests/helpers.py TestRun): an absolute
+# db would be the user's (0-15) and shared with another run on the stack.
 REDIS_DB = 14
 SNAPSHOT_KEY = f"{snapshot.KEY_PREFIX}:0123456789abcdef"
 OTHER_KEY = "vgsales:something:else"
@@ -50,9 +53,13 @@ ROLES = {
 }
 
 
+def run_db(settings) -> int:
+    return current_run(settings.run_dir).redis_db(REDIS_DB)
+
+
 @pytest.fixture(scope="module")
 def admin(stack_settings):
-    url = stack_settings.redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
+    url = stack_settings.redis_url.rsplit("/", 1)[0] + f"/{run_db(stack_settings)}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield client
@@ -61,7 +68,7 @@ def admin(stack_settings):
 
 
 def role_client(settings, role: str) -> redis.Redis:
-    url = settings.redis_url_as(role).rsplit("/", 1)[0] + f"/{REDIS_DB}"
+    url = settings.redis_url_as(role).rsplit("/", 1)[0] + f"/{run_db(settings)}"
     return redis.Redis.from_url(url)
 
 

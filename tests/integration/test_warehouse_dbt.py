@@ -57,16 +57,12 @@ def _build(settings, target):
 
 
 @pytest.fixture(scope="module")
-def warehouse(stack_settings, raw_csv, real_csv, seeds_dir, tmp_path_factory):
-    """Settings, dbt result and output of a full build over the real file."""
+def warehouse(warehouse_build, raw_csv, real_csv):
+    """Settings, dbt result and output of the session's full build over the
+    real file (tests/conftest.py `warehouse_build`, shared with the marts'
+    readers and the digest test)."""
     assert raw_csv == real_csv  # `seeds_dir` holds the real file when it exists
-    home = tmp_path_factory.mktemp("warehouse")
-    settings = dataclasses.replace(
-        isolated_settings(stack_settings, "warehouse", 0, home),
-        vgsales_seeds_dir=str(seeds_dir),
-    )
-    result, lines = _build(settings, home / "target")
-    return settings, result, lines
+    return warehouse_build.settings, warehouse_build.result, warehouse_build.lines
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +182,9 @@ def test_ml_mart_has_contract_columns_one_row_per_release(db):
     assert _scalar(db, time_test) == 2746
 
 
-def test_point_in_time_test_runs_and_catches_a_leak(warehouse, db):
+def test_point_in_time_test_runs_and_catches_a_leak(warehouse, db, build_digest):
+    # `build_digest` first: the leak run below rewrites this test's stored
+    # failures, which the shared build's digest must not see.
     settings, result, _ = warehouse
     name = "assert_point_in_time_features_use_only_earlier_years"
     assert _test_results(result)[name]["status"] == "pass"
@@ -229,11 +227,9 @@ def test_validation_summary_of_the_build(warehouse):
     assert "tests evaluated" in summary.markdown
 
 
-def test_docs_generate_and_everything_is_described(warehouse):
-    settings, result, _ = warehouse
-    target = result.target_path.parent / "docs"
-    docs = run_dbt(["docs", "generate"], settings, log=lambda _: None, target_path=target)
-    assert docs.returncode == 0
+def test_docs_generate_and_everything_is_described(warehouse, warehouse_docs):
+    # `dbt docs generate` over the build, once per session (tests/conftest.py).
+    target = warehouse_docs
     manifest = json.loads((target / "manifest.json").read_text())
     catalog = json.loads((target / "catalog.json").read_text())
     undocumented = []

@@ -161,14 +161,10 @@ def test_drift_report_charts_and_links(page, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def dbt_docs(marts_settings, tmp_path_factory):
-    """`dbt docs generate` over the session's warehouse, served over HTTP."""
-    from ml.warehouse.dbt_runner import run_dbt
-
-    target = tmp_path_factory.mktemp("dbt-docs")
-    result = run_dbt(["docs", "generate", "--no-use-colors"], marts_settings,
-                     target_path=target, log=lambda line: None)
-    assert result.ok, result.status_counts
+def dbt_docs(warehouse_docs):
+    """`dbt docs generate` over the session's warehouse (tests/conftest.py
+    `warehouse_docs`), served over HTTP."""
+    target = warehouse_docs
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",

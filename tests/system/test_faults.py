@@ -238,13 +238,14 @@ class FlowRun:
     events: list[str]
 
 
-def run_flow(settings: Settings, run_dir: Path, report: Path, *args: str,
+def run_flow(settings: Settings, run_dir: Path, prefect, report: Path, *args: str,
              on_line=None) -> FlowRun:
     """`python -m flows.pipeline` in its own process group, its output read
-    line by line; `on_line(line, process, events)` injects the faults."""
+    line by line; `on_line(line, process, events)` injects the faults. On the
+    session's Prefect server (tests/system/conftest.py), which no fault here
+    touches, rather than an ephemeral one started per run."""
     env = {**os.environ, **settings.as_env(), "VGSALES_RUN_DIR": str(run_dir),
-           "PYTHONUNBUFFERED": "1"}
-    env.pop("PREFECT_API_URL", None)  # ephemeral Prefect, in the private run dir
+           "PYTHONUNBUFFERED": "1", **prefect.client_env()}
     process = subprocess.Popen(
         [sys.executable, "-m", "flows.pipeline", "--report", str(report), *args],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -306,7 +307,7 @@ def warehouse_digest(settings: Settings, database: str) -> dict[str, tuple[int, 
 
 
 @pytest.fixture(scope="module")
-def flows(private_stack, tmp_path_factory):  # noqa: F811 - the imported fixture
+def flows(private_stack, prefect_server, tmp_path_factory):  # noqa: F811 - the imported fixture
     stack, base, run_dir = private_stack
     home = tmp_path_factory.mktemp("faults-flow")
     seeds = home / "seeds"
@@ -328,7 +329,8 @@ def flows(private_stack, tmp_path_factory):  # noqa: F811 - the imported fixture
             events.append(f"killed the flow at: {line.strip()}")
             kill_group(process)
 
-    runs["killed"] = run_flow(settings, run_dir, home / "r1.json", on_line=kill_at_marts)
+    runs["killed"] = run_flow(settings, run_dir, prefect_server, home / "r1.json",
+                              on_line=kill_at_marts)
     raw_after_kill = raw_rows(settings)
 
     def kill_redis_in_dbt(line, process, events):
@@ -336,7 +338,7 @@ def flows(private_stack, tmp_path_factory):  # noqa: F811 - the imported fixture
             kill_pid_file(run_dir / "redis" / "redis.pid")
             events.append("killed redis")
 
-    runs["redis_killed"] = run_flow(settings, run_dir, home / "r2.json",
+    runs["redis_killed"] = run_flow(settings, run_dir, prefect_server, home / "r2.json",
                                     on_line=kill_redis_in_dbt)
     digests = {"flow": warehouse_digest(settings, settings.mariadb_database),
                "reference": warehouse_digest(settings, reference.mariadb_database)}
@@ -352,7 +354,8 @@ def flows(private_stack, tmp_path_factory):  # noqa: F811 - the imported fixture
             # The retries wait 2, 4 and 8 s: a restart must fit in 14 s.
             events.append(f"mariadb restarted in {time.monotonic() - started:.1f} s")
 
-    runs["mariadb_restarted"] = run_flow(settings, run_dir, home / "r3.json", "--skip-dbt",
+    runs["mariadb_restarted"] = run_flow(settings, run_dir, prefect_server, home / "r3.json",
+                                         "--skip-dbt",
                                          on_line=restart_mariadb_on_retry)
     return {"settings": settings, "runs": runs, "raw_after_kill": raw_after_kill,
             "digests": digests, "stack": stack, "run_dir": run_dir}

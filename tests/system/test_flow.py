@@ -1,8 +1,10 @@
-"""The pipeline flow for real: dbt on MariaDB, Redis, MLflow on SQLite, Prefect
-in ephemeral mode, each isolated (the run's `flow` database, Redis db 3 of its block, MLflow
-and Prefect homes in a temp folder).
+"""The pipeline flow for real: dbt on MariaDB, Redis, MLflow on SQLite, a
+Prefect server, each isolated (the run's `flow` database, Redis db 3 of its
+block, MLflow home in a temp folder, the session's Prefect server).
 
-Two flow runs in all, through the same CLI `make run` uses, each followed by
+Two flow runs in all, through the same CLI `make run` uses (on the session's
+Prefect server, tests/system/conftest.py, not in ephemeral mode: that costs
+each run a server start; test_data_refresh covers it), each followed by
 many assertions: a first run (dbt build, export to Redis, both models become
 champions) and a rerun with a wrong Redis password and no dbt (degraded, yet
 completes, and keeps the champions). Reuse of an unchanged mart's snapshot is
@@ -53,10 +55,10 @@ def flow_settings(stack_settings, seeds_dir, tmp_path_factory):
     return settings
 
 
-def run_pipeline(settings, report: Path, *args: str) -> tuple[dict, str]:
-    """`python -m flows.pipeline` in a child process with `settings` as its env."""
-    env = {**os.environ, **settings.as_env()}
-    env.pop("PREFECT_API_URL", None)  # ephemeral mode, in the test's PREFECT_HOME
+def run_pipeline(settings, prefect, report: Path, *args: str) -> tuple[dict, str]:
+    """`python -m flows.pipeline` in a child process with `settings` as its
+    env, on the session's Prefect server (tests/system/conftest.py)."""
+    env = {**os.environ, **settings.as_env(), **prefect.client_env()}
     done = subprocess.run(
         [sys.executable, "-m", "flows.pipeline", "--report", str(report), *args],
         cwd=ROOT,
@@ -76,9 +78,10 @@ def first_run_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(flow_settings, first_run_dir):
+def first_run(flow_settings, prefect_server, first_run_dir):
     return run_pipeline(
         flow_settings,
+        prefect_server,
         first_run_dir / "report.json",
         "--html-report",
         str(first_run_dir / "html"),
@@ -99,19 +102,18 @@ def reuse_check(flow_settings, first_run):
 
 
 @pytest.fixture(scope="module")
-def degraded_rerun(flow_settings, first_run, reuse_check, tmp_path_factory):
+def degraded_rerun(flow_settings, prefect_server, first_run, reuse_check, tmp_path_factory):
     # The flows log in to Redis as their ACL user (Settings.redis_url_as).
     settings = dataclasses.replace(flow_settings, redis_flows_password="wrong")
     assert settings.redis_url_as("flows") != flow_settings.redis_url_as("flows")
     return run_pipeline(
-        settings, tmp_path_factory.mktemp("run2") / "report.json", "--skip-dbt"
+        settings, prefect_server, tmp_path_factory.mktemp("run2") / "report.json", "--skip-dbt"
     )
 
 
-def prefect_artifacts(settings, flow_run_id: str) -> dict[str, object]:
-    """Artifacts of a flow run, read from the ephemeral server's SQLite store."""
-    database = Path(settings.prefect_home) / "prefect.db"
-    with sqlite3.connect(database) as connection:
+def prefect_artifacts(prefect, flow_run_id: str) -> dict[str, object]:
+    """Artifacts of a flow run, read from the Prefect server's SQLite store."""
+    with sqlite3.connect(prefect.database) as connection:
         rows = connection.execute(
             "SELECT key, type, data FROM artifact WHERE flow_run_id = ?", (flow_run_id,)
         ).fetchall()
@@ -162,7 +164,7 @@ def test_first_run_makes_both_models_champions(flow_settings, first_run):
 
 
 @pytest.mark.slow
-def test_first_run_summary_and_metrics_artifacts(flow_settings, first_run):
+def test_first_run_summary_and_metrics_artifacts(flow_settings, prefect_server, first_run):
     report, _ = first_run
     markdown = report["markdown"]
     assert report["data_quality_markdown"], "dbt ran, so the summary has data quality"
@@ -170,7 +172,7 @@ def test_first_run_summary_and_metrics_artifacts(flow_settings, first_run):
         assert heading in markdown
     assert "Redis snapshot" in markdown and "published" in markdown
 
-    artifacts = prefect_artifacts(flow_settings, report["flow_run_id"])
+    artifacts = prefect_artifacts(prefect_server, report["flow_run_id"])
     kind, summary = artifacts["vgsales-pipeline-summary"]
     assert kind == "markdown" and summary == markdown
     kind, table = artifacts["vgsales-model-metrics"]
@@ -302,7 +304,8 @@ def test_summary_of_a_degraded_run_without_dbt():
 
 
 @pytest.mark.slow
-def test_first_run_publishes_the_analytics_report(flow_settings, first_run, first_run_dir):
+def test_first_run_publishes_the_analytics_report(flow_settings, prefect_server, first_run,
+                                                  first_run_dir):
     report, _ = first_run
     page = (first_run_dir / "html" / "index.html").read_text(encoding="utf-8")
     assert "<html" in page[:500] and "data:image/png;base64," in page
@@ -318,7 +321,7 @@ def test_first_run_publishes_the_analytics_report(flow_settings, first_run, firs
     assert len(runs) == 1
     assert [a.path for a in client.list_artifacts(runs[0].info.run_id)] == ["index.html"]
     # Prefect stores a link artifact as a markdown link.
-    _, link = prefect_artifacts(flow_settings, report["flow_run_id"])["vgsales-analytics-report"]
+    _, link = prefect_artifacts(prefect_server, report["flow_run_id"])["vgsales-analytics-report"]
     assert (first_run_dir / "html" / "index.html").resolve().as_uri() in link
 
 

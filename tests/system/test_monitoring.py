@@ -1,10 +1,11 @@
 """Monitoring for real: the API's prediction log (written by serve's own
 PredictionLog into Redis) drained into MariaDB, drift measured by dbt against
 the champions' training references, the drift flow run as `make drift-check`
-runs it (Prefect ephemeral mode, in a child process), and a data refresh
+runs it (in a child process; on the session's Prefect server, not in
+ephemeral mode, which would start a server per run), and a data refresh
 through the warehouse.
 
-One database (the run's `monitoring`), Redis db 12 of the run's block, MLflow and Prefect homes
+One database (the run's `monitoring`), Redis db 12 of the run's block, MLflow home
 in a temp folder; a 3,000-row synthetic file. The story, in fixture order:
 
 1. base build (dbt) and both models trained and registered as champions,
@@ -49,7 +50,7 @@ from ml.settings import ROOT
 from ml.warehouse.dbt_runner import run_dbt
 from ml.warehouse.mart import mart_fingerprint, read_ml_mart
 from serve.prediction_log import PredictionLog
-from tests.helpers import free_port, isolated_settings
+from tests.helpers import current_run, free_port, isolated_settings
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +70,13 @@ def query(settings, sql: str, **params) -> pd.DataFrame:
             return pd.read_sql(sa.text(sql), connection, params=params)
     finally:
         engine.dispose()
+
+
+def edge_redis_url(settings) -> str:
+    """The drain edge cases' Redis db, in this run's block like REDIS_DB (an
+    absolute db 13 was shared by two runs on one stack, and failed both)."""
+    db = current_run(settings.run_dir).redis_db(EDGE_REDIS_DB)
+    return settings.redis_url.rsplit("/", 1)[0] + f"/{db}"
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +101,7 @@ def settings(stack_settings, home):
         for name in names:
             connection.execute(sa.text(f"drop database `{name}`"))
     server.dispose()
-    for url in (settings.redis_url, settings.redis_url.rsplit("/", 1)[0] + f"/{EDGE_REDIS_DB}"):
+    for url in (settings.redis_url, edge_redis_url(settings)):
         client = redis.Redis.from_url(url)
         client.flushdb()
         client.close()
@@ -154,11 +162,11 @@ def training_like(settings, model_name: str, seed: int) -> pd.DataFrame:
     return rows.sample(PREDICTIONS, replace=True, random_state=seed).reset_index(drop=True)
 
 
-def run_drift_check(settings, home, name: str) -> tuple[dict, str]:
-    """`python -m flows.drift_check` in a child process with `settings` as its env."""
+def run_drift_check(settings, prefect, home, name: str) -> tuple[dict, str]:
+    """`python -m flows.drift_check` in a child process with `settings` as its
+    env, on the session's Prefect server (tests/system/conftest.py)."""
     report = home / name / "outcome.json"
-    env = {**os.environ, **settings.as_env()}
-    env.pop("PREFECT_API_URL", None)  # ephemeral mode, in the test's PREFECT_HOME
+    env = {**os.environ, **settings.as_env(), **prefect.client_env()}
     done = subprocess.run(
         [sys.executable, "-m", "flows.drift_check", "--report", str(report),
          "--reports-dir", str(home / name / "reports")],
@@ -170,12 +178,12 @@ def run_drift_check(settings, home, name: str) -> tuple[dict, str]:
 
 
 @pytest.fixture(scope="module")
-def calm_check(settings, champions, home):
+def calm_check(settings, champions, prefect_server, home):
     ids = []
     for seed, model_name in enumerate(features.MODEL_NAMES):
         frame = training_like(settings, model_name, seed)
         ids += log_predictions(settings, champions, model_name, frame, tag="calm")
-    return run_drift_check(settings, home, "calm")
+    return run_drift_check(settings, prefect_server, home, "calm")
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +194,7 @@ def refresh_file(settings, home):
 
 
 @pytest.fixture(scope="module")
-def drifted_check(settings, champions, calm_check, refresh_file, home):
+def drifted_check(settings, champions, calm_check, refresh_file, prefect_server, home):
     shifted = training_like(settings, "global_from_regional", 11)
     shifted["platform"] = "Stadia"  # never seen in training
     log_predictions(settings, champions, "global_from_regional", shifted, tag="shifted")
@@ -202,7 +210,7 @@ def drifted_check(settings, champions, calm_check, refresh_file, home):
     future = future.head(100).rename(columns=str.lower).assign(year=lambda f: f.year.astype(float))
     for model_name in features.MODEL_NAMES:
         log_predictions(settings, champions, model_name, future, tag="future")
-    outcome = run_drift_check(settings, home, "drifted")
+    outcome = run_drift_check(settings, prefect_server, home, "drifted")
     performance = query(settings, f"select * from `{settings.mariadb_database}`.mon_prediction_performance")
     return outcome, performance
 
@@ -307,7 +315,8 @@ def test_shifted_predictions_fail_the_drift_test_and_retrain(settings, champions
     assert "Error-severity drift: retraining" in output
 
 
-def test_a_retrain_that_does_not_win_leaves_the_champions(settings, champions, drifted_check):
+def test_a_retrain_that_does_not_win_leaves_the_champions(settings, champions, drifted_check,
+                                                           prefect_server):
     (outcome, _), _ = drifted_check
     retrain = outcome["retrain"]
     assert retrain and retrain["flow_run_id"]
@@ -321,7 +330,7 @@ def test_a_retrain_that_does_not_win_leaves_the_champions(settings, champions, d
         assert int(champion.version) == registration.version, (champion, registration)
     assert "the champion stays" in outcome["action"]
     # The retrain is a real flow run of the pipeline, named after the drift.
-    with sqlite3.connect(Path(settings.prefect_home) / "prefect.db") as db:
+    with sqlite3.connect(prefect_server.database) as db:
         names = dict(db.execute("select id, name from flow_run").fetchall())
     name = names.get(retrain["flow_run_id"]) or names.get(retrain["flow_run_id"].replace("-", ""))
     assert name and name.startswith("retrain: "), (retrain["flow_run_id"], names)
@@ -452,7 +461,7 @@ def test_the_new_batch_shows_drift_and_actuals_meet_earlier_predictions(refreshe
 @pytest.fixture
 def edge_settings(settings, base_build):
     settings = dataclasses.replace(
-        settings, redis_url=settings.redis_url.rsplit("/", 1)[0] + f"/{EDGE_REDIS_DB}"
+        settings, redis_url=edge_redis_url(settings)
     )
     client = redis.Redis.from_url(settings.redis_url)
     client.flushdb()
