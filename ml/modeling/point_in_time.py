@@ -139,17 +139,22 @@ class PointInTime:
         past: counts 0, means and the platform catalogue missing, as in the mart.
         """
         frame = rows.reset_index(drop=True)
-        return pd.DataFrame(self._looked_up(
-            frame["publisher"].astype(str).tolist(), frame["platform"].astype(str).tolist(),
-            frame["year"].tolist(), frame["series_key"].astype(str).tolist(),
+        platforms = frame["platform"].astype(str).tolist()
+        out = self._history(
+            frame["publisher"].astype(str).tolist(), platforms,
+            frame["series_key"].astype(str).tolist(),
             np.broadcast_to(np.asarray(as_of, dtype="float64"), (len(frame),)),
-        ), index=frame.index)
+        )
+        attributes = [self.platform_attributes(p, y) for p, y in zip(platforms, frame["year"].tolist())]
+        for column in PLATFORM_ATTRIBUTES:
+            out[column] = [row[column] for row in attributes]
+        return pd.DataFrame(out, index=frame.index)
 
-    def _looked_up(self, publishers: list[str], platforms: list[str], years: list[object],
-                   series_keys: list[str], when: np.ndarray) -> dict[str, object]:
-        """LOOKED_UP's columns for rows given column-wise (plain lists, so a
+    def _history(self, publishers: list[str], platforms: list[str], series_keys: list[str],
+                 when: np.ndarray) -> dict[str, np.ndarray]:
+        """HISTORY's columns for rows given column-wise (plain lists, so a
         single forecast builds no DataFrame)."""
-        out: dict[str, object] = {}
+        out: dict[str, np.ndarray] = {}
         for prefix, table, keys in (
             ("publisher", self._publisher, publishers),
             ("series", self._series, [series_group(k) for k in series_keys]),
@@ -161,9 +166,6 @@ class PointInTime:
             np.nan if np.isnan(w) else float(self._platform_year.get((p, int(w) - 1), 0))
             for p, w in zip(platforms, when)
         ], dtype="float64")
-        attributes = [self.platform_attributes(p, y) for p, y in zip(platforms, years)]
-        for column in PLATFORM_ATTRIBUTES:
-            out[column] = [row[column] for row in attributes]
         return out
 
     def platform_attributes(
@@ -211,8 +213,10 @@ class PointInTime:
         (a per-record lookup costs a pandas merge each: seconds per thousand)."""
         keys = [series_key(str(r["name"])) if r.get("name") else None for r in records]
         years = [int(r["year"]) for r in records]
-        columns = self._looked_up(
-            [str(r["publisher"]) for r in records], [str(r["platform"]) for r in records], years,
+        # Platform attributes are not looked up here: `_completed` reads them
+        # with the request's own for a platform the reference lacks.
+        columns = self._history(
+            [str(r["publisher"]) for r in records], [str(r["platform"]) for r in records],
             [key if key is not None else "" for key in keys],
             np.array([self.forecast_as_of(year) for year in years], dtype="float64"),
         )
@@ -308,16 +312,16 @@ class _Cumulative:
         self._titles = per_year.groupby(key)["size"].cumsum().to_numpy("float64")
         self._sums = per_year.groupby(key)["sum"].cumsum().to_numpy("float64")
 
-    def as_of(self, keys: pd.Series, when: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def as_of(self, keys: Sequence[str], when: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cumulative titles and sums of each key over years strictly before `when`."""
+        if not len(self._stamp):
+            return np.zeros(len(keys)), np.zeros(len(keys))
         code = np.array([self.codes.get(k, -1) for k in keys], dtype="int64")
         last = np.clip(np.nan_to_num(when - 1, nan=-1), -1, self._STRIDE - 1).astype("int64")
         position = np.searchsorted(self._stamp, code * self._STRIDE + last, side="right") - 1
         safe = np.clip(position, 0, None)
-        found = (code >= 0) & ~np.isnan(when) & (position >= 0)
-        found &= self._code[safe] == code if len(self._code) else False
-        return (np.where(found, self._titles[safe] if len(self._titles) else 0, 0.0),
-                np.where(found, self._sums[safe] if len(self._sums) else 0, 0.0))
+        found = (code >= 0) & ~np.isnan(when) & (position >= 0) & (self._code[safe] == code)
+        return np.where(found, self._titles[safe], 0.0), np.where(found, self._sums[safe], 0.0)
 
 
 def _native(value: object) -> object:
