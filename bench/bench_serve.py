@@ -56,14 +56,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_ready(port: int, process: subprocess.Popen, path: str, timeout: float = 180) -> None:
+def wait_ready(port: int, process: subprocess.Popen, path: str, timeout: float = 180,
+               body: bytes | None = None) -> None:
+    """Until `GET path` (or, with `body`, a JSON `POST`) answers 200."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server on port {port} exited with {process.returncode}")
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", path)
+            if body is None:
+                connection.request("GET", path)
+            else:
+                connection.request("POST", path, body, {"Content-Type": "application/json"})
             if connection.getresponse().status == 200:
                 return
         except OSError:

@@ -61,26 +61,6 @@ def start_bare(port: int, log: Path) -> subprocess.Popen:
     )
 
 
-def wait_answering(port: int, process: subprocess.Popen, path: str, body: bytes) -> None:
-    """Until `POST path` answers 200 (the bare app has no /ready)."""
-    import http.client
-    import time
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("POST", path, body, {"Content-Type": "application/json"})
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"server on port {port} not answering {path}")
-
-
 def measure(port: int, path: str, body: bytes, seconds: float, runs: int) -> dict:
     """`runs` consecutive runs at each connection count, after a warm-up."""
     drive(port, path, body, 1, 4)
@@ -130,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         process = start_bare(port, home / "bare.log")
         try:
-            wait_answering(port, process, "/predict", single)
+            # The bare app has no /ready: its /predict answering is the signal.
+            wait_ready(port, process, "/predict", timeout=120, body=single)
             print("[bench throughput] driving the bare app", flush=True)
             measured["bare app"] = measure(port, "/predict", single, args.seconds, args.runs)
         finally:
