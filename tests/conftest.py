@@ -139,6 +139,23 @@ def marts_settings(warehouse_build, build_digest) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def built_mart(marts_settings):
+    """`ml_release_features` as the session's build holds it (read once; the
+    tests that share it only read it)."""
+    from ml.warehouse.mart import read_ml_mart
+
+    return read_ml_mart(marts_settings)
+
+
+@pytest.fixture(scope="session")
+def built_platforms(marts_settings):
+    """The platform reference (`dim_platform`) of the same build."""
+    from ml.warehouse.mart import read_platforms
+
+    return read_platforms(marts_settings)
+
+
+@pytest.fixture(scope="session")
 def warehouse_docs(marts_settings, tmp_path_factory) -> Path:
     """The target folder of one `dbt docs generate` over the session's build
     (manifest, catalog, index.html), for the tests that read or serve it."""

@@ -15,7 +15,6 @@ import secrets
 import subprocess
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import redis
 
@@ -35,25 +34,9 @@ REDIS_DB = 5
 
 
 @pytest.fixture(scope="session")
-def served_mart(marts_settings) -> pd.DataFrame:
-    """`ml_release_features` as dbt built it from the session's raw file."""
-    from ml.warehouse.mart import read_ml_mart
-
-    return read_ml_mart(marts_settings)
-
-
-@pytest.fixture(scope="session")
-def served_platforms(marts_settings) -> pd.DataFrame:
-    """The platform reference (`dim_platform`) of the same build."""
-    from ml.warehouse.mart import read_platforms
-
-    return read_platforms(marts_settings)
-
-
-@pytest.fixture(scope="session")
-def server(stack_settings, served_mart, served_platforms, tmp_path_factory) -> Server:
+def server(stack_settings, built_mart, built_platforms, tmp_path_factory) -> Server:
     """`python -m serve` over a private registry whose champions (version 1 of
-    each model) were trained on `served_mart`. Its own database is never
+    each model) were trained on `built_mart`. Its own database is never
     built: the forecast model's history comes from the Redis snapshot."""
     home = tmp_path_factory.mktemp("serve")
     settings = dataclasses.replace(
@@ -62,12 +45,12 @@ def server(stack_settings, served_mart, served_platforms, tmp_path_factory) -> S
         api_admin_token=ADMIN_TOKEN,
     )
     redis.Redis.from_url(settings.redis_url).flushdb()
-    register_champions(settings, served_mart, platforms=served_platforms)
+    register_champions(settings, built_mart, platforms=built_platforms)
     log = home / "gunicorn.log"
     process = start(settings, log)
     try:
         wait_ready(settings.api_port, process, log, gunicorn_conf.workers)
-        yield Server(settings.api_port, settings, served_mart, process, log)
+        yield Server(settings.api_port, settings, built_mart, process, log)
     finally:
         stop(process)
     # The master removes the instance directory (champions file, metrics) on exit.

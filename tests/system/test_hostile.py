@@ -84,7 +84,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(stack_settings, served_mart, tmp_path_factory) -> Server:
+def server(stack_settings, built_mart, tmp_path_factory) -> Server:
     home = tmp_path_factory.mktemp("hostile")
     settings = dataclasses.replace(
         isolated_settings(stack_settings, "hostile", REDIS_DB, home),
@@ -92,7 +92,7 @@ def server(stack_settings, served_mart, tmp_path_factory) -> Server:
     )
     redis.Redis.from_url(settings.redis_url).flushdb()
     # A sample of the mart dbt built keeps the fits short; the rules are the mart's.
-    frame = served_mart.sample(SAMPLE_ROWS, random_state=9).sort_values("release_id")
+    frame = built_mart.sample(SAMPLE_ROWS, random_state=9).sort_values("release_id")
     register_champions(settings, frame)
     log = home / "gunicorn.log"
     process = start_api(settings, log)
@@ -269,10 +269,10 @@ def test_slow_clients_cannot_stall_the_api(server):
 # -- a tampered model store (last: it moves the champion) -------------------------------------
 
 
-def test_a_tampered_champion_is_refused_and_the_previous_one_kept(server, served_mart):
+def test_a_tampered_champion_is_refused_and_the_previous_one_kept(server, built_mart):
     status, answer = server.post_json("/predict", VALID)
     served = answer["version"]
-    frame = served_mart.sample(SAMPLE_ROWS, random_state=10).sort_values("release_id")
+    frame = built_mart.sample(SAMPLE_ROWS, random_state=10).sort_values("release_id")
     newer = register_champions(server.settings, frame, models=(REGIONAL,))[REGIONAL]
     client = MlflowClient(server.settings.mlflow_tracking_uri, server.settings.mlflow_tracking_uri)
     source = client.get_model_version(REGIONAL, newer).source

@@ -88,7 +88,7 @@ def landed(settings: Settings, where: str = "1 = 1", **params) -> int:
 
 
 @pytest.fixture(scope="module")
-def api(stack_settings, served_mart, seeds_dir, tmp_path_factory):
+def api(stack_settings, built_mart, seeds_dir, tmp_path_factory):
     """A served API with a small log cap over a warehouse with the landing table."""
     home = tmp_path_factory.mktemp("predlog")
     # dbt needs a raw file to stage even for a run-operation; a fresh clone's
@@ -99,7 +99,7 @@ def api(stack_settings, served_mart, seeds_dir, tmp_path_factory):
         vgsales_seeds_dir=str(seeds_dir),
     )
     redis.Redis.from_url(settings.redis_url).flushdb()
-    register_champions(settings, served_mart.sample(1500, random_state=5).sort_values("release_id"))
+    register_champions(settings, built_mart.sample(1500, random_state=5).sort_values("release_id"))
     server = sa.create_engine(settings.sqlalchemy_url().replace(
         f"/{settings.mariadb_database}?", "/?"))
     with server.begin() as connection:

@@ -62,11 +62,11 @@ def wait_ready(port: int, process: subprocess.Popen, log: Path, timeout: float =
 
 
 @pytest.fixture(scope="module")
-def first(stack_settings, served_mart, tmp_path_factory):
+def first(stack_settings, built_mart, tmp_path_factory):
     """This checkout's API, serving, with its instance directory under .run/serve/."""
     home = tmp_path_factory.mktemp("first")
     settings = api_settings(stack_settings, "sidebyside", REDIS_DB, home, TOKEN)
-    register_champions(settings, served_mart.sample(SAMPLE_ROWS, random_state=3).sort_values("release_id"))
+    register_champions(settings, built_mart.sample(SAMPLE_ROWS, random_state=3).sort_values("release_id"))
     log = home / "gunicorn.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "serve"], cwd=ROOT,
