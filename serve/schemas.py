@@ -161,11 +161,14 @@ class Prediction(BaseModel):
     global_sales: float = Field(description=f"predicted global sales, {SALES_UNIT}")
     unseen: list[str] = Field(description="fields with a category unseen in training")
     matched: dict[str, str] = Field(
-        description="fields whose value matched a known category but for case "
-        "(e.g. ps4): the known spelling, which was used"
+        description="fields whose value was answered under another name, which "
+        "was used: a name written another way (a publisher's later or label name, "
+        "e.g. Sony Interactive Entertainment -> Sony Computer Entertainment; "
+        "Switch -> NS; a genre of the newer taxonomy) or a difference of case (ps4)"
     )
     did_you_mean: dict[str, list[str]] = Field(
-        description="for unseen fields: the closest known spellings"
+        description="for unseen fields: the closest known names (a publisher's "
+        "other names suggest the name its history is filed under)"
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml.features import MODEL_NAMES
+from ml.modeling.names import NameReference
 from ml.settings import ROOT, Settings
 
 # The admin token of the APIs tests start.
@@ -72,14 +73,16 @@ def register_champions(
     *,
     models: tuple[str, ...] = MODEL_NAMES,
     platforms: pd.DataFrame | None = None,
+    names: NameReference | None = None,
 ) -> dict[str, str]:
     """Train each model on the mart `frame` as the pipeline flow does (fit,
     evaluate, register with the frame's Redis snapshot named in the run) and
     make the new version the champion, whatever the gate decided: a test
     serves what it just trained. `platforms` is the warehouse's platform
     reference (`ml.warehouse.mart.read_platforms`), as the pipeline passes it;
-    without it only platforms with rows in `frame` are described. Returns the
-    version of each model.
+    without it only platforms with rows in `frame` are described. `names` is
+    the name reference (`ml_written_names`), also as the pipeline passes it;
+    without it names match by case only. Returns the version of each model.
     """
     from ml.modeling import champions
     from ml.modeling.evaluate import evaluate
@@ -94,7 +97,7 @@ def register_champions(
         redis_client.close()
     versions = {}
     for name in models:
-        fitted = fit(name, frame, platforms)
+        fitted = fit(name, frame, platforms, names)
         registration = register(
             fitted, evaluate(fitted, frame, platforms), settings, {"snapshot_key": key}
         )

@@ -156,6 +156,15 @@ def built_platforms(marts_settings):
 
 
 @pytest.fixture(scope="session")
+def built_names(marts_settings):
+    """The name reference (`ml_written_names`) of the same build."""
+    from ml.modeling.names import NameReference
+    from ml.warehouse.mart import read_written_names
+
+    return NameReference.from_frame(read_written_names(marts_settings))
+
+
+@pytest.fixture(scope="session")
 def warehouse_docs(marts_settings, tmp_path_factory) -> Path:
     """The target folder of one `dbt docs generate` over the session's build
     (manifest, catalog, index.html), for the tests that read or serve it."""

@@ -21,6 +21,7 @@ from flows.pipeline.tasks import (
     document_model,
     evaluate_model,
     fit_model,
+    name_reference,
     platform_reference,
     publish_report,
     register_model,
@@ -70,11 +71,12 @@ def vgsales_pipeline(
         "snapshot_key": mart.outcome.key or "none (degraded: read from MariaDB)",
     }
     platforms = platform_reference(settings)
+    names = name_reference(settings)
     for model_name in MODEL_NAMES:
-        fitted = fit_model(model_name, mart.frame, platforms)
+        fitted = fit_model(model_name, mart.frame, platforms, names)
         evaluation = evaluate_model(fitted, mart.frame, platforms)
         if fitted.spec.fit_on_all:
-            report.goals_markdown = check_goals(evaluation, mart.frame, platforms)
+            report.goals_markdown = check_goals(fitted, evaluation, mart.frame, platforms)
         registration = register_model(fitted, evaluation, settings, tags)
         record_training_reference(settings, fitted, registration, mart.frame)
         document_model(settings, registration, html_report_dir)

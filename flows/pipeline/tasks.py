@@ -27,13 +27,15 @@ from flows.pipeline.summary import SnapshotOutcome
 from ml.data.fetch import describe_raw
 from ml.modeling import goals
 from ml.modeling.evaluate import Evaluation, evaluate
+from ml.modeling.names import NameReference
+from ml.modeling.pipelines import known_categories
 from ml.modeling.point_in_time import PointInTime
 from ml.modeling.registry import Registration, register
 from ml.modeling.train import FittedModel, fit
 from ml.settings import Settings
 from ml.warehouse import snapshot
 from ml.warehouse.dbt_runner import run_dbt
-from ml.warehouse.mart import mart_fingerprint, read_ml_mart, read_platforms
+from ml.warehouse.mart import mart_fingerprint, read_ml_mart, read_platforms, read_written_names
 from ml.warehouse.validation_summary import Summary, build_summary
 
 # MariaDB client errors worth retrying: cannot connect (2002, 2003), server
@@ -162,10 +164,21 @@ def platform_reference(settings: Settings) -> pd.DataFrame:
     return platforms
 
 
+@task(cache_policy=NO_CACHE, **MARIADB_RETRIES)
+def name_reference(settings: Settings) -> NameReference:
+    """The name reference the models resolve a request's names with
+    (`ml_written_names`: the publisher lineage, genre and platform names)."""
+    names = NameReference.from_frame(read_written_names(settings))
+    get_run_logger().info("Name reference: %s written names", len(names))
+    return names
+
+
 @task(cache_policy=NO_CACHE)
-def fit_model(model_name: str, frame: pd.DataFrame, platforms: pd.DataFrame) -> FittedModel:
+def fit_model(
+    model_name: str, frame: pd.DataFrame, platforms: pd.DataFrame, names: NameReference
+) -> FittedModel:
     """Train `model_name` on its fitting rows (see `ml.modeling.train.fit`)."""
-    fitted = fit(model_name, frame, platforms)
+    fitted = fit(model_name, frame, platforms, names)
     get_run_logger().info(
         "%s fitted on %s rows (%s)", model_name, f"{fitted.n_train:,}", fitted.version_tags
     )
@@ -182,9 +195,13 @@ def evaluate_model(
 
 
 @task(cache_policy=NO_CACHE)
-def check_goals(evaluation: Evaluation, frame: pd.DataFrame, platforms: pd.DataFrame) -> str:
+def check_goals(
+    fitted: FittedModel, evaluation: Evaluation, frame: pd.DataFrame, platforms: pd.DataFrame
+) -> str:
     """The forecast's goals beside the baselines (`ml.modeling.goals`), as markdown."""
-    measured = goals.check(evaluation.metrics, PointInTime(frame, platforms))
+    measured = goals.check(evaluation.metrics, PointInTime(frame, platforms, fitted.names))
+    if fitted.names is not None:
+        measured.append(goals.lineage_goal(known_categories(fitted.pipeline), frame, fitted.names))
     logger = get_run_logger()
     for goal in measured:
         logger.info("goal %s: %s %s (target %s; baselines %s)", goal.goal,

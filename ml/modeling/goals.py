@@ -3,7 +3,9 @@
 Each goal reads the metrics of the `prerelease` evaluation (time split,
 backtest, interval coverage) or checks the serving path itself: a forecast
 for a year after the data, for every platform of the reference, completed by
-`PointInTime.complete` exactly as the API completes it.
+`PointInTime.complete` exactly as the API completes it, and the names of the
+biggest publishers resolved by `ml.modeling.names.Resolver` exactly as the
+API resolves them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import pandas as pd
+
+from ml.modeling.names import NameReference, Resolver
 from ml.modeling.point_in_time import PointInTime
 
 TIME_SPLIT_R2 = 0.55
@@ -20,6 +25,8 @@ SEGMENT_COVERAGE = 0.70
 # How far past the data the serving check forecasts.
 YEARS_AHEAD = 3
 BASELINES = ("median", "label_encoded_forest", "categorical_boosting")
+# The publishers whose linked names must never be answered as unseen.
+TOP_PUBLISHERS = 50
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,35 @@ def check(metrics: Mapping[str, float], history: PointInTime) -> list[Goal]:
              ", ".join(undescribed) or f"none of {len(history.platforms)}", "",
              not undescribed),
     ]
+
+
+def top_publishers(frame: pd.DataFrame, n: int = TOP_PUBLISHERS) -> list[str]:
+    """The `n` publishers of the mart with the most global sales (the
+    unknown publisher left out), biggest first."""
+    known = frame[frame["publisher"].astype(str) != "Unknown"]
+    sales = known.groupby(known["publisher"].astype(str))["global_sales"].sum()
+    return sales.sort_values(ascending=False, kind="stable").head(n).index.tolist()
+
+
+def lineage_goal(
+    known: Mapping[str, frozenset[str]], frame: pd.DataFrame, names: NameReference
+) -> Goal:
+    """Every name linked to a top publisher (a rename, a label, a
+    subsidiary...) sent as the API receives it: none may be answered as
+    unseen. `known` is the served model's categories (`known_categories`)."""
+    top = top_publishers(frame)
+    resolver = Resolver(known, names)
+    linked = [link for link in names.links("publisher") if link.canonical in top]
+    seen = known.get("publisher", frozenset())
+    unseen = sorted(
+        link.written for link in linked
+        if resolver.correct({"publisher": link.written})[0]["publisher"] not in seen
+    )
+    covered = len({link.canonical for link in linked})
+    value = (f"{len(unseen)} of {len(linked)} names linked to {covered} of the top {len(top)}"
+             + (f": {', '.join(unseen)}" if unseen else ""))
+    return Goal(f"linked names (renames, labels...) of the top {TOP_PUBLISHERS} publishers "
+                "answered as unseen", "0", value, "", not unseen)
 
 
 def to_markdown(goals: list[Goal]) -> str:

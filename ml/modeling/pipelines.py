@@ -119,3 +119,25 @@ def build(spec: ModelSpec) -> Pipeline:
     if spec.name == "global_from_regional":
         return label_encoded_forest(spec.categorical, spec.numeric)
     return native_categorical_boosting(spec.categorical, spec.numeric)
+
+
+def known_categories(model: object) -> dict[str, frozenset[str]]:
+    """Per input column, the categories the pipeline's encoders were fitted on.
+
+    Works on any fitted pipeline whose first step is a `ColumnTransformer`
+    (its encoders fitted on frames, as `ml.features.model_input` builds them):
+    it is how the API, and the goal that checks the API's names, tell a
+    category the model knows from one it never saw.
+    """
+    steps = getattr(model, "steps", None)
+    transformer = steps[0][1] if steps else None
+    if not isinstance(transformer, ColumnTransformer):
+        return {}
+    known: dict[str, frozenset[str]] = {}
+    for _, fitted, _ in transformer.transformers_:
+        columns = getattr(fitted, "feature_names_in_", None)
+        if columns is None or not hasattr(fitted, "categories_"):
+            continue
+        for column, categories in zip(columns, fitted.categories_):
+            known[str(column)] = frozenset(c for c in categories.tolist() if isinstance(c, str))
+    return known

@@ -24,17 +24,23 @@ the origin; for a forecast it is the year after the data's last complete year
   release in the data yet.
 - `title_platform_count` is part of the question (the platforms the title
   ships on); it is never looked up, and missing when not given.
+
+A request's publisher and platform are resolved through the name reference
+(`ml.modeling.names`) before they are looked up, as the warehouse resolves
+them before it groups histories: "Sony Interactive Entertainment" gets
+Sony Computer Entertainment's history.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from ml.modeling.names import NameReference, collation_key
 
 # Features this module computes; the other features are the request's own.
 HISTORY = (
@@ -87,9 +93,7 @@ def series_group(key: str) -> str:
     trailing spaces, so "Pokémon Stadium" and "Pokemon Stadium" share a
     history in the mart; grouping on this key gives Python the same groups.
     """
-    decomposed = unicodedata.normalize("NFKD", key)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return bare.lower().rstrip(" ")
+    return collation_key(key)
 
 
 def last_complete_year(years: pd.Series) -> int | None:
@@ -102,9 +106,12 @@ def last_complete_year(years: pd.Series) -> int | None:
 
 
 class PointInTime:
-    """As-of lookups over labelled releases and the platform reference."""
+    """As-of lookups over labelled releases and the platform reference;
+    `names` resolves a request's publisher and platform first."""
 
-    def __init__(self, releases: pd.DataFrame, platforms: pd.DataFrame) -> None:
+    def __init__(
+        self, releases: pd.DataFrame, platforms: pd.DataFrame, names: NameReference | None = None
+    ) -> None:
         missing = [c for c in MART_COLUMNS if c not in releases.columns]
         missing += [c for c in PLATFORM_COLUMNS if c not in platforms.columns]
         if missing:
@@ -114,6 +121,7 @@ class PointInTime:
         for column in ("series_key", "publisher", "platform"):
             dated[column] = dated[column].astype(str)
         dated["series_key"] = dated["series_key"].map(series_group)
+        self.names = names if names is not None else NameReference(())
         self.last_year = int(dated["year"].max()) if len(dated) else None
         self.last_complete_year = last_complete_year(dated["year"])
         self._publisher = _Cumulative(dated, "publisher")
@@ -211,6 +219,7 @@ class PointInTime:
     def complete_many(self, records: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
         """`complete` of each record, with one history lookup for them all
         (a per-record lookup costs a pandas merge each: seconds per thousand)."""
+        records = [self._resolved(record) for record in records]
         keys = [series_key(str(r["name"])) if r.get("name") else None for r in records]
         years = [int(r["year"]) for r in records]
         # Platform attributes are not looked up here: `_completed` reads them
@@ -224,6 +233,16 @@ class PointInTime:
             _completed(self, record, key, {name: _native(values[i]) for name, values in columns.items()})
             for i, (record, key) in enumerate(zip(records, keys))
         ]
+
+    def _resolved(self, record: Mapping[str, object]) -> Mapping[str, object]:
+        """`record` with its publisher and platform as the data files them."""
+        changed = {}
+        for field in ("publisher", "platform"):
+            value = str(record[field])
+            canonical = self.names.canonical(field, value)
+            if canonical != value:
+                changed[field] = canonical
+        return {**record, **changed} if changed else record
 
 
 def _completed(history: PointInTime, record: Mapping[str, object], key: str | None,

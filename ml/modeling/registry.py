@@ -52,6 +52,7 @@ from ml.modeling.champions import (
 )
 from ml.modeling.evaluate import Evaluation
 from ml.modeling.intervals import INTERVAL_CALIBRATION_TAG
+from ml.modeling.names import NAME_REFERENCE_TAG
 from ml.modeling.point_in_time import (
     LOOKED_UP,
     PLATFORM_REFERENCE_TAG,
@@ -189,10 +190,13 @@ def _decide(
 
 def _serving_tags(fitted: FittedModel, evaluation: Evaluation) -> dict[str, str]:
     """What serving needs beside the pipeline: the platform reference it
-    describes platforms from, and the interval calibration."""
+    describes platforms from, the name reference it resolves names with, and
+    the interval calibration."""
     tags = {}
     if fitted.platforms is not None and any(c in LOOKED_UP for c in fitted.spec.columns):
         tags[PLATFORM_REFERENCE_TAG] = reference_to_json(fitted.platforms)
+    if fitted.names is not None:
+        tags[NAME_REFERENCE_TAG] = fitted.names.to_tag()
     if evaluation.calibration is not None:
         tags[INTERVAL_CALIBRATION_TAG] = evaluation.calibration.to_json()
     return tags

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from ml import features
 from ml.features import ModelSpec
 from ml.modeling import pipelines
+from ml.modeling.names import NameReference
 from ml.modeling.point_in_time import last_complete_year, platforms_of
 
 # Rows of training input stored with the logged model as its example.
@@ -47,6 +48,7 @@ class FittedModel:
     fitted_years: tuple[int, int] | None = None
     data_last_year: int | None = None
     platforms: pd.DataFrame | None = None
+    names: NameReference | None = None
 
     @property
     def version_tags(self) -> dict[str, str]:
@@ -60,11 +62,12 @@ class FittedModel:
 
     @property
     def fingerprint(self) -> str:
-        """Same data and same configuration give the same fingerprint."""
-        payload = json.dumps(
-            {"model": self.model_name, "data": self.data_digest, "params": self.params},
-            sort_keys=True,
-        )
+        """Same data, configuration and name reference give the same fingerprint
+        (a changed reference is served only by a new version)."""
+        identity = {"model": self.model_name, "data": self.data_digest, "params": self.params}
+        if self.names is not None:
+            identity["names"] = self.names.digest
+        payload = json.dumps(identity, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -121,12 +124,19 @@ def fitting_rows(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
     return split_rows(spec, frame, spec.split, "train")
 
 
-def fit(model_name: str, frame: pd.DataFrame, platforms: pd.DataFrame | None = None) -> FittedModel:
+def fit(
+    model_name: str,
+    frame: pd.DataFrame,
+    platforms: pd.DataFrame | None = None,
+    names: NameReference | None = None,
+) -> FittedModel:
     """Train `model_name` on its fitting rows of the mart `frame`.
 
     `platforms` is the platform reference (`dim_platform`) served with the
     model, so that a platform without releases yet is described; by default
-    it is recovered from the mart rows.
+    it is recovered from the mart rows. `names` is the name reference
+    (`ml_written_names`) served with it, so that a request's names resolve
+    as the warehouse resolves them.
     """
     spec = features.spec(model_name)
     train = fitting_rows(spec, frame)
@@ -152,4 +162,5 @@ def fit(model_name: str, frame: pd.DataFrame, platforms: pd.DataFrame | None = N
         fitted_years=(int(train["year"].min()), int(train["year"].max())),
         data_last_year=last_complete_year(train["year"]),
         platforms=platforms_of(frame) if platforms is None else platforms,
+        names=names,
     )

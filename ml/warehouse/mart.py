@@ -97,3 +97,15 @@ def read_platforms(settings: Settings) -> pd.DataFrame:
     for column in ("generation", "launch_year"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     return frame
+
+
+def read_written_names(settings: Settings) -> pd.DataFrame:
+    """The name reference (`ml_written_names`): every written name of a
+    publisher, genre or platform the seeds know, and the name the data files
+    it under (`ml.modeling.names.NameReference.from_frame` reads it)."""
+    table = quoted(settings.mariadb_database, "ml_written_names")
+    query = (
+        "select name_field, written_name, canonical_name, link_kind "
+        f"from {table} order by name_field, written_name"
+    )
+    return _select(settings, table, query)

@@ -140,26 +140,6 @@ def verify(
     return True, f"{len(records)} rows identical, one by one and as a batch"
 
 
-def known_categories(model: object) -> dict[str, frozenset[str]]:
-    """Per input column, the categories the pipeline's encoders were fitted on.
-
-    Works on any pipeline whose first step is a `ColumnTransformer`, compiled
-    or not: it is how the API flags categories unseen in training.
-    """
-    steps = getattr(model, "steps", None)
-    transformer = steps[0][1] if steps else None
-    if not isinstance(transformer, ColumnTransformer):
-        return {}
-    names = list(getattr(transformer, "feature_names_in_", []))
-    known: dict[str, frozenset[str]] = {}
-    for _, fitted, selection in transformer.transformers_:
-        if not hasattr(fitted, "categories_"):
-            continue
-        for column, categories in zip(_column_names(selection, names), fitted.categories_):
-            known[column] = frozenset(c for c in categories.tolist() if isinstance(c, str))
-    return known
-
-
 def _nan_to_none(record: dict) -> dict:
     return {
         k: None if isinstance(v, float) and math.isnan(v) else v

@@ -22,6 +22,8 @@ import pandas as pd
 from ml.features import model_input, spec, to_sales
 from ml.modeling import champions
 from ml.modeling.intervals import INTERVAL_CALIBRATION_TAG, Calibration
+from ml.modeling.names import NAME_REFERENCE_TAG, NameReference, Resolver
+from ml.modeling.pipelines import known_categories
 from ml.modeling.point_in_time import (
     LOOKED_UP,
     PLATFORM_REFERENCE_TAG,
@@ -34,10 +36,8 @@ from serve.model.compiled import (
     CompiledPredictor,
     NotCompilable,
     compile_pipeline,
-    known_categories,
     verify,
 )
-from serve.model.spelling import Spellings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class ServedModel:
     calibration: Calibration | None = None
     trained_platforms: frozenset[str] = frozenset()
     tags: Mapping[str, str] = field(default_factory=dict)
+    names: NameReference | None = None
 
     @property
     def data_last_year(self) -> int | None:
@@ -117,9 +118,10 @@ class ServedModel:
         return to_sales(self.name, raw)
 
     @cached_property
-    def spellings(self) -> Spellings:
-        """Case-insensitive matching and suggestions over `known`."""
-        return Spellings(self.known)
+    def spellings(self) -> Resolver:
+        """A request's names resolved to `known` ones (the name reference,
+        then case), and suggestions for the rest (`ml.modeling.names`)."""
+        return Resolver(self.known, self.names)
 
     def unseen(self, record: Mapping[str, object]) -> list[str]:
         """Feature names whose category the model never saw in training."""
@@ -186,11 +188,12 @@ def load(name: str, version: str, settings: Settings) -> ServedModel:
     history, history_source = None, None
     known = dict(known_categories(pipeline))
     trained_platforms = known.get("platform", frozenset())
+    names = _name_reference(info.tags)
     if any(column in LOOKED_UP for column in spec(name).columns):
         mart, history_source = _training_mart(info.tags, settings)
         reference = info.tags.get(PLATFORM_REFERENCE_TAG)
         platforms = reference_from_json(reference) if reference else platforms_of(mart)
-        history = PointInTime(mart, platforms)
+        history = PointInTime(mart, platforms, names)
         # A platform of the reference is described by its attributes, not unseen.
         known["platform"] = trained_platforms | frozenset(history.platforms)
     calibration = info.tags.get(INTERVAL_CALIBRATION_TAG)
@@ -211,7 +214,19 @@ def load(name: str, version: str, settings: Settings) -> ServedModel:
         calibration=Calibration.from_json(calibration) if calibration else None,
         trained_platforms=trained_platforms,
         tags=dict(info.tags),
+        names=names,
     )
+
+
+def _name_reference(tags: Mapping[str, str]) -> NameReference | None:
+    """The name reference the version was registered with; a version from
+    before names were stored matches by case only."""
+    stored = tags.get(NAME_REFERENCE_TAG)
+    if not stored:
+        log.warning("%s: no %s tag; names are matched by case only",
+                    tags.get("model_name"), NAME_REFERENCE_TAG)
+        return None
+    return NameReference.from_tag(stored)
 
 
 def _int_tag(tags: Mapping[str, str], key: str) -> int | None:

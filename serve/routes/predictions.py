@@ -2,9 +2,10 @@
 
 Fields are named as the features are, on every endpoint (`/predict` also
 takes the CSV headers of the original design: `serve.schemas`). Categories
-are matched to the model's spelling regardless of case before predicting
-(`serve.model.spelling`); the response says which were, and suggests known
-spellings for values still unseen.
+are resolved to the model's names before predicting, through the name
+reference (a publisher's lineage, platform and genre names) and regardless
+of case (`ml.modeling.names`); the response says which were, and suggests
+known names for values still unseen.
 
 The single-prediction path avoids pandas: the body is validated by pydantic
 straight from bytes, the record goes to the model's compiled predictor and

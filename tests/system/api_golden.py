@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from ml.settings import ROOT, load_settings
     from ml.warehouse.dbt_runner import run_dbt
-    from ml.warehouse.mart import read_ml_mart, read_platforms
+    from ml.modeling.names import NameReference
+    from ml.warehouse.mart import read_ml_mart, read_platforms, read_written_names
     from serve import gunicorn_conf
     from tests.conftest import REAL_CSV
     from tests.helpers import free_port, isolated_settings
@@ -196,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                         settings, target_path=home / "dbt_target")
         assert built.ok and built.errored == 0, built.status_counts
         print("training and registering both champions", flush=True)
-        register_champions(settings, read_ml_mart(settings), platforms=read_platforms(settings))
+        register_champions(settings, read_ml_mart(settings), platforms=read_platforms(settings),
+                           names=NameReference.from_frame(read_written_names(settings)))
         log = home / "gunicorn.log"
         source = (args.source or ROOT).resolve()
         process = start(settings, log, source)

@@ -34,7 +34,7 @@ REDIS_DB = 5
 
 
 @pytest.fixture(scope="session")
-def server(stack_settings, built_mart, built_platforms, tmp_path_factory) -> Server:
+def server(stack_settings, built_mart, built_platforms, built_names, tmp_path_factory) -> Server:
     """`python -m serve` over a private registry whose champions (version 1 of
     each model) were trained on `built_mart`. Its own database is never
     built: the forecast model's history comes from the Redis snapshot."""
@@ -45,7 +45,7 @@ def server(stack_settings, built_mart, built_platforms, tmp_path_factory) -> Ser
         api_admin_token=ADMIN_TOKEN,
     )
     redis.Redis.from_url(settings.redis_url).flushdb()
-    register_champions(settings, built_mart, platforms=built_platforms)
+    register_champions(settings, built_mart, platforms=built_platforms, names=built_names)
     log = home / "gunicorn.log"
     process = start(settings, log)
     try:

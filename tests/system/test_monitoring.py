@@ -41,6 +41,7 @@ from ml import features
 from ml.data.refresh import INVALID_PLATFORM, NEW_PLATFORM, RARE_PLATFORM, write_refresh
 from ml.data.synthetic import write_csv
 from ml.modeling import evaluate, registry, train
+from ml.modeling.names import NameReference
 from ml.monitoring import drift
 from ml.monitoring import reference as drift_reference
 from ml.monitoring import runs as monitoring_runs
@@ -48,7 +49,7 @@ from ml.monitoring.drain import CONSUMER, GROUP, drain
 from ml.monitoring.stream import BYTES_KEY, STREAM, encode_entry, entry_bytes
 from ml.settings import ROOT
 from ml.warehouse.dbt_runner import run_dbt
-from ml.warehouse.mart import mart_fingerprint, read_ml_mart
+from ml.warehouse.mart import mart_fingerprint, read_ml_mart, read_written_names
 from serve.prediction_log import PredictionLog
 from tests.helpers import current_run, free_port, isolated_settings
 
@@ -119,11 +120,14 @@ def base_build(settings, home):
 @pytest.fixture(scope="module")
 def champions(settings, base_build):
     """Both models registered as champions, as a pipeline run from before
-    training references existed would have left them (no reference)."""
+    training references existed would have left them (no reference), with
+    the warehouse's name reference as the pipeline fits them (it is part of
+    a version's fingerprint)."""
     frame = read_ml_mart(settings)
+    names = NameReference.from_frame(read_written_names(settings))
     out = {}
     for model_name in features.MODEL_NAMES:
-        fitted = train.fit(model_name, frame)
+        fitted = train.fit(model_name, frame, names=names)
         registration = registry.register(fitted, evaluate.evaluate(fitted, frame), settings, {})
         assert registration.promoted, registration.reason
         out[model_name] = (registration, fitted.pipeline)

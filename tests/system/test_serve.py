@@ -189,6 +189,45 @@ def test_input_is_matched_to_known_spellings_and_suggested(server):
     assert batch["predictions"][0]["global_sales"] == original["global_sales"]
 
 
+def test_names_written_another_way_are_answered_under_the_data_s_name(server):
+    """The reference seeds, stored with the version, resolve a request's
+    names as the warehouse resolves them, and `matched` says so."""
+    base = {"genre": "Action", "year": 2016, "platform": "PS4", "name": "Uncharted 5"}
+    renamed, filed = (
+        server.call("POST", "/v1/forecast", {**base, "publisher": publisher}).json()
+        for publisher in ("Sony Interactive Entertainment", "Sony Computer Entertainment")
+    )
+    assert renamed["matched"] == {"publisher": "Sony Computer Entertainment"}
+    assert renamed["unseen"] == [] and renamed["did_you_mean"] == {}
+    assert renamed["global_sales"] == filed["global_sales"]
+    assert renamed["features"] == filed["features"]
+    assert renamed["features"]["publisher_prior_titles"] > 500
+    # A label of a group, a console by its name, a genre of the newer taxonomy.
+    label = server.call("POST", "/v1/forecast", {
+        **base, "publisher": "Rockstar Games", "platform": "Nintendo Switch",
+        "genre": "Action-Adventure"}).json()
+    assert label["matched"] == {"publisher": "Take-Two Interactive", "platform": "NS",
+                                "genre": "Action"}
+    assert label["unseen"] == [] and label["features"]["platform_generation"] == 9
+    # A console the data lacks is never pointed at another by its spelling.
+    future = server.call("POST", "/v1/forecast", {**base, "publisher": "Nintendo",
+                                                  "platform": "PS6"}).json()
+    assert future["unseen"] == ["platform"] and future["did_you_mean"] == {}
+    batch = server.call("POST", "/v1/forecast/batch", [
+        {**base, "publisher": "Bandai Namco Entertainment", "platform": "Switch"},
+        {**base, "publisher": "Xbox Game Studios", "platform": "Xbox One"},
+    ]).json()["predictions"]
+    assert [row["matched"] for row in batch] == [
+        {"publisher": "Namco Bandai Games", "platform": "NS"},
+        {"publisher": "Microsoft Game Studios", "platform": "XOne"},
+    ]
+    predicted = server.call("POST", "/predict", {
+        "platform": "PlayStation 2", "year": 2004, "genre": "Party", "na_sales": 1.0,
+        "eu_sales": 0.5, "jp_sales": 0.1, "other_sales": 0.1}).json()
+    assert predicted["matched"] == {"platform": "PS2", "genre": "Misc"}
+    assert predicted["unseen"] == []
+
+
 def test_an_array_sent_to_a_single_endpoint_points_to_batch(server):
     for path, body in (("/predict", [VALID]), ("/v1/forecast", [{"platform": "Wii"}])):
         answer = server.call("POST", path, body)

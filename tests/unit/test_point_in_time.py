@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from ml.modeling.names import NameReference
 from ml.modeling.point_in_time import PointInTime, platforms_of, series_group, series_key
 from tests.mart_sample import PLATFORMS, PUBLISHERS, mart_frame
 
@@ -77,3 +78,20 @@ def test_a_batch_completes_as_its_records_do(mart):
     assert together == one_by_one
     assert {type(v) for row in together for v in row.values()} <= {int, float, str, type(None)}
     assert history.complete_many([]) == []
+
+
+def test_a_linked_publisher_and_platform_get_the_canonical_history(mart):
+    names = NameReference([
+        ("publisher", "Publisher 03 Renamed", "Publisher 03", "rename"),
+        ("platform", "PlayStation 4", "PS4", "name"),
+    ])
+    history = PointInTime(mart, platforms_of(mart), names)
+    asked = {"year": 2012, "genre": "Action", "name": "Saga 5: again"}
+    linked = history.complete({**asked, "publisher": "publisher 03 renamed",
+                               "platform": "PlayStation 4"})
+    filed = history.complete({**asked, "publisher": "Publisher 03", "platform": "PS4"})
+    assert linked == filed and filed["publisher_prior_titles"] > 0
+    # Without the reference the same request has no history at all.
+    plain = PointInTime(mart, platforms_of(mart)).complete(
+        {**asked, "publisher": "Publisher 03 Renamed", "platform": "PS4"})
+    assert plain["publisher_prior_titles"] == 0

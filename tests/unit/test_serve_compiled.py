@@ -16,13 +16,12 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
-from ml.modeling.pipelines import label_encoded_forest, native_categorical_boosting
-from serve.model.compiled import (
-    NotCompilable,
-    compile_pipeline,
+from ml.modeling.pipelines import (
     known_categories,
-    verify,
+    label_encoded_forest,
+    native_categorical_boosting,
 )
+from serve.model.compiled import NotCompilable, compile_pipeline, verify
 
 PLATFORMS = ["Wii", "PS2", "X360", "DS", "PC", "GBA", "N64"]
 GENRES = ["Sports", "Action", "Puzzle", "Racing"]

@@ -164,3 +164,13 @@ def test_regional_sales_dominate_global_from_regional(evaluations):
     drop = importance["permutation_r2_drop"]
     assert drop["na_sales"] > drop["genre"]
     assert "impurity" in importance.columns
+
+
+def test_a_changed_name_reference_is_a_new_fingerprint(fitted, mart):
+    from ml.modeling.names import NameReference
+
+    plain = fitted["prerelease"]
+    one = train.fit("prerelease", mart, names=NameReference([("genre", "Party", "Misc", "taxonomy")]))
+    other = train.fit("prerelease", mart, names=NameReference([("genre", "Party", "Action", "taxonomy")]))
+    assert len({plain.fingerprint, one.fingerprint, other.fingerprint}) == 3
+    assert one.data_digest == other.data_digest == plain.data_digest

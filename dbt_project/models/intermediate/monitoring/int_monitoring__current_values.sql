@@ -8,7 +8,9 @@
     feature of each champion (docs block drift_checks):
 
     * `predictions`: records the champion version answered in the last
-      `drift_window_days` days, features as the model received them;
+      `drift_window_days` days, features as the model received them, a
+      category written another way resolved as the API resolves it
+      (int_names__written: a linked name is its canonical name, not unseen);
     * `batch`: the rows of the loaded `ml_release_features` a retrain would
       learn from (the champion's train split, or `all` labelled rows, year
       known).
@@ -55,6 +57,12 @@ mart as (
 
 ),
 
+written_names as (
+
+    select * from {{ ref('int_names__written') }}
+
+),
+
 prediction_values as (
 
     select
@@ -79,6 +87,33 @@ prediction_values as (
         on
             champions.model_name = reference_features.model_name
             and champions.model_version = reference_features.model_version
+
+),
+
+resolved_predictions as (
+
+    select
+        prediction_values.drift_source,
+        prediction_values.model_name,
+        prediction_values.model_version,
+        prediction_values.observation_id,
+        prediction_values.feature,
+        prediction_values.feature_kind,
+        coalesce(
+            written_names.canonical_name collate utf8mb4_bin,
+            prediction_values.feature_value
+        ) as feature_value
+
+    -- Names match as the warehouse compares them (the server's collation,
+    -- case and accents ignored); the logged JSON itself is compared byte
+    -- for byte.
+    from prediction_values
+    left join written_names
+        on
+            prediction_values.feature_kind = 'category'
+            and prediction_values.feature = written_names.name_field
+            and prediction_values.feature_value collate utf8mb4_unicode_ci
+            = written_names.written_name
 
 ),
 
@@ -124,7 +159,7 @@ batch_values as (
 
 unioned as (
 
-    select * from prediction_values
+    select * from resolved_predictions
     union all
     select * from batch_values
 

@@ -9,8 +9,9 @@
     of the release year. Histories are summed per (group, year) first, so the
     window "all earlier rows" covers exactly the strictly earlier years; rows
     of the same year never see each other. Releases of unknown year have no
-    provable past: prior counts 0, prior means null. Series are grouped by
-    series_id, the key's integer stand-in.
+    provable past: prior counts 0, prior means null. Publishers are grouped
+    by their canonical publisher (the lineage), series by series_id, the
+    key's integer stand-in.
     A table for the same reason as int_releases__accepted.
 -#}
 with
@@ -24,28 +25,28 @@ releases as (
 publisher_years as (
 
     select
-        publisher_id,
+        canonical_publisher_id,
         release_year,
         count(*) as titles,
         sum(log_global_sales) as sum_log_sales
 
     from releases
     where release_year is not null
-    group by publisher_id, release_year
+    group by canonical_publisher_id, release_year
 
 ),
 
 publisher_history as (
 
     select
-        publisher_id,
+        canonical_publisher_id,
         release_year,
         sum(titles) over earlier_years as prior_titles,
         sum(sum_log_sales) over earlier_years as prior_sum_log_sales
 
     from publisher_years
     window earlier_years as (
-        partition by publisher_id
+        partition by canonical_publisher_id
         order by release_year
         rows between unbounded preceding and 1 preceding
     )
@@ -127,7 +128,8 @@ select
 from releases
 left join publisher_history
     on
-        releases.publisher_id = publisher_history.publisher_id
+        releases.canonical_publisher_id
+        = publisher_history.canonical_publisher_id
         and releases.release_year = publisher_history.release_year
 left join series_history
     on

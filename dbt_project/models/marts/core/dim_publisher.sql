@@ -13,13 +13,19 @@ known as (
     select
         publisher_id,
         publisher_name,
+        canonical_publisher_id,
+        canonical_publisher_name,
         count(*) as release_count,
         min(release_year) as first_release_year,
         false as is_unknown
 
     from releases
     where not is_publisher_unknown
-    group by publisher_id, publisher_name
+    group by
+        publisher_id,
+        publisher_name,
+        canonical_publisher_id,
+        canonical_publisher_name
 
 ),
 
@@ -28,6 +34,8 @@ unknown_member as (
     select
         -1 as publisher_id,
         'Unknown' as publisher_name,
+        -1 as canonical_publisher_id,
+        'Unknown' as canonical_publisher_name,
         (
             select count(*) as unknown_releases
             from releases

@@ -34,7 +34,7 @@ select
     releases.game_name as name,
     releases.platform_code as platform,
     releases.genre_name as genre,
-    releases.publisher_name as publisher,
+    releases.canonical_publisher_name as publisher,
     releases.release_year as year,
     releases.release_decade as decade,
     platforms.manufacturer as platform_manufacturer,

@@ -4,7 +4,8 @@
     totals of its publisher and series restricted to `year < this year`, and
     returns each release where a value differs. Independent of the window
     functions the mart uses; it also fails when a release of unknown year has
-    any history (none can be proven earlier). Series are matched by
+    any history (none can be proven earlier). Publishers are matched by
+    their canonical publisher (dim_publisher, the lineage), series by
     series_id, the key's integer stand-in with the key's own equality.
 -#}
 with
@@ -19,7 +20,7 @@ releases as (
 
     select
         fct.release_id,
-        fct.publisher_id,
+        publishers.canonical_publisher_id as publisher_id,
         {{ series_id('game.series_key') }} as series_id,
         years.calendar_year,
         ln(1 + fct.global_sales) as log_global_sales
@@ -33,6 +34,8 @@ releases as (
         on fct.game_id + 0 = game.game_id
     inner join {{ ref('dim_year') }} as years
         on fct.year_id + 0 = years.year_id
+    inner join {{ ref('dim_publisher') }} as publishers
+        on fct.publisher_id + 0 = publishers.publisher_id
 
 ),
 
