@@ -1,5 +1,6 @@
 """The prediction API as its users meet it: champions trained on the mart dbt
-builds, served by gunicorn (`python -m serve`), called over HTTP.
+builds, served as `make serve` serves them (`python -m serve`: nginx in front
+of API_INSTANCES gunicorn instances), called over HTTP.
 
 Shared by the system tests (tests/system) and the golden-file generator
 (`python -m tests.system.api_golden`), which must train and start the API
@@ -22,6 +23,7 @@ import pandas as pd
 
 from ml.features import MODEL_NAMES
 from ml.settings import ROOT, Settings
+from serve.edge.limits import instance_ports, workers_per_instance
 
 # The admin token of the APIs tests start.
 ADMIN_TOKEN = "test-admin-token"
@@ -107,8 +109,9 @@ def register_champions(
 def start(
     settings: Settings, log: Path, source: Path = ROOT, env: dict[str, str] | None = None
 ) -> subprocess.Popen:
-    """`python -m serve` from the checkout at `source` on `settings.api_port`,
-    with `env` added to its environment."""
+    """`python -m serve` from the checkout at `source`: nginx on
+    `settings.api_port`, the instances from `settings.api_instance_port` (see
+    `tests.helpers.free_api_ports`), with `env` added to its environment."""
     return subprocess.Popen(
         [sys.executable, "-m", "serve", "--port", str(settings.api_port)],
         cwd=source,
@@ -118,26 +121,38 @@ def start(
     )
 
 
+def served_versions(port: int, model: str = "prerelease") -> dict[str, str]:
+    """Worker pid -> version of `model` it serves, from one instance's /metrics
+    (asked on its own port: through nginx, /metrics speaks for one instance)."""
+    try:
+        text = call(port, "GET", "/metrics").body.decode()
+    except OSError:
+        return {}
+    return dict(re.findall(rf'vgsales_model_version\{{model="{model}",pid="(\d+)"\}} (\S+)', text))
+
+
 def wait_ready(
-    port: int, process: subprocess.Popen, log: Path, workers: int, timeout: float = 300
+    settings: Settings, process: subprocess.Popen, log: Path, timeout: float = 300
 ) -> None:
-    """Until every worker serves both models (one /ready only speaks for one)."""
+    """Until every worker of every instance serves both models (one /ready
+    only speaks for one worker) and nginx answers."""
+    ports = instance_ports(settings)
+    workers = workers_per_instance(settings)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()[-5000:]
-        try:
-            text = call(port, "GET", "/metrics").body.decode()
-        except OSError:
-            text = ""
-        pids = re.findall(r'vgsales_model_version\{model="prerelease",pid="(\d+)"\}', text)
-        if len(set(pids)) == workers:
-            return
+        if all(len(served_versions(port)) == workers for port in ports):
+            try:
+                if call(settings.api_port, "GET", "/health").status == 200:
+                    return
+            except OSError:
+                pass
         time.sleep(0.5)
     raise AssertionError(f"not ready after {timeout} s:\n{log.read_text()[-5000:]}")
 
 
 def stop(process: subprocess.Popen) -> None:
-    """Stop gunicorn and wait for its master to clean up."""
+    """Stop nginx and the instances, and wait for the instances to clean up."""
     process.terminate()
     try:
         process.wait(timeout=60)
