@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -51,6 +52,31 @@ def call(port: int, method: str, path: str, body=None, headers=None) -> Response
         return Response(response.status, dict(response.getheaders()), response.read())
     finally:
         connection.close()
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends on `sock` until it closes (or resets) it."""
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def waiting(sock: socket.socket) -> bool:
+    """Whether `sock` is open with nothing from the server on it yet."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.setblocking(True)
+    return False
 
 
 @dataclass
@@ -119,6 +145,19 @@ def start(
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
+
+
+def instance_metrics(settings: Settings) -> str:
+    """Every instance's /metrics, one after the other: asked through nginx,
+    /metrics speaks for the one instance that answers, so each is asked on
+    its own port (as Prometheus would scrape them)."""
+    texts = []
+    for port in instance_ports(settings):
+        try:
+            texts.append(call(port, "GET", "/metrics").body.decode())
+        except OSError:
+            texts.append("")
+    return "".join(texts)
 
 
 def served_versions(port: int, model: str = "prerelease") -> dict[str, str]:

@@ -39,11 +39,15 @@ MAX_REQUESTS_PER_CLIENT = 256
 UPSTREAM_IDLE_CONNECTIONS = 32
 UPSTREAM_KEEPALIVE_SECONDS = 10
 INSTANCE_KEEPALIVE_SECONDS = UPSTREAM_KEEPALIVE_SECONDS + 5
-# An instance must accept a connection within this (a refused one is tried
-# on the next instance at once); a failed instance is left out for
-# FAILED_INSTANCE_SECONDS, then tried again (a restarted one rejoins).
+# An instance must accept a connection within this; a refused one is tried
+# on the next instance at once.
 CONNECT_TIMEOUT_SECONDS = 2
-FAILED_INSTANCE_SECONDS = 2
+# An instance that failed (refused a connection, reset one, timed out) gets
+# no requests for this long, then is tried again. Longer than an instance
+# takes to restart (serve.edge.launcher restarts one that dies) and load its
+# models: a restarted gunicorn accepts connections as soon as its master
+# listens, and until its worker has loaded the app they would wait unanswered.
+FAILED_INSTANCE_SECONDS = 30
 # gunicorn restarts a worker silent this long (a model load, `/admin/reload`,
 # takes seconds); nginx waits a little longer for an answer, so the restart,
 # not nginx, ends a stuck request.
@@ -51,6 +55,10 @@ WORKER_TIMEOUT_SECONDS = 60
 ANSWER_TIMEOUT_SECONDS = WORKER_TIMEOUT_SECONDS + 5
 # gthread threads per gunicorn worker (docs/benchmarks.md: the split measured).
 THREADS = 4
+# The prediction routes (serve/routes/predictions.py): pure, so nginx may send
+# one that failed on an instance to another, POST as it is. No other route
+# is sent twice unless it is a GET.
+PREDICTION_PATHS = ("/predict", "/predict/batch", "/v1/forecast", "/v1/forecast/batch")
 # Request ids nginx passes on as given (else it makes one: `$request_id`, 32
 # hex digits); the app echoes them and logs them with each prediction.
 REQUEST_ID_PATTERN = r"[A-Za-z0-9._:-]{1,64}"
