@@ -5,11 +5,11 @@ request in full before an instance sees it, so a thread is only ever busy
 with a whole request, never with a slow client. Sized for a CPU-bound
 service: the instances' workers together match the cores
 (`serve.edge.limits.workers_per_instance`, set by `serve.instance`), each
-with a few threads so kept-alive connections stay open while a request
-computes and `/admin/reload` can load models without blocking the worker's
-other requests. The timeouts and request limits come from
-`serve.edge.limits`, as nginx's do: gunicorn accepts whatever nginx lets
-through, and keeps an idle connection open longer than nginx does.
+with `serve.edge.limits.THREADS` threads (its comment says why one); gthread
+holds kept-alive connections in its poller meanwhile. The timeouts and
+request limits come from `serve.edge.limits`, as nginx's do: gunicorn
+accepts whatever nginx lets through, and keeps an idle connection open
+longer than nginx does.
 `preload_app` stays off: every worker builds its own app after the fork, so
 no MLflow/SQLite/Redis connection is ever shared across a fork (the reload
 design in serve/model/state.py does not need preloading either).

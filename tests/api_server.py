@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -188,6 +189,49 @@ def wait_ready(
                 pass
         time.sleep(0.5)
     raise AssertionError(f"not ready after {timeout} s:\n{log.read_text()[-5000:]}")
+
+
+def predictions_answered(port: int) -> float:
+    """`/predict` requests the instance on `port` answered 200, all its workers."""
+    text = call(port, "GET", "/metrics").body.decode()
+    return sum(float(v) for v in re.findall(
+        r'^vgsales_http_requests_total\{endpoint="/predict",method="POST",status="200"\} (\S+)$',
+        text, re.M))
+
+
+def instance_master(settings: Settings, port: int) -> int:
+    """The pid of the gunicorn master of the instance on `port` (it writes it
+    into its lock file, serve/gunicorn_conf.py)."""
+    return int((settings.run_dir / "serve" / f"{port}.lock").read_text())
+
+
+def kill_instance(settings: Settings, port: int) -> list[int]:
+    """kill -9 the master and workers of the instance on `port`; their pids."""
+    master = instance_master(settings, port)
+    workers = [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    for pid in (*workers, master):
+        os.kill(pid, signal.SIGKILL)
+    return [*workers, master]
+
+
+def wait_rejoined(settings: Settings, port: int, killed: list[int], body: dict,
+                  timeout: float) -> float:
+    """After `kill_instance`: until the instance on `port`, restarted by the
+    launcher with its models loaded, answers predictions sent through nginx
+    (which tries it again once it has been left out for a while). Returns
+    the seconds waited."""
+    started = time.monotonic()
+    deadline = started + timeout
+    while not (instance_master(settings, port) not in killed
+               and len(served_versions(port)) == workers_per_instance(settings)):
+        assert time.monotonic() < deadline, f"the instance on {port} did not come back"
+        time.sleep(0.5)
+    before = predictions_answered(port)
+    while predictions_answered(port) == before:
+        assert time.monotonic() < deadline, f"nginx sent the instance on {port} nothing"
+        assert call(settings.api_port, "POST", "/predict", body).status == 200
+        time.sleep(0.1)
+    return time.monotonic() - started
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -53,8 +53,15 @@ FAILED_INSTANCE_SECONDS = 30
 # not nginx, ends a stuck request.
 WORKER_TIMEOUT_SECONDS = 60
 ANSWER_TIMEOUT_SECONDS = WORKER_TIMEOUT_SECONDS + 5
-# gthread threads per gunicorn worker (docs/benchmarks.md: the split measured).
-THREADS = 4
+# gthread threads per gunicorn worker: one. Predictions are CPU-bound, so a
+# second thread in a worker would mostly wait for the GIL, and a thread that
+# waits for it between gunicorn's two sends of an answer (head, then body)
+# widens the moment in which a killed worker leaves nginx a head without a
+# body, which no proxy can retry. Idle kept-alive connections need no thread
+# (gthread holds them in its poller). The cost: `/admin/reload` makes the
+# worker that takes it load the models before it answers anything else.
+# docs/benchmarks.md has the instances x workers x threads measured.
+THREADS = 1
 # The prediction routes (serve/routes/predictions.py): pure, so nginx may send
 # one that failed on an instance to another, POST as it is. No other route
 # is sent twice unless it is a GET.

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -33,8 +30,8 @@ import pytest
 
 from bench.load import drive
 from serve.edge import limits
-from serve.edge.limits import instance_ports, workers_per_instance
-from tests.api_server import Server, call, read_all, served_versions, waiting
+from serve.edge.limits import instance_ports
+from tests.api_server import Server, call, kill_instance, read_all, wait_rejoined, waiting
 
 pytestmark = pytest.mark.slow
 
@@ -259,54 +256,23 @@ def test_2100_idle_connections_leave_the_api_reachable(server: Server, tmp_path)
 # -- an instance killed under load (last: it restarts an instance) -------------------
 
 
-def children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def predictions_answered(port: int) -> float:
-    """`/predict` requests the instance on `port` answered 200, all its workers."""
-    text = call(port, "GET", "/metrics").body.decode()
-    return sum(float(v) for v in re.findall(
-        r'^vgsales_http_requests_total\{endpoint="/predict",method="POST",status="200"\} (\S+)$',
-        text, re.M))
-
-
-def master_of(server: Server, port: int) -> int:
-    """The pid of the instance's gunicorn master (it writes it in its lock file)."""
-    return int((server.settings.run_dir / "serve" / f"{port}.lock").read_text())
-
-
 def test_an_instance_killed_under_load_fails_no_request_and_rejoins(server: Server):
     """kill -9 of one instance's master and workers 5 s into a 20 s load:
     nginx retries the predictions it had sent there on the other instance;
     the launcher restarts it, and nginx sends it requests again."""
     port = instance_ports(server.settings)[0]
-    master = master_of(server, port)
-    victims = [*children(master), master]
     body = json.dumps(VALID).encode()
     result = {}
     load = threading.Thread(target=lambda: result.update(
         run=drive(server.port, "/predict", body, 20, 4)))
     load.start()
     time.sleep(5)
-    for pid in victims:
-        os.kill(pid, signal.SIGKILL)
+    killed = kill_instance(server.settings, port)
     load.join(timeout=120)
     run = result["run"]
     print(f"\n[kill -9 under load] {run.answered_2xx} predictions answered 2xx, "
           f"{run.non_2xx} other answers, {run.socket_errors} socket errors")
     assert (run.non_2xx, run.socket_errors) == (0, 0)
     assert run.answered_2xx > 0
-
-    # Restarted by the launcher, its models loaded ...
-    deadline = time.monotonic() + limits.FAILED_INSTANCE_SECONDS + 120
-    while not (master_of(server, port) not in victims
-               and len(served_versions(port)) == workers_per_instance(server.settings)):
-        assert time.monotonic() < deadline, server.log.read_text()[-3000:]
-        time.sleep(0.5)
-    # ... it takes requests through nginx again once nginx tries it.
-    before = predictions_answered(port)
-    while predictions_answered(port) == before:
-        assert time.monotonic() < deadline, server.log.read_text()[-3000:]
-        assert call(server.port, "POST", "/predict", VALID).status == 200
-        time.sleep(0.1)
+    wait_rejoined(server.settings, port, killed, VALID,
+                  timeout=limits.FAILED_INSTANCE_SECONDS + 120)
