@@ -66,6 +66,9 @@ THREADS = 1
 # one that failed on an instance to another, POST as it is. No other route
 # is sent twice unless it is a GET.
 PREDICTION_PATHS = ("/predict", "/predict/batch", "/v1/forecast", "/v1/forecast/batch")
+# Every route that takes POST, and only POST; the others take GET (nginx names
+# them in the Allow header of the 405 it answers TRACE with).
+POST_PATHS = (*PREDICTION_PATHS, "/admin/reload")
 # Request ids nginx passes on as given (else it makes one: `$request_id`, 32
 # hex digits); the app echoes them and logs them with each prediction.
 REQUEST_ID_PATTERN = r"[A-Za-z0-9._:-]{1,64}"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from werkzeug.exceptions import default_exceptions
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ml.settings import Settings, load_settings
@@ -43,6 +44,7 @@ class EdgeError:
     status: int  # what the client gets
     message: str
     field: str | None = None  # the detail's field, as the API names it
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def location(self) -> str:
@@ -52,24 +54,34 @@ class EdgeError:
 
     @property
     def body(self) -> str:
-        """The JSON body, with nginx's request id filled in when sent."""
+        """The JSON body, compact as the app writes it, with nginx's request
+        id filled in when sent."""
         detail = [{"field": self.field, "message": self.message}] if self.field else []
         text = json.dumps({
             # As serve/errors.py names Werkzeug's errors.
             "error": HTTP_STATUS_CODES[self.status].lower().replace(" ", "_"),
             "message": self.message, "detail": detail, "request_id": "REQUEST_ID",
-        })
+        }, separators=(",", ":"))
         if "'" in text or "$" in text:
             raise ValueError(f"an nginx error body cannot hold ' or $: {text}")
         return text.replace("REQUEST_ID", "$api_request_id")
 
 
+def _as_the_app_answers(status: int) -> str:
+    """Werkzeug's message for `status`: what the app answers when it refuses
+    the same way, so a client gets one answer whichever layer refused."""
+    return default_exceptions[status].description
+
+
 ERRORS = (
     EdgeError(400, 400, "malformed request: the request line, a header or the body "
               "framing is not valid HTTP/1.1"),
-    EdgeError(408, 408, f"the request did not arrive within {limits.CLIENT_TIMEOUT_SECONDS} s"),
-    EdgeError(413, 413, f"the body is over {limits.BODY_BYTES} bytes", "body"),
     EdgeError(404, 404, "no such route"),
+    # nginx refuses TRACE itself, before any location: Allow (RFC 9110) from
+    # the routes' methods.
+    EdgeError(405, 405, _as_the_app_answers(405), headers=(("Allow", "$api_allow"),)),
+    EdgeError(408, 408, f"the request did not arrive within {limits.CLIENT_TIMEOUT_SECONDS} s"),
+    EdgeError(413, 413, _as_the_app_answers(413), "body"),
     EdgeError(414, 414, f"the request line is over {limits.HEAD_BUFFER_BYTES} bytes"),
     EdgeError(494, 431, f"a header is over {limits.HEAD_BUFFER_BYTES} bytes, or all "
               f"together over {limits.HEAD_BUFFERS * limits.HEAD_BUFFER_BYTES}"),

@@ -93,13 +93,28 @@ def test_only_prediction_routes_are_retried_after_they_were_sent():
     assert CONFIG.count("non_idempotent") == len(limits.PREDICTION_PATHS)
 
 
-def _rules(blueprint) -> list:
-    """The URL rules a blueprint registers, without building an app."""
+def _rules(*blueprints) -> list:
+    """The URL rules blueprints register, without building the API."""
     from flask import Flask
 
     app = Flask(__name__)
-    app.register_blueprint(blueprint)
+    for blueprint in blueprints:
+        app.register_blueprint(blueprint)
     return [rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"]
+
+
+def test_the_405_nginx_answers_names_each_routes_methods():
+    """nginx refuses TRACE itself; its Allow header must say what Flask would."""
+    from serve.routes import docs, operations
+
+    rules = _rules(predictions.bp, operations.bp, docs.bp)
+    posts = {rule.rule for rule in rules if "POST" in rule.methods}
+    assert posts == set(limits.POST_PATHS)
+    assert all(rule.methods == {"POST", "OPTIONS"} for rule in rules if rule.rule in posts)
+    assert all(rule.methods == {"GET", "HEAD", "OPTIONS"} for rule in rules
+               if rule.rule not in posts)
+    block = locations()["= /_edge/405"]
+    assert 'add_header Allow "$api_allow" always;' in block
 
 
 def test_forwarded_headers_and_request_ids_are_set_by_nginx():
