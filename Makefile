@@ -39,7 +39,7 @@ serve: venv stack-up ## Serve the API (nginx on 127.0.0.1:API_PORT in front of A
 	@# The consumer lands the prediction log as the API writes it; it stops with the API.
 	@# python -m serve runs nginx and the instances, stops them on exit, and says where things are.
 	$(WITH_ENV) python -m ml.monitoring.consumer & consumer=$$!; \
-		trap 'kill $$consumer 2>/dev/null; wait $$consumer' EXIT; \
+		trap 'kill $$consumer 2>/dev/null || true; wait $$consumer || true' EXIT; \
 		$(WITH_ENV) python -m serve --report reports/index.html
 
 test: venv stack-up browser ## Set up everything and run the whole test suite (unit, integration, system, browser)
