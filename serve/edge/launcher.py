@@ -111,10 +111,12 @@ class Edge:
     def _supervise(self) -> int:
         announced = False
         while not self._stopping:
-            if self.nginx.poll() is not None:
+            # Ctrl-C reaches nginx and the instances too: once a signal says
+            # stop, their exits are expected, not failures to act on.
+            if self.nginx.poll() is not None and not self._stopping:
                 return self._fail(f"nginx exited with {self.nginx.returncode}")
             for instance in self.instances:
-                problem = self._watch(instance, announced)
+                problem = None if self._stopping else self._watch(instance, announced)
                 if problem:
                     return self._fail(problem)
             if not announced and all(i.answered for i in self.instances):

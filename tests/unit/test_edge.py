@@ -39,6 +39,7 @@ def test_every_path_nginx_writes_is_under_its_prefix():
     assert directive("error_log") == ["stderr warn"]
     assert directive("access_log") == ["off"]
     assert directive("daemon") == ["off"]
+    assert directive("worker_shutdown_timeout") == [f"{limits.CLIENT_TIMEOUT_SECONDS}s"]
 
 
 def test_limits_come_from_the_one_place():
