@@ -35,11 +35,12 @@ pipeline: venv stack-up data ## Set up everything and run the pipeline (dbt, exp
 	@echo "[pipeline] running the Prefect flow (flows/pipeline/__main__.py)"
 	$(WITH_ENV) python -m flows.pipeline --html-report reports
 
-serve: venv stack-up ## Serve the prediction API on 127.0.0.1:API_PORT (default 8000) and land its prediction log, foreground
+serve: venv stack-up ## Serve the API (nginx on 127.0.0.1:API_PORT in front of API_INSTANCES gunicorn instances) and land its prediction log, foreground
 	@# The consumer lands the prediction log as the API writes it; it stops with the API.
+	@# python -m serve runs nginx and the instances, stops them on exit, and says where things are.
 	$(WITH_ENV) python -m ml.monitoring.consumer & consumer=$$!; \
-		trap 'kill $$consumer 2>/dev/null; wait $$consumer' EXIT; \
-		$(WITH_ENV) python -m serve
+		trap 'kill $$consumer 2>/dev/null || true; wait $$consumer || true' EXIT; \
+		$(WITH_ENV) python -m serve --report reports/index.html
 
 test: venv stack-up browser ## Set up everything and run the whole test suite (unit, integration, system, browser)
 	$(WITH_ENV) python -m pytest $(PYTEST_ARGS)
@@ -65,7 +66,7 @@ browser: ## Install Debian's chromium and chromium-driver for the browser tests 
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 		else echo "[browser] error: install chromium and chromium-driver: sudo apt-get install -y chromium chromium-driver" >&2; exit 1; fi; }
 
-stack-up: ## Start MariaDB and Redis under .run/ (idempotent; installs them if missing)
+stack-up: ## Start MariaDB and Redis under .run/ (idempotent; installs them, and nginx, if missing)
 	@scripts/stack.sh up
 
 stack-down: ## Stop MariaDB and Redis (data stays in .run/)

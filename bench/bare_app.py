@@ -18,4 +18,9 @@ def create_app() -> Flask:
         request.get_json()
         return jsonify({"global_sales": 1.0})
 
+    # What the launcher (serve.edge.launcher) polls before it says "up".
+    @app.get("/health")
+    def health():
+        return jsonify({"status": "ok"})
+
     return app

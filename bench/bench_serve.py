@@ -5,10 +5,10 @@
 Trains both models on the mart dbt builds from the real vgsales.csv (or a
 synthetic file of its size; `bench.marts.real_mart`) into a private MLflow
 registry, as the pipeline does (fit, evaluate, register), starts the service
-(`python -m serve`, its gunicorn configuration) and the original design
-(`bench/original_app.py`, same gunicorn workers and threads, same model
-version), then drives each with wrk (or, when wrk is not installed, a
-multi-process keep-alive Python client):
+(`python -m serve`: nginx in front of the gunicorn instances) and the
+original design (`bench/original_app.py`: one gunicorn, a worker per core,
+the same threads, the same model version, no proxy), then drives each with
+`bench.load.drive` (wrk, or a multi-process keep-alive Python client):
 
 - single predictions: `POST /predict`, p50/p99 latency and requests/s;
 - batches: `POST /predict/batch` with 1,000 rows, rows/s.
@@ -26,20 +26,19 @@ import argparse
 import dataclasses
 import http.client
 import json
-import multiprocessing
 import os
-import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench import load
 from bench.common import Stats, machine, markdown_table, write_results
+from bench.load import drive
 from ml.settings import ROOT, Settings, load_settings
 from serve import gunicorn_conf
+from serve.edge.limits import workers_per_instance
 
 REDIS_DB = 6
 BATCH_ROWS = 1000
@@ -48,12 +47,6 @@ SINGLE = {
     "Platform": "Wii", "Year": 2008, "Genre": "Racing", "NA_Sales": 1.2,
     "EU_Sales": 0.9, "JP_Sales": 0.1, "Other_Sales": 0.2,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_ready(port: int, process: subprocess.Popen, path: str, timeout: float = 180,
@@ -85,83 +78,6 @@ def stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-# -- load generators ---------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Run:
-    requests_per_s: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
-def drive(port: int, path: str, body: bytes, seconds: float, connections: int) -> Run:
-    """Keep `connections` keep-alive connections busy for `seconds`."""
-    if shutil.which("wrk"):
-        return _wrk(port, path, body, seconds, connections)
-    return _python_client(port, path, body, seconds, connections)
-
-
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def _wrk(port: int, path: str, body: bytes, seconds: float, connections: int) -> Run:
-    with tempfile.TemporaryDirectory() as folder:
-        (folder_path := Path(folder) / "body.json").write_bytes(body)
-        script = Path(folder) / "post.lua"
-        script.write_text(
-            'wrk.method = "POST"\n'
-            'wrk.headers["Content-Type"] = "application/json"\n'
-            f'local f = io.open("{folder_path}", "rb")\nwrk.body = f:read("*a")\nf:close()\n'
-        )
-        out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-             "--latency", "-s", str(script),
-             f"http://127.0.0.1:{port}{path}"],
-            capture_output=True, text=True, check=True,
-        ).stdout
-    percentiles = {
-        p: float(v) * _UNITS[u]
-        for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    }
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = int(non_2xx.group(1)) if non_2xx else 0
-    errors += sum(int(x) for x in socket_errors.groups()) if socket_errors else 0
-    if errors:
-        print(f"[bench serve] wrk reported errors on {path}:\n{out}", file=sys.stderr)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return Run(rps, percentiles["50"], percentiles["99"], errors)
-
-
-def _client(args: tuple) -> tuple[list[float], int]:
-    port, path, body, seconds = args
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Content-Type": "application/json"}
-    latencies, errors = [], 0
-    deadline = time.perf_counter() + seconds
-    while (start := time.perf_counter()) < deadline:
-        connection.request("POST", path, body, headers)
-        response = connection.getresponse()
-        response.read()
-        latencies.append((time.perf_counter() - start) * 1e3)
-        errors += response.status != 200
-    return latencies, errors
-
-
-def _python_client(port: int, path: str, body: bytes, seconds: float, connections: int) -> Run:
-    with multiprocessing.Pool(connections) as pool:
-        results = pool.map(_client, [(port, path, body, seconds)] * connections)
-    latencies = sorted(x for lat, _ in results for x in lat)
-    return Run(
-        len(latencies) / seconds,
-        latencies[len(latencies) // 2],
-        latencies[int(len(latencies) * 0.99)],
-        sum(e for _, e in results),
-    )
-
-
 def measure(port: int, seconds: float, repeats: int, connections: int) -> dict[str, Stats]:
     """Median-of-`repeats` figures for single predictions and batches."""
     single = json.dumps(SINGLE).encode()
@@ -182,20 +98,25 @@ def measure(port: int, seconds: float, repeats: int, connections: int) -> dict[s
 
 
 def bench_settings(home: Path) -> Settings:
+    """Settings of a private registry and Redis db, and free API ports."""
+    from tests.helpers import free_api_ports
+
     base = load_settings()
-    return dataclasses.replace(
+    return free_api_ports(dataclasses.replace(
         base,
         mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
         mlflow_artifact_root=str(home / "artifacts"),
         redis_url=base.redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}",
-        api_port=free_port(),
-    )
+    ))
 
 
-def start_service(settings: Settings, log: Path) -> subprocess.Popen:
+def start_service(settings: Settings, log: Path, app: str | None = None) -> subprocess.Popen:
+    """The service as `make serve` runs it: nginx on `settings.api_port` in
+    front of the instances; with `app`, the instances serve that factory."""
     env = {**os.environ, **settings.as_env()}
     return subprocess.Popen(
-        [sys.executable, "-m", "serve", "--port", str(settings.api_port)],
+        [sys.executable, "-m", "serve", "--port", str(settings.api_port),
+         *(["--app", app] if app else [])],
         cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
 
@@ -207,8 +128,8 @@ def start_original(settings: Settings, version: str, port: int, log: Path) -> su
     )
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-         # Stock gthread: the original design had no buffering worker.
-         "--workers", str(gunicorn_conf.workers), "--worker-class", "gthread",
+         # One gunicorn, a worker per core, no proxy in front.
+         "--workers", str(os.cpu_count() or 1), "--worker-class", "gthread",
          "--threads", str(gunicorn_conf.threads), "--keep-alive", str(gunicorn_conf.keepalive),
          "--timeout", str(gunicorn_conf.timeout), "--no-control-socket", factory],
         cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
@@ -251,16 +172,15 @@ def main(argv: list[str] | None = None) -> int:
         mart, source = real_mart(settings)
         print(f"[bench serve] training both models on the dbt-built mart ({source})", flush=True)
         versions = register_champions(settings, mart)
-        generator = "wrk" if shutil.which("wrk") else "python http.client"
+        generator = load.generator()
         measured: dict[str, dict[str, Stats]] = {}
         log_of = {"service": home / "service.log", "original": home / "original.log"}
         for label, starter, ready_path in (
-            ("service", lambda port: start_service(dataclasses.replace(settings, api_port=port),
-                                                   log_of["service"]), "/ready"),
+            ("service", lambda port: start_service(settings, log_of["service"]), "/ready"),
             ("original", lambda port: start_original(settings, versions["global_from_regional"],
                                                      port, log_of["original"]), None),
         ):
-            port = free_port()
+            port = settings.api_port
             process = starter(port)
             try:
                 if ready_path:
@@ -296,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "repeats": args.repeats,
         "batch_rows": BATCH_ROWS,
-        "gunicorn": {"workers": gunicorn_conf.workers, "worker_class": gunicorn_conf.worker_class,
-                     "threads": gunicorn_conf.threads},
+        "gunicorn": {"instances": settings.api_instances,
+                     "workers_per_instance": workers_per_instance(settings),
+                     "worker_class": gunicorn_conf.worker_class, "threads": gunicorn_conf.threads},
         "service": service,
         "original": original,
         "speedup": speedup,

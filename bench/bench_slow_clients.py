@@ -2,7 +2,7 @@
 
     python -m bench.bench_slow_clients [--requests 300] [--repeats 3] [--slow 100]
 
-Starts the service (`python -m serve`, its gunicorn configuration) on a
+Starts the service (`python -m serve`: nginx in front of the instances) on a
 registry with `global_from_regional` trained on a synthetic sample, then
 times single `POST /predict` requests on one keep-alive connection, first
 with nothing else going on, then while `--slow` connections trickle a
@@ -28,7 +28,7 @@ from typing import Self
 from bench.bench_serve import SINGLE, bench_settings, start_service, stop, wait_ready
 from bench.common import Stats, machine, markdown_table, write_results
 from ml.settings import ROOT
-from serve import worker
+from serve.edge import limits
 
 MODEL = "global_from_regional"
 SAMPLE_ROWS = 3000
@@ -67,7 +67,7 @@ class SlowClients:
                 try:
                     sock.sendall(whole[sent:sent + 1])
                     clients[i] = (sock, sent + 1)
-                except OSError:  # closed by the server's arrival bound
+                except OSError:  # closed by the server (a gap over its client timeout)
                     sock.close()
                     clients[i] = self._open()
                     self.reopened += 1
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(["phase", "p50 (ms)", "p99 (ms)", "failed"], rows))
     path = write_results("slow_clients", {
         "machine": machine(), "requests": args.requests, "repeats": args.repeats,
-        "slow_clients": args.slow, "arrival_seconds": worker.ARRIVAL_SECONDS,
+        "slow_clients": args.slow, "client_timeout_seconds": limits.CLIENT_TIMEOUT_SECONDS,
         "quiet": quiet, "attacked": attacked,
     })
     print(f"\nwrote {path.relative_to(ROOT)}")

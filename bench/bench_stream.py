@@ -69,6 +69,36 @@ def measure(settings: Settings, client: redis.Redis, entries: int, rows_per_entr
     return Stats.of(rates)
 
 
+def create_landing_database(settings: Settings) -> bool:
+    """`settings.mariadb_database` with the prediction log's landing tables
+    (dbt's `create_monitoring_landing_tables`); False when dbt failed."""
+    server = _server(settings)
+    with server.begin() as connection:
+        connection.execute(sa.text(
+            f"create database if not exists `{settings.mariadb_database}`"))
+    server.dispose()
+    made = run_dbt(["run-operation", "create_monitoring_landing_tables"], settings,
+                   log=lambda line: None,
+                   target_path=ROOT / "bench" / "results" / f"target-{settings.mariadb_database}")
+    return made.ok
+
+
+def drop_landing_database(settings: Settings) -> None:
+    """Drop what `create_landing_database` made (the database and its `_raw`)."""
+    server = _server(settings)
+    with server.begin() as connection:
+        for suffix in ("", "_raw"):
+            connection.execute(sa.text(
+                f"drop database if exists `{settings.mariadb_database}{suffix}`"))
+    server.dispose()
+
+
+def _server(settings: Settings) -> sa.Engine:
+    """An engine on the warehouse server, no database selected."""
+    return sa.create_engine(settings.sqlalchemy_url().replace(
+        f"/{settings.mariadb_database}?", "/?"))
+
+
 def api_requests_per_s() -> float | None:
     path = RESULTS_DIR / "serve.json"
     if not path.exists():
@@ -86,13 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         base, mariadb_database=f"{base.mariadb_database}_bench_stream",
         redis_url=base.redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}",
     )
-    server = sa.create_engine(base.sqlalchemy_url())
-    with server.begin() as connection:
-        connection.execute(sa.text(
-            f"create database if not exists `{settings.mariadb_database}`"))
-    made = run_dbt(["run-operation", "create_monitoring_landing_tables"], settings,
-                   log=lambda line: None, target_path=ROOT / "bench" / "results" / "target-stream")
-    if not made.ok:
+    if not create_landing_database(settings):
         print("dbt could not create the landing tables", file=sys.stderr)
         return 1
     client = redis.Redis.from_url(settings.redis_url)
@@ -106,11 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         client.flushdb()
         client.close()
-        with server.begin() as connection:
-            for suffix in ("", "_raw"):
-                connection.execute(sa.text(
-                    f"drop database if exists `{settings.mariadb_database}{suffix}`"))
-        server.dispose()
+        drop_landing_database(settings)
     api = api_requests_per_s()
     results["api_requests_per_s"] = api
     single = results["single_rows_per_s"]

@@ -88,6 +88,20 @@ def slow_clients_rows(r: dict) -> Iterator[Row]:
         yield _row("slow_clients", f"/predict p99, {label}", "1 row", r[phase]["p99_ms"], "ms")
 
 
+def throughput_rows(r: dict) -> Iterator[Row]:
+    for label, by_connections in r["measured"].items():
+        for connections, m in by_connections.items():
+            size = f"1 row, {connections} conn."
+            yield _row("throughput", f"{label} through nginx", size, m["requests_per_s"],
+                       "req/s", note=f"{sum(m['cpu_ms_per_1000'].values()):.0f} ms CPU per 1,000")
+            yield _row("throughput", f"{label} p50", size, m["p50_ms"], "ms")
+    missed = [g["measure"] for g in r["goals"] if not g["met"]]
+    failed = r["kill"]["non_2xx"] + r["kill"]["socket_errors"]
+    yield _row("throughput", "kill -9 of an instance: failed requests", "all",
+               {"median": failed, "min": failed, "max": failed, "runs": [failed]}, "",
+               note=f"goals missed: {len(missed)} of {len(r['goals'])}")
+
+
 def stream_rows(r: dict) -> Iterator[Row]:
     api = r.get("api_requests_per_s")
     note = f"{r['single_rows_per_s']['median'] / api:.1f}x the API's req/s" if api else ""
@@ -104,6 +118,7 @@ EXTRACTORS = {
     "slow_clients": slow_clients_rows,
     "snapshot": snapshot_rows,
     "stream": stream_rows,
+    "throughput": throughput_rows,
     "train": train_rows,
 }
 

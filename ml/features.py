@@ -69,6 +69,17 @@ MART_DTYPES: dict[str, str] = {
 # pre-release question.
 MAX_CATEGORY_LENGTH = 100
 
+
+# A category must hold a character this matches: one that is not whitespace
+# as `str.strip` (and so `_check_value`) sees it. Spelled out as \uXXXX
+# ranges because the API publishes it in its JSON Schema, where `\S` follows
+# ECMA's rules (U+0085 is not whitespace there, U+FEFF is) while pydantic's
+# engine follows Unicode's: a shorthand would mean different things to a
+# client and to the server. tests/unit/test_features.py checks it against
+# `str.isspace` for every code point.
+NOT_BLANK = (r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a"
+             r"\u2028\u2029\u202f\u205f\u3000]")
+
 Kind = Literal["category", "number"]
 
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, field
 from pathlib import Path
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
-from pydantic import SecretStr, ValidationError, create_model
+from pydantic import PositiveInt, SecretStr, ValidationError, create_model
 from pydantic.dataclasses import dataclass
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
@@ -49,6 +49,8 @@ EXPORTED = (
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
     "DBT_PROFILES_DIR",
     "API_PORT",
+    "API_INSTANCES",
+    "API_INSTANCE_PORT",
     "API_ADMIN_TOKEN",
     "VGSALES_CSV",
     "VGSALES_SEEDS_DIR",
@@ -97,6 +99,10 @@ class Settings:
     prefect_server_ephemeral_startup_timeout_seconds: str = "90"
     dbt_profiles_dir: str = str(ROOT / "dbt_project")
     api_port: int = 8000
+    # nginx listens on api_port in front of this many gunicorn instances, on
+    # loopback ports from api_instance_port up (serve/edge/).
+    api_instances: PositiveInt = 2
+    api_instance_port: int = 8001
     api_admin_token: SecretStr = SecretStr("")
     vgsales_csv: str = ""
     vgsales_seeds_dir: str = str(ROOT / "seeds")

@@ -8,13 +8,16 @@
 # Two checkouts on one machine each have their own .run/stack.env, so each
 # keeps its own ports once `scripts/stack.sh up` has recorded them there.
 
-PORT_NAMES=(MARIADB_PORT REDIS_PORT API_PORT PREFECT_SERVER_PORT DBT_DOCS_PORT MLFLOW_UI_PORT)
+# API_PORT is nginx's; API_INSTANCE_PORT is the first of the API instances'
+# loopback ports (API_INSTANCES of them, one after the other).
+PORT_NAMES=(MARIADB_PORT REDIS_PORT API_PORT API_INSTANCE_PORT PREFECT_SERVER_PORT DBT_DOCS_PORT MLFLOW_UI_PORT)
 
 port_default() {
     case $1 in
         MARIADB_PORT) echo 33306 ;;
         REDIS_PORT) echo 36379 ;;
         API_PORT) echo 8000 ;;
+        API_INSTANCE_PORT) echo 8001 ;;
         PREFECT_SERVER_PORT) echo 4200 ;;
         DBT_DOCS_PORT) echo 8080 ;;
         MLFLOW_UI_PORT) echo 5000 ;;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Local stack without Docker: a private MariaDB 10.11 and Redis 7 on loopback,
 # all state under .run/. Usage: scripts/stack.sh up|down|status|env
+# (nginx, the API's front, is installed here too; `make serve` runs it, with
+# the API instances, under .run/edge/<API_PORT>/: `status` reports it.)
 #
 # `up` is idempotent: it installs missing Debian packages (as root), generates
 # passwords once into .run/stack.env (mode 600), recovers stale pid/socket files
@@ -31,6 +33,7 @@ ensure_packages() {
     local missing=()
     command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server mariadb-client)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         die "missing ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}"
@@ -407,10 +410,26 @@ cmd_status() {
     else
         echo "redis:   stopped"; rc=1
     fi
+    nginx_status
     echo "mlflow:  $MLFLOW_TRACKING_URI (artifacts $MLFLOW_ARTIFACT_ROOT)"
     echo "prefect: PREFECT_HOME=$PREFECT_HOME (ephemeral unless PREFECT_API_URL is set)"
     echo "config:  $ENV_FILE"
     return $rc
+}
+
+# nginx is the API's front: `make serve` (python -m serve) starts and stops
+# it with the instances, so a stopped nginx is no fault of the stack's.
+nginx_status() {
+    local api_port first last pidfile
+    api_port=$(port_value API_PORT "$ENV_FILE")
+    first=$(port_value API_INSTANCE_PORT "$ENV_FILE")
+    last=$((first + ${API_INSTANCES:-2} - 1))
+    pidfile=$RUN/edge/$api_port/nginx.pid
+    if pid_alive "$pidfile"; then
+        echo "nginx:   running, pid $(cat "$pidfile"), 127.0.0.1:$api_port in front of the API instances on 127.0.0.1:$first-$last"
+    else
+        echo "nginx:   stopped (make serve starts it on 127.0.0.1:$api_port, with the API instances on $first-$last)"
+    fi
 }
 
 case "${1:-}" in

@@ -1,4 +1,4 @@
-"""The prediction API: `python -m serve` runs it under gunicorn.
+"""The prediction API: `python -m serve` runs it, nginx in front of gunicorn instances.
 
 - `app`: the Flask application factory; `routes/`: the blueprints.
 - `services`, `requests`, `errors`: what views share, what a request must be,
@@ -10,6 +10,7 @@
 - `prediction_log`: every prediction to the Redis stream, in the background.
 - `metrics`: Prometheus metrics summed across workers.
 - `openapi`: `/openapi.json` and `/docs`, generated from the routes.
-- `gunicorn_conf`, `__main__`: the server; `worker`: its worker class, which
-  reads requests in full before a thread handles them.
+- `instance`, `gunicorn_conf`: one gunicorn instance (stock gthread) and its
+  settings; `edge/`: nginx in front of the instances, its limits, and the
+  launcher `__main__` runs.
 """

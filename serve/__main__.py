@@ -1,98 +1,47 @@
-"""`python -m serve [--host 127.0.0.1] [--port API_PORT]`: run the API under gunicorn.
+"""`python -m serve [--host 127.0.0.1] [--port API_PORT]`: serve the API, foreground.
 
-The gunicorn master runs in this process with the settings and hooks of
-`serve/gunicorn_conf.py`; each worker calls `serve.app.create_app` with the
-same `Settings` and the instance directory `.run/serve/<port>/`, which the
-workers share (champions file, Prometheus files) and nobody else touches.
+nginx listens on `--port` in front of API_INSTANCES gunicorn instances
+(`python -m serve.instance`) on the loopback ports from API_INSTANCE_PORT;
+`serve.edge.launcher` starts, watches and stops them all. Every port is
+checked first, so a port held by another process (another checkout's API?)
+stops the start with the setting to change named.
 
-The API needs no write access to the warehouse: started with the writer's
-credentials in its environment (`scripts/with-env` exports them all), it
-re-executes itself without them first, so neither the master nor its workers
-hold them (`/proc/<pid>/environ` included), and it drops the password that
-`.run/stack.env` gives (`Settings.for_api`).
+Started with the warehouse writer's credentials in its environment
+(`scripts/with-env` exports them all), it re-executes itself without them
+first, so neither nginx nor any instance ever holds them.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import socket
 import sys
 from pathlib import Path
 
-from gunicorn.app.base import Application
-
-from ml.settings import Settings, environ_without_writer, load_settings
-
-CONFIG = Path(__file__).with_name("gunicorn_conf.py")
-
-
-class GunicornServer(Application):
-    """Gunicorn configured from gunicorn_conf.py, serving `create_app`."""
-
-    def __init__(self, settings: Settings, host: str) -> None:
-        self.settings = settings
-        self.bind = f"{host}:{settings.api_port}"
-        self.instance_dir = settings.run_dir / "serve" / str(settings.api_port)
-        super().__init__()
-
-    def load_config(self) -> None:
-        self.load_config_from_module_name_or_filename(str(CONFIG))
-        self.cfg.set("bind", [self.bind])
-        self.cfg.set("raw_env", [
-            # Read by prometheus_client when a worker first imports it.
-            f"PROMETHEUS_MULTIPROC_DIR={self.instance_dir / 'metrics'}",
-            # One worker per core already: numeric libraries must not fan out.
-            "OMP_NUM_THREADS=1",
-            "OPENBLAS_NUM_THREADS=1",
-            # Model loads log to the server log; progress bars only clutter it.
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false",
-            # Models load through ml.modeling.champions (verified skops only);
-            # MLflow's own loaders, which would unpickle, refuse in the workers.
-            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false",
-        ])
-        self.cfg.set("proc_name", f"vgsales-api:{self.settings.api_port}")
-
-    def load(self):
-        from serve.app import create_app
-
-        return create_app(self.settings, instance_dir=self.instance_dir)
-
-
-def refuse_busy_port(host: str, port: int) -> None:
-    """Exit with a message naming API_PORT when `host:port` cannot be bound.
-
-    Checked before gunicorn starts, whose own failure is five retries of
-    `Connection in use` with no hint of which setting to change.
-    """
-    with socket.socket() as probe:
-        # As gunicorn binds: a port left in TIME_WAIT is free, a listener is not.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            sys.exit(
-                f"[serve] error: cannot listen on {host}:{port} ({error.strerror}): "
-                "another process (another API or checkout?) holds it. Choose a free "
-                "port: API_PORT=<port> make serve (or python -m serve --port <port>)"
-            )
+from ml.settings import load_settings
+from serve.edge.launcher import Edge
+from serve.edge.limits import instance_ports
+from serve.instance import refuse_busy_port, scrub_environment
 
 
 def main(argv: list[str] | None = None) -> None:
-    scrubbed = environ_without_writer()
-    if scrubbed is not None:
-        args = sys.argv[1:] if argv is None else argv
-        os.execve(sys.executable, [sys.executable, "-m", "serve", *args], scrubbed)
+    scrub_environment("serve", argv)
     settings = load_settings().for_api()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address nginx listens on (default %(default)s)")
     parser.add_argument("--port", type=int, default=settings.api_port,
-                        help="port to bind (default API_PORT=%(default)s)")
+                        help="port nginx listens on (default API_PORT=%(default)s)")
+    parser.add_argument("--report", type=Path,
+                        help="the analytics report, named in the line that says where things are")
+    parser.add_argument("--app", help="module:factory of another WSGI app for the instances "
+                        "to serve (the benchmark's reference); default: the API")
     args = parser.parse_args(argv)
     settings = dataclasses.replace(settings, api_port=args.port)
-    refuse_busy_port(args.host, args.port)
-    GunicornServer(settings, args.host).run()
+    refuse_busy_port(args.host, args.port, "API_PORT")
+    for port in instance_ports(settings):
+        refuse_busy_port("127.0.0.1", port, "API_INSTANCE_PORT")
+    sys.exit(Edge(settings, args.host, app=args.app, report=args.report).run())
 
 
 if __name__ == "__main__":

@@ -15,16 +15,18 @@ import time
 from pathlib import Path
 
 from flask import Flask, Response, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ml.settings import Settings, load_settings
 from serve import errors, schemas
+from serve.edge.limits import REQUEST_ID_PATTERN
 from serve.metrics import Metrics
 from serve.model.state import ModelState
 from serve.prediction_log import PredictionLog
 from serve.routes import API, docs, operations, predictions
 from serve.services import KEY, Services
 
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
 def create_app(
@@ -41,6 +43,10 @@ def create_app(
     settings = (settings or load_settings()).for_api()
     instance = Path(instance_dir) if instance_dir is not None else None
     app = Flask(__name__)
+    # Behind one proxy, ours (serve/edge/): the client address and scheme are
+    # the last hop's X-Forwarded-For and X-Forwarded-Proto, which nginx sets
+    # (replacing any a client sent); nothing earlier in them is trusted.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     app.config["MAX_CONTENT_LENGTH"] = schemas.MAX_BODY_BYTES
     metrics = Metrics(instance / "metrics" if instance is not None else None)
     state = ModelState(

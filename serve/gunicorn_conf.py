@@ -1,18 +1,24 @@
-"""Gunicorn settings and hooks for the API, read by `python -m serve`.
+"""Gunicorn settings and hooks of an API instance, read by `python -m serve.instance`.
 
-Sized for a CPU-bound service: one worker per core, each with a few threads
-(gthread) so keep-alive connections are held open while a request computes
-and `/admin/reload` can load models without blocking the worker's other
-requests. The worker class is gthread reading each request in full before
-a thread sees it (`serve.worker`), so slow clients cannot hold the threads. `preload_app` stays off: every worker builds its own app after the
-fork, so no MLflow/SQLite/Redis connection is ever shared across a fork (the
-reload design in serve/model/state.py does not need preloading either).
+gunicorn's stock gthread worker: nginx in front (`serve/edge/`) reads every
+request in full before an instance sees it, so a thread is only ever busy
+with a whole request, never with a slow client. Sized for a CPU-bound
+service: the instances' workers together match the cores
+(`serve.edge.limits.workers_per_instance`, set by `serve.instance`), each
+with `serve.edge.limits.THREADS` threads (its comment says why one); gthread
+holds kept-alive connections in its poller meanwhile. The timeouts and
+request limits come from `serve.edge.limits`, as nginx's do: gunicorn
+accepts whatever nginx lets through, and keeps an idle connection open
+longer than nginx does.
+`preload_app` stays off: every worker builds its own app after the fork, so
+no MLflow/SQLite/Redis connection is ever shared across a fork (the reload
+design in serve/model/state.py does not need preloading either).
 
 After a worker has built its app, its long-lived objects are frozen out of
 the garbage collector's generations (see `post_worker_init`).
 
 The hooks own the instance directory (`.run/serve/<port>/`, see
-`serve.__main__`): emptied when the master starts, so the first worker
+`serve.instance`): emptied when the master starts, so the first worker
 resolves the champions afresh and Prometheus counts from zero; cleaned of
 dead workers' gauges; removed when the master exits. The master first takes
 `.run/serve/<port>.lock` (held until it exits): a second instance on the same
@@ -23,28 +29,33 @@ from __future__ import annotations
 
 import fcntl
 import gc
-import multiprocessing
 import os
 import shutil
 from pathlib import Path
 
-workers = multiprocessing.cpu_count()
-worker_class = "serve.worker.BufferingThreadWorker"
-threads = 4
+from serve.edge import limits
+
+worker_class = "gthread"
+threads = limits.THREADS
 # Loading a model (and `/admin/reload`) takes seconds; predictions take ms.
-timeout = 60
+timeout = limits.WORKER_TIMEOUT_SECONDS
 graceful_timeout = 30
-keepalive = 15
+keepalive = limits.INSTANCE_KEEPALIVE_SECONDS
 # Restart workers now and then (jittered, so not all at once) to bound leaks.
-# Rarely: a restarting worker answers its last request with `Connection:
-# close` and closes its idle keep-alive connections, and a client that has
-# just sent a request on one of those sees a connection error (wrk counts
-# one read error per restart). At full load that is every few minutes.
+# Rarely: a restarting worker closes its idle keep-alive connections, and
+# nginx retries a prediction sent on one of them on another instance.
 max_requests = 200_000
 max_requests_jitter = 20_000
 backlog = 2048
+# nginx refuses heads over its buffers; gunicorn takes anything they hold
+# (a request line or header of one buffer; as many fields as fit in all).
+limit_request_line = limits.HEAD_BUFFER_BYTES
+limit_request_field_size = limits.HEAD_BUFFER_BYTES
+limit_request_fields = min(32768, limits.HEAD_BUFFERS * limits.HEAD_BUFFER_BYTES // 4)
+# Forwarded headers are read in one place, the app's ProxyFix (serve/app.py).
+forwarded_allow_ips = ""
 # No gunicornc control socket: unused, and one fixed path per user would
-# collide between instances (tests run their own).
+# collide between instances.
 control_socket_disable = True
 errorlog = "-"
 loglevel = "info"
@@ -65,8 +76,8 @@ def claim_instance(instance: Path) -> int:
         os.close(fd)
         raise SystemExit(
             f"[serve] error: another API instance (pid {owner}) is running from "
-            f"{instance}; its files are left alone. Stop it, or serve on another "
-            "port: API_PORT=<port> make serve"
+            f"{instance}; its files are left alone. Stop it, or serve on other "
+            "ports: API_INSTANCE_PORT=<port> make serve"
         ) from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())

@@ -33,6 +33,12 @@ QUEUE_SIZE = 10_000
 # grow the worker's memory any more than the stream's (the byte cap).
 QUEUE_ROWS = 100_000
 BATCH = 256
+# How long the thread waits, once an entry has come, before it takes the
+# queue. The request that queued it is still writing its answer: gunicorn
+# sends the head and the body in two calls, and this thread taking the GIL
+# between them would widen the moment at which a killed worker leaves nginx
+# a head without a body, an answer no proxy can retry (docs/faults_and_security.md).
+LINGER_SECONDS = 0.002
 # Back-off between attempts while Redis is unreachable.
 RETRY_SECONDS = (0.5, 1, 2, 5, 10)
 
@@ -118,6 +124,7 @@ class PredictionLog:
         failures = 0
         while True:
             batch = [self._queue.get()]
+            time.sleep(LINGER_SECONDS)
             while len(batch) < BATCH:
                 try:
                     batch.append(self._queue.get_nowait())

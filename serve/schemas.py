@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ml.features import MART_DTYPES, MAX_CATEGORY_LENGTH, Feature, spec
+from ml.features import MART_DTYPES, MAX_CATEGORY_LENGTH, NOT_BLANK, Feature, spec
 
 # Largest batch accepted by the batch endpoints, and the largest body at all.
 MAX_BATCH_ROWS = 1000
@@ -69,10 +69,11 @@ def _json_number(value: object) -> object:
 
 def _field_type(feature: Feature) -> Any:
     if feature.kind == "category":
-        # At least one non-blank character, as ml.features demands.
+        # At least one non-blank character, as ml.features demands (and
+        # publishes the same way to every client: `NOT_BLANK`).
         return Annotated[
             str,
-            StringConstraints(min_length=1, max_length=MAX_CATEGORY_LENGTH, pattern=r"\S"),
+            StringConstraints(min_length=1, max_length=MAX_CATEGORY_LENGTH, pattern=NOT_BLANK),
         ]
     if whole_number(feature):
         # Validated as an integer, handed on as a float like every other number.
@@ -86,11 +87,11 @@ def _field_type(feature: Feature) -> Any:
 # launch year of a platform the reference does not know
 # (`ml.modeling.point_in_time.PointInTime.complete` reads them).
 _PLATFORM_CODE = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_CATEGORY_LENGTH, pattern=r"\S")
+    str, StringConstraints(min_length=1, max_length=MAX_CATEGORY_LENGTH, pattern=NOT_BLANK)
 ]
 FORECAST_CONTEXT: dict[str, Any] = {
     "name": (
-        Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")] | None,
+        Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK)] | None,
         Field(None, description="title, e.g. 'FIFA 19': its series' earlier releases "
               "become features (optional)"),
     ),

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import http.client
 import os
-import re
 import secrets
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pymysql
 
-from ml.settings import ROOT, Settings
+from ml.settings import Settings
 
 
 def free_port() -> int:
@@ -27,6 +23,28 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def free_api_ports(settings: Settings) -> Settings:
+    """`settings` with a free API_PORT for nginx and free consecutive ports
+    from API_INSTANCE_PORT for its instances, for an API under test."""
+    for _ in range(100):
+        first = free_port()
+        block = range(first, first + settings.api_instances)
+        if block[-1] < 65536 and all(_port_free(port) for port in block[1:]):
+            api_port = free_port()
+            if api_port not in block:
+                return dataclasses.replace(settings, api_port=api_port, api_instance_port=first)
+    raise RuntimeError(f"found no {settings.api_instances} free consecutive loopback ports")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def connect(settings: Settings, *, reader: bool = False, **kwargs) -> pymysql.Connection:
@@ -65,7 +83,7 @@ def api_settings(base: Settings, area: str, redis_db: int, home: Path, token: st
     import redis
 
     settings = dataclasses.replace(
-        isolated_settings(base, area, redis_db, home), api_port=free_port(), api_admin_token=token
+        free_api_ports(isolated_settings(base, area, redis_db, home)), api_admin_token=token
     )
     redis.Redis.from_url(settings.redis_url).flushdb()
     return settings
@@ -174,40 +192,6 @@ def isolated_settings(
         mlflow_artifact_root=str(home / "artifacts"),
         prefect_home=str(home / "prefect"),
     )
-
-
-def start_api(settings: Settings, log: Path) -> subprocess.Popen:
-    """`python -m serve` on `settings.api_port`, every setting in its
-    environment (as `make serve` starts it), its output in `log`."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "serve", "--port", str(settings.api_port)],
-        cwd=ROOT, env={**os.environ, **settings.as_env()},
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
-
-
-def wait_every_worker_serves(port: int, process: subprocess.Popen, log: Path,
-                             timeout: float = 180) -> None:
-    """Until every gunicorn worker serves both models (one /ready only speaks
-    for one worker; /metrics has a served-version line per live worker)."""
-    from serve import gunicorn_conf
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-5000:]
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        try:
-            connection.request("GET", "/metrics")
-            text = connection.getresponse().read().decode()
-        except OSError:
-            text = ""
-        finally:
-            connection.close()
-        pids = re.findall(r'vgsales_model_version\{model="prerelease",pid="(\d+)"\}', text)
-        if len(set(pids)) == gunicorn_conf.workers:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"not ready after {timeout} s:\n{log.read_text()[-5000:]}")
 
 
 # Every test run's base temp folder (tmp_path and friends) is its own, under

@@ -19,7 +19,8 @@ forecast answers:
     git worktree remove /tmp/vgsales-golden
 
 `--source` defaults to this checkout. Training and the mart build always use
-this checkout's code; only the served API comes from `--source`.
+this checkout's code; only the served API comes from `--source`, which must
+serve it behind nginx (serve/edge/): the readiness check asks each instance.
 """
 
 from __future__ import annotations
@@ -180,17 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     from ml.warehouse.dbt_runner import run_dbt
     from ml.modeling.names import NameReference
     from ml.warehouse.mart import read_ml_mart, read_platforms, read_written_names
-    from serve import gunicorn_conf
     from tests.conftest import REAL_CSV
-    from tests.helpers import free_port, isolated_settings
+    from tests.helpers import free_api_ports, isolated_settings
 
     with tempfile.TemporaryDirectory(prefix="api-golden-") as folder:
         home = Path(folder)
         (home / "seeds").mkdir()
         shutil.copyfile(REAL_CSV, home / "seeds" / "vgsales.csv")
         settings = dataclasses.replace(
-            isolated_settings(load_settings(), "golden", 7, home),
-            vgsales_seeds_dir=str(home / "seeds"), api_port=free_port(),
+            free_api_ports(isolated_settings(load_settings(), "golden", 7, home)),
+            vgsales_seeds_dir=str(home / "seeds"),
         )
         print(f"building the mart of {REAL_CSV} into {settings.mariadb_database}", flush=True)
         built = run_dbt(["build", "--no-use-colors", "--exclude", "resource_type:test"],
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         source = (args.source or ROOT).resolve()
         process = start(settings, log, source)
         try:
-            wait_ready(settings.api_port, process, log, gunicorn_conf.workers)
+            wait_ready(settings, process, log)
             for which in args.only or FILES:
                 commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"],
                                         capture_output=True, text=True, check=True).stdout.strip()

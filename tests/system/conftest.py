@@ -1,5 +1,6 @@
-"""The API every system test of it shares: one gunicorn instance per session,
-serving champions trained on the mart dbt builds from the real file.
+"""The API every system test of it shares: one per session, as `make serve`
+runs it (nginx in front of API_INSTANCES gunicorn instances), serving
+champions trained on the mart dbt builds from the real file.
 
 Tests may reload it or register versions, but leave it serving version 1 of
 both models, as they found it (the golden answers name those versions).
@@ -19,7 +20,7 @@ import pytest
 import redis
 
 from ml.settings import ROOT
-from serve import gunicorn_conf
+from serve.edge.limits import instance_ports
 from tests.api_server import (
     ADMIN_TOKEN,
     Server,
@@ -28,7 +29,7 @@ from tests.api_server import (
     stop,
     wait_ready,
 )
-from tests.helpers import free_port, isolated_settings
+from tests.helpers import free_api_ports, free_port, isolated_settings
 
 REDIS_DB = 5
 
@@ -40,8 +41,7 @@ def server(stack_settings, built_mart, built_platforms, built_names, tmp_path_fa
     built: the forecast model's history comes from the Redis snapshot."""
     home = tmp_path_factory.mktemp("serve")
     settings = dataclasses.replace(
-        isolated_settings(stack_settings, "serve", REDIS_DB, home),
-        api_port=free_port(),
+        free_api_ports(isolated_settings(stack_settings, "serve", REDIS_DB, home)),
         api_admin_token=ADMIN_TOKEN,
     )
     redis.Redis.from_url(settings.redis_url).flushdb()
@@ -49,12 +49,13 @@ def server(stack_settings, built_mart, built_platforms, built_names, tmp_path_fa
     log = home / "gunicorn.log"
     process = start(settings, log)
     try:
-        wait_ready(settings.api_port, process, log, gunicorn_conf.workers)
+        wait_ready(settings, process, log)
         yield Server(settings.api_port, settings, built_mart, process, log)
     finally:
         stop(process)
-    # The master removes the instance directory (champions file, metrics) on exit.
-    assert not (settings.run_dir / "serve" / str(settings.api_port)).exists()
+    # Each master removes its instance directory (champions file, metrics) on exit.
+    for port in instance_ports(settings):
+        assert not (settings.run_dir / "serve" / str(port)).exists()
 
 
 @dataclasses.dataclass

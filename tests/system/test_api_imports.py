@@ -5,7 +5,6 @@ workers, both with the champions loaded and a prediction of each model made.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -15,9 +14,9 @@ import sys
 import pytest
 
 from ml.settings import ROOT
-from serve import gunicorn_conf
+from serve.edge.limits import workers_per_instance
 from tests.api_server import call, start, stop, wait_ready
-from tests.helpers import free_port
+from tests.helpers import free_api_ports
 
 pytestmark = pytest.mark.slow
 
@@ -79,12 +78,13 @@ def test_gunicorn_workers_import_no_training_or_plotting_code(server, tmp_path):
     """Python's import profiler (PYTHONPROFILEIMPORTTIME, inherited by the
     re-executed master and its forked workers) logs every module any of the
     processes imports: their union must hold none of the forbidden ones."""
-    settings = dataclasses.replace(server.settings, api_port=free_port())
+    settings = free_api_ports(server.settings)
     log = tmp_path / "gunicorn.log"
     process = start(settings, log, env={"PYTHONPROFILEIMPORTTIME": "1"})
     try:
-        wait_ready(settings.api_port, process, log, gunicorn_conf.workers)
-        for _ in range(2 * gunicorn_conf.workers):  # new connections: every worker
+        wait_ready(settings, process, log)
+        workers = settings.api_instances * workers_per_instance(settings)
+        for _ in range(2 * workers):  # new connections: every worker
             assert call(settings.api_port, "POST", "/predict", PREDICT).status == 200
             assert call(settings.api_port, "POST", "/v1/forecast", FORECAST).status == 200
     finally:

@@ -52,8 +52,8 @@ from ml.features import MODEL_NAMES
 from ml.settings import ROOT, Settings
 from ml.warehouse.dbt_runner import dbt_environment, run_dbt
 from ml.warehouse.identifiers import quoted
-from serve import gunicorn_conf
-from tests.helpers import connect, free_port, isolated_settings, kill_pid_file
+from tests.api_server import instance_metrics, wait_ready
+from tests.helpers import connect, free_api_ports, free_port, isolated_settings, kill_pid_file
 
 pytestmark = pytest.mark.slow
 
@@ -435,7 +435,7 @@ def test_reruns_register_no_model_version_twice(flows):
 
 
 def test_api_keeps_answering_while_redis_is_killed(flows, tmp_path):
-    settings = dataclasses.replace(flows["settings"], api_port=free_port(),
+    settings = dataclasses.replace(free_api_ports(flows["settings"]),
                                    api_admin_token="faults-token")
     run_dir = flows["run_dir"]
     up = flows["stack"]("up")  # makes sure Redis runs (run 3 restarted it)
@@ -468,17 +468,8 @@ def test_api_keeps_answering_while_redis_is_killed(flows, tmp_path):
                 statuses.append(-1)
 
     try:
+        wait_ready(settings, server, log, timeout=180)
         deadline = time.monotonic() + 180
-        while True:  # until every worker serves both models
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            try:
-                metrics = request("GET", "/metrics")[1].decode()
-            except OSError:
-                metrics = ""
-            pids = re.findall(r'vgsales_model_version\{model="prerelease",pid="(\d+)"\}', metrics)
-            if len(set(pids)) == gunicorn_conf.workers:
-                break
-            time.sleep(0.5)
         clients = [threading.Thread(target=keep_predicting) for _ in range(2)]
         for thread in clients:
             thread.start()
@@ -489,7 +480,7 @@ def test_api_keeps_answering_while_redis_is_killed(flows, tmp_path):
         dropped = 0.0
         while time.monotonic() < deadline and dropped == 0:
             time.sleep(0.5)
-            metrics = request("GET", "/metrics")[1].decode()
+            metrics = instance_metrics(settings)
             dropped = sum(float(v) for v in re.findall(
                 r"^vgsales_prediction_log_dropped_total(?:\{[^}]*\})? (\S+)$", metrics, re.M))
         time.sleep(1)

@@ -1,11 +1,13 @@
 """Hostile clients and a tampered store, against the API run for real.
 
-One gunicorn instance (`python -m serve`) on a registry of its own (both
-models trained on a synthetic sample, Redis db 13). Each test reproduces an
-attack from issue 16 and passes because the attack fails: slow clients,
-request quirks (content type, duplicate keys, chunked size, gunicorn's own
-errors), unbounded metric labels, internals in public answers and, last
-because it changes the champion, a tampered model artifact.
+The API as `make serve` runs it (`python -m serve`: nginx in front of its
+gunicorn instances) on a registry of its own (both models trained on a
+sample of the mart, Redis db 13). Each test reproduces an attack and passes
+because the attack fails: slow clients, request quirks (content type,
+duplicate keys, chunked size, malformed HTTP, request smuggling), unbounded
+metric labels, internals in public answers and, last because it changes the
+champion, a tampered model artifact. (The attacks that once stalled the API
+itself: tests/system/test_edge.py.)
 """
 
 from __future__ import annotations
@@ -24,16 +26,21 @@ import pytest
 import redis
 from mlflow import MlflowClient
 
-from tests.api_server import register_champions
 from ml.modeling import champions
 from ml.settings import ROOT, Settings
-from serve import schemas, worker
-from tests.helpers import (
-    free_port,
-    isolated_settings,
-    start_api,
-    wait_every_worker_serves,
+from serve import schemas
+from serve.edge import limits
+from serve.edge.limits import instance_ports
+from tests.api_server import (
+    call,
+    instance_metrics,
+    read_all,
+    register_champions,
+    start,
+    wait_ready,
+    waiting,
 )
+from tests.helpers import free_api_ports, isolated_settings
 
 pytestmark = pytest.mark.slow
 
@@ -73,31 +80,28 @@ class Server:
         return status, json.loads(body)
 
     def raw(self, data: bytes, timeout: float = 60) -> bytes:
-        """Send `data` as is; everything the server answers until it closes."""
+        """Send `data` as is; everything the server answers until it closes.
+        (Not half-closed after sending: nginx takes that for a client gone.)"""
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
             sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
-            received = b""
-            while chunk := sock.recv(65536):
-                received += chunk
-        return received
+            return read_all(sock)
 
 
 @pytest.fixture(scope="module")
 def server(stack_settings, built_mart, tmp_path_factory) -> Server:
     home = tmp_path_factory.mktemp("hostile")
     settings = dataclasses.replace(
-        isolated_settings(stack_settings, "hostile", REDIS_DB, home),
-        api_port=free_port(), api_admin_token=TOKEN,
+        free_api_ports(isolated_settings(stack_settings, "hostile", REDIS_DB, home)),
+        api_admin_token=TOKEN,
     )
     redis.Redis.from_url(settings.redis_url).flushdb()
     # A sample of the mart dbt built keeps the fits short; the rules are the mart's.
     frame = built_mart.sample(SAMPLE_ROWS, random_state=9).sort_values("release_id")
     register_champions(settings, frame)
     log = home / "gunicorn.log"
-    process = start_api(settings, log)
+    process = start(settings, log)
     try:
-        wait_every_worker_serves(settings.api_port, process, log)
+        wait_ready(settings, process, log)
         yield Server(settings, process, log, home)
     finally:
         process.terminate()
@@ -164,33 +168,82 @@ def test_an_oversized_chunked_body_gets_413(server):
     assert response.startswith(b"HTTP/1.1 200"), response[:300]
 
 
-def test_gunicorn_own_errors_have_the_json_shape(server):
+def test_the_edge_refusals_have_the_json_shape(server):
+    """What nginx refuses itself is answered in the API's error shape."""
     status, answer = error_of(server.raw(b"NOT A REQUEST LINE\r\n\r\n"))
     assert status == 400 and answer["error"] == "bad_request"
     assert set(answer) == {"error", "message", "detail", "request_id"}
     huge = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
     status, answer = error_of(server.raw(huge))
-    assert status in (400, 431), answer  # gunicorn: one field over 8190 bytes is a 400
+    assert status in (400, 431), answer  # one field over the head buffer
+    # More header fields than the head buffers hold.
     many = b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(
-        b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n"
+        b"X-%d: 1\r\n" % i for i in range(5000)) + b"\r\n"
     status, answer = error_of(server.raw(many))
     assert status == 431 and answer["error"] == "request_header_fields_too_large"
+    long_line = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    status, answer = error_of(server.raw(long_line))
+    assert status == 414 and answer["error"] == "request_uri_too_long"
+    status, answer = error_of(server.raw(b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n"))
+    assert status == 505, answer
+
+
+SMUGGLING = {
+    "Content-Length and Transfer-Encoding": b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+    "two Content-Lengths": b"Content-Length: 2\r\nContent-Length: 3\r\n",
+    "a signed Content-Length": b"Content-Length: +2\r\n",
+    "a folded header": b"Content-Length: 2\r\nX-A: 1\r\n folded\r\n",
+    "a transfer coding nobody understands": b"Transfer-Encoding: chunked, identity\r\n",
+}
+
+
+def requests_seen(settings: Settings) -> float:
+    """Requests the instances answered, all together (but /metrics itself)."""
+    return sum(float(n) for n in re.findall(
+        r'^vgsales_http_requests_total\{endpoint="(?!/metrics")[^}]*\} (\S+)$',
+        instance_metrics(settings), re.M))
+
+
+@pytest.mark.parametrize("framing", SMUGGLING.values(), ids=SMUGGLING.keys())
+def test_ambiguous_framing_is_refused_before_any_instance(server, framing):
+    """Requests two parsers could frame differently never reach an instance:
+    nginx refuses them, in the API's shape, and closes the connection."""
+    before = requests_seen(server.settings)
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    answer = server.raw(head + framing + b"\r\n0\r\n\r\n")
+    status, body = error_of(answer)
+    assert status in (400, 501) and body["error"] in ("bad_request", "not_implemented"), body
+    assert answer.count(b"HTTP/1.1 ") == 1  # nothing after it was read as a request
+    assert requests_seen(server.settings) == before  # no instance saw it
 
 
 # -- bounded metrics, terse answers ------------------------------------------------------
 
 
+def letters(number: int) -> str:
+    """`number` in base 26, A to Z (HTTP methods are letters)."""
+    word = ""
+    while True:
+        number, digit = divmod(number, 26)
+        word = chr(ord("A") + digit) + word
+        if not number:
+            return word
+
+
 def test_made_up_methods_are_counted_as_other(server):
-    before = server.call("GET", "/metrics")[2]
+    before = instance_metrics(server.settings)
     for i in range(300):
-        server.call(f"X{i}MADEUP", "/health")
-    after = server.call("GET", "/metrics")[2].decode()
+        server.call(f"MADEUP{letters(i)}", "/health")
+    after = instance_metrics(server.settings)
     assert "MADEUP" not in after
-    counted = re.search(r'vgsales_http_requests_total\{endpoint="unmatched",method="other",'
-                        r'status="405"\} (\d+)', after)
-    assert counted and int(float(counted.group(1))) >= 300
+    counted = re.findall(r'vgsales_http_requests_total\{endpoint="unmatched",method="other",'
+                         r'status="405"\} (\d+)', after)
+    assert sum(int(float(n)) for n in counted) >= 300
     # 300 new methods would add 300 series; a handful of lines at most changed.
-    assert len(after) - len(before) < 2000
+    assert len(after) - len(before) < 2000 * server.settings.api_instances
+    # A method that is not a token of letters does not even reach an instance.
+    status, answer = error_of(server.raw(b"X1MADEUP /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert status == 400 and answer["error"] == "bad_request"
 
 
 def test_public_answers_name_no_internals(server):
@@ -210,7 +263,8 @@ def test_public_answers_name_no_internals(server):
 
 def test_slow_clients_cannot_stall_the_api(server):
     """100 connections trickle a request (a byte every second) while normal
-    requests are answered; the slow ones are still open when they are."""
+    requests are answered; the slow ones are still open when they are.
+    nginx holds them, not an instance: it reads each request in full first."""
     body = json.dumps(VALID).encode()
     head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body))
@@ -237,31 +291,24 @@ def test_slow_clients_cannot_stall_the_api(server):
     try:
         answered = []
         for _ in range(10):
-            answered.append(server.call("GET", "/health", timeout=worker.ARRIVAL_SECONDS)[0])
+            answered.append(server.call("GET", "/health",
+                                        timeout=limits.CLIENT_TIMEOUT_SECONDS)[0])
             answered.append(server.post_json("/predict", VALID)[0])
         # Every slow connection is still open and unanswered: the normal
         # requests were served during the attack, not after it.
-        still_open = 0
-        for sock in slow:
-            sock.setblocking(False)
-            try:
-                still_open += sock.recv(1) == b"x"
-            except BlockingIOError:
-                still_open += 1
-            finally:
-                sock.setblocking(True)
+        still_open = sum(waiting(sock) for sock in slow)
         assert answered == [200] * 20
         assert still_open == SLOW_CLIENTS
     finally:
         stop.set()
         sender.join()
-    # Past the arrival bound, the server answers 408 and closes them.
+    # Once their bytes stop for longer than the client timeout, nginx closes
+    # them (it logs a 408; it sends no answer to a client that stopped).
+    stopped = time.monotonic()
     for sock in slow[:5]:
-        sock.settimeout(worker.ARRIVAL_SECONDS * 6)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-        assert error_of(received)[0] == 408
+        sock.settimeout(limits.CLIENT_TIMEOUT_SECONDS * 6)
+        assert read_all(sock) == b""
+    assert time.monotonic() - stopped < limits.CLIENT_TIMEOUT_SECONDS * 6
     for sock in slow:
         sock.close()
 
@@ -289,14 +336,22 @@ def test_a_tampered_champion_is_refused_and_the_previous_one_kept(server, built_
     assert reload["current"][REGIONAL] == served
     assert any(f"{REGIONAL} version {newer}: refused: artifact digest" in p
                for p in reload["problems"]), reload
-    # Every worker refuses it, keeps serving the previous version and says why.
-    seen_problem = 0
+    # Every worker of every instance told of the new version (its instance's
+    # champions file names it) refuses it, keeps serving the previous version
+    # and says why; each instance is asked on its own port, every worker in turn.
+    told = [port for port in instance_ports(server.settings)
+            if json.loads((server.settings.run_dir / "serve" / str(port) / "champions.json")
+                          .read_text())[REGIONAL] == newer]
+    assert told, "the instance that took the reload names the new version"
     deadline = time.monotonic() + 120
-    while seen_problem < 10:
-        assert time.monotonic() < deadline, server.log.read_text()[-3000:]
-        ready = json.loads(server.call("GET", "/ready")[2])
-        assert ready["models"][REGIONAL] == served
-        seen_problem += any("refused: artifact digest" in p for p in ready["problems"])
+    for port in told:
+        seen_problem = 0
+        while seen_problem < 5:
+            assert time.monotonic() < deadline, server.log.read_text()[-3000:]
+            ready = call(port, "GET", "/ready").json()
+            assert ready["models"][REGIONAL] == served
+            seen_problem += any("refused: artifact digest" in p for p in ready["problems"])
+            assert str(folder) not in json.dumps(ready)
+    for _ in range(10):
         status, answer = server.post_json("/predict", VALID)
         assert status == 200 and answer["version"] == served
-    assert str(folder) not in json.dumps(ready)

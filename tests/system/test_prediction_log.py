@@ -1,4 +1,5 @@
-"""The prediction log under load, for real: gunicorn (`python -m serve`), Redis,
+"""The prediction log under load, for real: the API (`python -m serve`: nginx
+and the gunicorn instances), Redis,
 MariaDB and the consumer process (`python -m ml.monitoring.consumer`).
 
 Every prediction the API answers either lands in the warehouse or is counted
@@ -25,13 +26,12 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from tests.api_server import register_champions
+from tests.api_server import instance_metrics, register_champions, start, wait_ready
 from ml.monitoring.drain import drain
 from ml.monitoring.stream import BYTES_KEY, STREAM
 from ml.settings import ROOT, Settings
 from ml.warehouse.dbt_runner import run_dbt
-from serve import gunicorn_conf
-from tests.helpers import free_port, isolated_settings
+from tests.helpers import free_api_ports, isolated_settings
 
 pytestmark = pytest.mark.slow
 
@@ -58,17 +58,18 @@ def call(port: int, path: str, body, headers: dict | None = None) -> tuple[int, 
         connection.close()
 
 
-def metric(port: int, name: str) -> float:
-    text = call(port, "/metrics", None)[2].decode()
+def metric(settings: Settings, name: str) -> float:
+    """`name` summed over every worker of every instance."""
+    text = instance_metrics(settings)
     return sum(float(value) for value in
                re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
 
 
-def settled_counts(port: int, timeout: float = 60) -> dict[str, float]:
+def settled_counts(settings: Settings, timeout: float = 60) -> dict[str, float]:
     """The API's counters once every answered prediction is written or dropped."""
     deadline = time.monotonic() + timeout
     while True:
-        counts = {name: metric(port, f"vgsales_{name}_total") for name in
+        counts = {name: metric(settings, f"vgsales_{name}_total") for name in
                   ("predictions", "prediction_log_written", "prediction_log_dropped")}
         settled = counts["prediction_log_written"] + counts["prediction_log_dropped"]
         if settled == counts["predictions"] or time.monotonic() > deadline:
@@ -94,9 +95,8 @@ def api(stack_settings, built_mart, seeds_dir, tmp_path_factory):
     # dbt needs a raw file to stage even for a run-operation; a fresh clone's
     # seeds/ holds none until `make data`.
     settings = dataclasses.replace(
-        isolated_settings(stack_settings, "predlog", REDIS_DB, home),
-        api_port=free_port(), prediction_log_max_bytes=CAP_BYTES,
-        vgsales_seeds_dir=str(seeds_dir),
+        free_api_ports(isolated_settings(stack_settings, "predlog", REDIS_DB, home)),
+        prediction_log_max_bytes=CAP_BYTES, vgsales_seeds_dir=str(seeds_dir),
     )
     redis.Redis.from_url(settings.redis_url).flushdb()
     register_champions(settings, built_mart.sample(1500, random_state=5).sort_values("release_id"))
@@ -109,33 +109,13 @@ def api(stack_settings, built_mart, seeds_dir, tmp_path_factory):
                    log=lambda line: None, target_path=home / "target")
     assert made.ok
     log = home / "gunicorn.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serve", "--port", str(settings.api_port)],
-        cwd=ROOT, env={**os.environ, **settings.as_env()},
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
+    process = start(settings, log)
     try:
-        wait_for_workers(settings.api_port, process, log)
+        wait_ready(settings, process, log)
         yield settings, home
     finally:
         process.terminate()
         process.wait(timeout=60)
-
-
-def wait_for_workers(port: int, process: subprocess.Popen, log: Path) -> None:
-    """Until every gunicorn worker serves (one /ready only speaks for one)."""
-    deadline = time.monotonic() + 180
-    pattern = r'vgsales_model_version\{model="prerelease",pid="(\d+)"\}'
-    while len(set(re.findall(pattern, _metrics_text(port)))) < gunicorn_conf.workers:
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-5000:]
-        time.sleep(0.5)
-
-
-def _metrics_text(port: int) -> str:
-    try:
-        return call(port, "/metrics", None)[2].decode()
-    except OSError:
-        return ""
 
 
 def wait_until_landed(settings: Settings, rows: int, timeout: float = 60) -> None:
@@ -171,7 +151,7 @@ def test_past_the_cap_every_prediction_is_landed_or_counted(api):
     reports equal the API's prediction counter, as do /metrics' drops."""
     settings, _ = api
     port = settings.api_port
-    before = settled_counts(port)
+    before = settled_counts(settings)
     first = drain(settings, log=lambda line: None)  # earlier tests' leftovers
     rows_before = landed(settings)
 
@@ -183,7 +163,7 @@ def test_past_the_cap_every_prediction_is_landed_or_counted(api):
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(predict, range(600)))
     assert set(statuses) == {200}
-    counts = settled_counts(port)
+    counts = settled_counts(settings)
     answered = counts["predictions"] - before["predictions"]
     dropped = counts["prediction_log_dropped"] - before["prediction_log_dropped"]
     assert answered == 540 + 60 * BATCH_ROWS
@@ -207,12 +187,11 @@ def consumer_running(settings: Settings, home: Path) -> Iterator[dict]:
     answered meanwhile has landed. The dict yielded gets `before` (the API's
     counters), `rows_before`, and at the end `counts` and `answered`."""
     drain(settings, log=lambda line: None)  # earlier tests' leftovers
-    port = settings.api_port
-    run = {"before": settled_counts(port), "rows_before": landed(settings)}
+    run = {"before": settled_counts(settings), "rows_before": landed(settings)}
     consumer = start_consumer(settings, home)
     try:
         yield run
-        run["counts"] = settled_counts(port)
+        run["counts"] = settled_counts(settings)
         run["answered"] = run["counts"]["predictions"] - run["before"]["predictions"]
         wait_until_landed(settings, run["rows_before"] + run["answered"])
     finally:

@@ -34,9 +34,9 @@ from dotenv import dotenv_values
 
 from ml.settings import ROOT, Settings, environ_without_writer
 from ml.warehouse.identifiers import quoted
-from serve import gunicorn_conf
+from serve.edge.limits import instance_ports, workers_per_instance
 from serve.app import create_app
-from tests.helpers import connect, current_run, free_port, isolated_settings
+from tests.helpers import connect, current_run, free_api_ports, isolated_settings
 
 REDIS_DB = 9
 PREDICT_BODY = {"Platform": "Wii", "Year": 2008, "Genre": "Racing", "NA_Sales": 1.0,
@@ -173,6 +173,16 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()]
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process under `pid`: nginx's and the instances' masters and workers."""
+    found = children(pid)
+    return found + [d for child in found for d in descendants(child)]
+
+
+def command_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
 def get(port: int, path: str) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -190,8 +200,7 @@ def api(stack_settings, tmp_path_factory):
     registry is empty; the user's (.run/mlflow) may hold champions."""
     home = tmp_path_factory.mktemp("security-api")
     settings = dataclasses.replace(
-        isolated_settings(stack_settings, "security", REDIS_DB, home),
-        api_port=free_port(),
+        free_api_ports(isolated_settings(stack_settings, "security", REDIS_DB, home)),
         api_admin_token="security-test-token",
     )
     env = {**os.environ, **settings.as_env()}
@@ -201,6 +210,8 @@ def api(stack_settings, tmp_path_factory):
         [sys.executable, "-m", "serve"], cwd=ROOT, env=env,
         stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
+    # The launcher, nginx's master and worker, each instance's master and workers.
+    expected = 1 + 2 + settings.api_instances * (1 + workers_per_instance(settings))
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -208,7 +219,7 @@ def api(stack_settings, tmp_path_factory):
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             try:
                 if get(settings.api_port, "/health")[0] == 200 and (
-                    len(children(process.pid)) == gunicorn_conf.workers
+                    1 + len(descendants(process.pid)) == expected
                 ):
                     break
             except OSError:
@@ -222,18 +233,23 @@ def api(stack_settings, tmp_path_factory):
 
 def test_api_processes_hold_no_writer_credentials(stack_settings, api):
     settings, process, _ = api
-    pids = [process.pid, *children(process.pid)]
-    assert len(pids) == 1 + gunicorn_conf.workers
+    pids = [process.pid, *descendants(process.pid)]
+    nginx = [pid for pid in pids if command_of(pid).startswith("nginx: ")]
+    assert len(nginx) == 2, [command_of(pid) for pid in pids]
     password = stack_settings.mariadb_password.get_secret_value().encode()
+    secrets = [v.encode() for v in live_secrets(stack_settings).values()]
     others = [dotenv_values(stack_settings.run_dir / "stack.env")[name].encode()
               for name in ("REDIS_PASSWORD", "REDIS_FLOWS_PASSWORD", "REDIS_DRAIN_PASSWORD")]
     for pid in pids:
         environ_bytes = Path(f"/proc/{pid}/environ").read_bytes()
         assert not [secret for secret in others if secret in environ_bytes], pid
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        environ = environ_bytes.split(b"\0")
         names = {entry.split(b"=", 1)[0] for entry in environ}
         assert b"MARIADB_PASSWORD" not in names and b"MARIADB_USER" not in names, pid
-        assert b"MARIADB_READER_PASSWORD" in names  # the rest of the settings got through
+        if pid in nginx:  # nginx needs no setting at all
+            assert not [secret for secret in secrets if secret in environ_bytes], pid
+        else:
+            assert b"MARIADB_READER_PASSWORD" in names  # the rest of the settings got through
         assert not any(password in entry for entry in environ), pid
         assert password not in Path(f"/proc/{pid}/cmdline").read_bytes()
     status, body = get(settings.api_port, "/model")
@@ -416,3 +432,13 @@ def test_identifiers_are_quoted_by_sqlalchemy():
     assert quoted("odd`name; drop table x") == "`odd``name; drop table x`"
     with pytest.raises(ValueError):
         quoted("db", "")
+
+
+def test_the_api_listens_on_loopback_only(api):
+    """nginx on API_PORT, each instance on its own port: loopback, nothing else."""
+    settings, process, _ = api
+    sockets = set()
+    for pid in [process.pid, *descendants(process.pid)]:
+        sockets |= listening(pid)
+    expected = {("127.0.0.1", port) for port in [settings.api_port, *instance_ports(settings)]}
+    assert sockets == expected

@@ -1,5 +1,5 @@
-"""The prediction API for real: gunicorn (`python -m serve`), an MLflow SQLite
-registry with both models trained on the mart dbt builds (the session's
+"""The prediction API for real: nginx in front of the gunicorn instances
+(`python -m serve`), an MLflow SQLite registry with both models trained on the mart dbt builds (the session's
 `server` fixture, tests/system/conftest.py), Redis db 5 of the run's block.
 
 The reload test runs last: it registers a new champion while a client
@@ -26,9 +26,10 @@ from ml.features import MAX_CATEGORY_LENGTH, SPECS, model_input, to_sales
 from ml.modeling import champions
 from ml.modeling.point_in_time import last_complete_year
 from ml.monitoring.stream import STREAM
-from serve import gunicorn_conf, schemas
+from serve import schemas
+from serve.edge.limits import instance_ports, workers_per_instance
 from tests.api_server import ADMIN_TOKEN as TOKEN
-from tests.api_server import Server
+from tests.api_server import Server, instance_metrics, served_versions
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
@@ -390,16 +391,20 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_metrics_add_up_across_workers(server):
-    before = server.call("GET", "/metrics").body.decode()
-    for _ in range(30):  # new connections: both workers answer some
+def test_metrics_add_up_across_workers_and_instances(server):
+    """Each instance's /metrics adds up its workers; the instances' add up
+    to every request nginx passed on."""
+    before = instance_metrics(server.settings)
+    for _ in range(30):  # new connections: every worker answers some
         assert server.call("POST", "/predict", VALID).status == 200
-    after = server.call("GET", "/metrics").body.decode()
+    after = instance_metrics(server.settings)
     counted = dict(name="vgsales_http_requests_total", endpoint="/predict", method="POST", status="200")
     assert metric(after, **counted) - metric(before, **counted) == 30
     assert metric(after, "vgsales_http_request_duration_seconds_count", endpoint="/predict") >= 30
-    served = re.findall(r'vgsales_model_version\{model="prerelease",pid="(\d+)"\} 1\.0', after)
-    assert len(set(served)) == gunicorn_conf.workers  # one line per live worker
+    for port in instance_ports(server.settings):  # one line per live worker
+        served = served_versions(port)
+        assert len(served) == workers_per_instance(server.settings)
+        assert set(served.values()) == {"1.0"}
 
 
 def test_every_prediction_is_logged_to_redis(server):
@@ -627,16 +632,16 @@ def reload(server: Server) -> dict:
 
 
 def wait_served(server: Server, version: str) -> None:
-    """Until every worker serves `version` of the regional model."""
+    """Until every worker of every instance serves `version` of the regional model."""
     deadline = time.monotonic() + 60
-    expected = [f"{float(version)}"] * gunicorn_conf.workers
+    expected = {f"{float(version)}"}
     while time.monotonic() < deadline:
         # A worker notices a reload when it next predicts (one stat per request).
         assert server.call("POST", "/predict", VALID).status == 200
-        text = server.call("GET", "/metrics").body.decode()
-        served = re.findall(
-            r'vgsales_model_version\{model="global_from_regional",pid="\d+"\} (\S+)', text)
-        if served == expected:
+        served = {port: served_versions(port, "global_from_regional")
+                  for port in instance_ports(server.settings)}
+        if all(set(versions.values()) == expected for versions in served.values()):
             return
         time.sleep(0.2)
-    raise AssertionError(f"workers serve {served}, not {expected}:\n{text}")
+    raise AssertionError(f"workers serve {served} (instance port: pid -> version), "
+                         f"not {expected}")

@@ -1,10 +1,11 @@
 """Two checkouts of the project on one machine, as a newcomer would run them.
 
-The first is this checkout: the session's stack and an API under gunicorn
-serving champions from a private registry. The second is a `git clone` of
+The first is this checkout: the session's stack and an API (nginx in front
+of its gunicorn instances) serving champions from a private registry. The second is a `git clone` of
 HEAD in a temporary directory, sharing the venv through a symlink and
 starting its own stack. Each collision a second checkout can cause (the
-MariaDB, Redis and API ports of the first) is refused before anything starts,
+MariaDB, Redis, API and API instance ports of the first) is refused before
+anything starts,
 with the variable to change named; afterwards both stacks run and the first
 API still answers `/ready` and `/admin/reload` with its files intact.
 """
@@ -15,14 +16,13 @@ import http.client
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import redis
 
-from tests.api_server import register_champions
+from tests.api_server import register_champions, wait_ready
 from ml.settings import EXPORTED, ROOT, load_settings
+from serve.edge.limits import instance_ports
 from tests.helpers import api_settings, free_port
 
 pytestmark = pytest.mark.slow
@@ -48,22 +48,9 @@ def call(port: int, method: str, path: str, token: str = "") -> tuple[int, bytes
         connection.close()
 
 
-def wait_ready(port: int, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-5000:]
-        try:
-            if call(port, "GET", "/ready")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"not ready after {timeout} s:\n{log.read_text()[-5000:]}")
-
-
 @pytest.fixture(scope="module")
 def first(stack_settings, built_mart, tmp_path_factory):
-    """This checkout's API, serving, with its instance directory under .run/serve/."""
+    """This checkout's API, serving, with its instance directories under .run/serve/."""
     home = tmp_path_factory.mktemp("first")
     settings = api_settings(stack_settings, "sidebyside", REDIS_DB, home, TOKEN)
     register_champions(settings, built_mart.sample(SAMPLE_ROWS, random_state=3).sort_values("release_id"))
@@ -74,7 +61,7 @@ def first(stack_settings, built_mart, tmp_path_factory):
         stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     try:
-        wait_ready(settings.api_port, process, log)
+        wait_ready(settings, process, log)
         yield settings
     finally:
         process.terminate()
@@ -100,8 +87,9 @@ def second(tmp_path_factory):
 
 
 def assert_first_intact(first) -> None:
-    instance = first.run_dir / "serve" / str(first.api_port)
-    assert (instance / "champions.json").is_file(), sorted(instance.glob("*"))
+    for port in instance_ports(first):
+        instance = first.run_dir / "serve" / str(port)
+        assert (instance / "champions.json").is_file(), sorted(instance.glob("*"))
     status, body = call(first.api_port, "GET", "/ready")
     assert status == 200, body
     status, body = call(first.api_port, "POST", "/admin/reload", TOKEN)
@@ -148,6 +136,14 @@ def test_two_checkouts_side_by_side(first, second):
     assert clash.returncode != 0
     assert "API_PORT=<port>" in clash.stderr and str(first.api_port) in clash.stderr
     assert clash.stderr.count("Connection in use") == 0
+    assert_first_intact(first)
+
+    # Its API on a free port but the first's instance ports: refused by name.
+    clash = run("scripts/with-env", "python", "-m", "serve", API_PORT=str(free_port()),
+                API_INSTANCE_PORT=str(first.api_instance_port))
+    assert clash.returncode != 0
+    assert "API_INSTANCE_PORT=<port>" in clash.stderr, clash.stderr
+    assert str(first.api_instance_port) in clash.stderr
     assert_first_intact(first)
 
     # A second `make serve` in the first checkout on its own port: same.

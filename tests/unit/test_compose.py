@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from ml.settings import EXPORTED, ROOT, Settings
+from serve.edge.nginx import render
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -25,14 +26,20 @@ def stack_default(name: str) -> str:
     return match.group(1)
 
 
+# The API replicas: one gunicorn instance each, behind the `nginx` service.
+REPLICAS = sorted(name for name in SERVICES if name.startswith("api-"))
+APPS = ["worker", "consumer", *REPLICAS]
+
+
 def test_services_present():
     assert set(SERVICES) == {
-        "mariadb", "redis", "mlflow", "prefect", "worker", "consumer", "api"}
+        "mariadb", "redis", "mlflow", "prefect", "worker", "consumer", "nginx", *REPLICAS}
+    assert REPLICAS == ["api-1", "api-2"]
     assert SERVICES["mariadb"]["image"].startswith("mariadb:10.11")
     assert SERVICES["redis"]["image"].startswith("redis:7")
 
 
-@pytest.mark.parametrize("service", ["worker", "consumer", "api"])
+@pytest.mark.parametrize("service", [*APPS, "nginx"])
 def test_build_paths_exist(service):
     build = SERVICES[service]["build"]
     context = ROOT / build["context"]
@@ -44,7 +51,7 @@ def test_build_paths_exist(service):
                 assert (context / source).exists(), f"{dockerfile}: COPY {source} missing"
 
 
-@pytest.mark.parametrize("service", ["worker", "consumer", "api"])
+@pytest.mark.parametrize("service", APPS)
 def test_app_env_uses_the_settings_names(service):
     names = set(SERVICES[service]["environment"])
     # PREFECT_API_URL is Prefect's own switch from ephemeral mode to a server.
@@ -97,7 +104,8 @@ def published(service: str) -> list[tuple[str, str, str]]:
 def test_ports_agree_with_local_stack_and_bind_loopback():
     assert published("mariadb") == [("127.0.0.1", stack_default("MARIADB_PORT"), "3306")]
     assert published("redis") == [("127.0.0.1", stack_default("REDIS_PORT"), "6379")]
-    assert published("api") == [("127.0.0.1", str(Settings().api_port), "8000")]
+    assert published("nginx") == [("127.0.0.1", str(Settings().api_port), "8000")]
+    assert not any(published(replica) for replica in REPLICAS)  # through nginx only
     for service in SERVICES:
         for host_ip, _, _ in published(service):
             assert host_ip == "127.0.0.1", service
@@ -125,7 +133,8 @@ def test_redis_takes_the_stacks_users_without_persistence():
     assert command[command.index("--appendonly") + 1] == "no"
 
 
-@pytest.mark.parametrize(("service", "role"), [("api", "api"), ("worker", "flows"), ("consumer", "drain")])
+@pytest.mark.parametrize(("service", "role"),
+                         [*((r, "api") for r in REPLICAS), ("worker", "flows"), ("consumer", "drain")])
 def test_app_services_log_in_to_redis_as_their_role(service, role):
     env = SERVICES[service]["environment"]
     assert env["REDIS_URL"].startswith(f"redis://vgsales_{role}:${{REDIS_{role.upper()}_PASSWORD")
@@ -150,9 +159,35 @@ def test_no_secret_on_any_command_line():
     assert not re.search(r"-p\s*\"?\$", init), "a password on the mariadb client's command line"
 
 
-@pytest.mark.parametrize("service", ["worker", "consumer", "api"])
+@pytest.mark.parametrize("service", [*APPS, "nginx"])
 def test_commands_name_existing_modules(service):
     command = SERVICES[service]["command"]
     module = command[command.index("-m") + 1]
     package = ROOT / Path(*module.split("."))
     assert package.with_suffix(".py").is_file() or (package / "__main__.py").is_file(), module
+
+
+def option_values(command: list[str], option: str) -> list[str]:
+    return [command[i + 1] for i, word in enumerate(command) if word == option]
+
+
+def test_nginx_is_in_front_of_every_replica():
+    """The nginx service renders its configuration with serve/edge/nginx.py
+    (as `make serve` does) for exactly the replicas, on the port each
+    listens on; each replica counts them all in API_INSTANCES, and its
+    keep-alive outlasts nginx's (serve/edge/limits.py, one place for both)."""
+    command = SERVICES["nginx"]["command"]
+    assert command[command.index("-m") + 1] == "serve.edge.nginx"
+    assert option_values(command, "--listen") == ["0.0.0.0:8000"]
+    upstreams = option_values(command, "--upstream")
+    expected = []
+    for replica in REPLICAS:
+        service = SERVICES[replica]
+        assert service["command"][service["command"].index("-m") + 1] == "serve.instance"
+        assert option_values(service["command"], "--host") == ["0.0.0.0"]
+        expected += [f"{replica}:{port}" for port in option_values(service["command"], "--port")]
+        assert service["environment"]["API_INSTANCES"] == str(len(REPLICAS))
+    assert upstreams == expected
+    assert set(SERVICES["nginx"]["depends_on"]) == set(REPLICAS)
+    config = render("0.0.0.0:8000", [tuple(u.split(":")) for u in upstreams], Path("/prefix"))
+    assert [f"server {u} " in config for u in upstreams] == [True] * len(upstreams)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import sys
 
 import numpy as np
 import pandas as pd
@@ -155,3 +157,15 @@ def test_training_rows_need_label_year_and_split(mart):
     assert rows["year"].notna().all() and rows["split_time"].notna().all()
     assert len(rows) == mart["year"].notna().sum()
     assert features.label("prerelease", rows).dtype == np.float64
+
+
+def test_not_blank_matches_exactly_what_strip_keeps():
+    """`NOT_BLANK` spells out `str.isspace` (what `_check_value`'s strip
+    removes) for every code point, so the API's published pattern, pydantic
+    and the feature check agree."""
+    pattern = re.compile(features.NOT_BLANK)
+    disagree = [hex(code) for code in range(sys.maxunicode + 1)
+                if bool(pattern.fullmatch(chr(code))) == chr(code).isspace()]
+    assert disagree == []
+    assert features.validate_records("prerelease", [{**good_record("prerelease"),
+                                                     "genre": "\u0085"}])

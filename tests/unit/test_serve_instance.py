@@ -22,7 +22,7 @@ def test_a_second_master_leaves_the_live_ones_files_alone(tmp_path):
     champions = instance / "champions.json"
     champions.write_text("{}")
     try:
-        with pytest.raises(SystemExit, match=rf"pid {os.getpid()}.*API_PORT=<port>"):
+        with pytest.raises(SystemExit, match=rf"pid {os.getpid()}.*API_INSTANCE_PORT=<port>"):
             gunicorn_conf.on_starting(master(instance))
         assert champions.read_text() == "{}"
         assert (instance / "metrics").is_dir()
