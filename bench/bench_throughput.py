@@ -302,9 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         base = bench_settings(home)
         settings = dataclasses.replace(
             base, mariadb_database=f"{base.mariadb_database}_bench_edge")
-        if not create_landing_database(settings):
-            print("dbt could not create the landing tables", file=sys.stderr)
-            return 1
+        create_landing_database(settings)
         try:
             mart, source = real_mart(base)
             print(f"[bench throughput] training both models on the dbt-built mart ({source})",

@@ -109,6 +109,11 @@ def stream_rows(r: dict) -> Iterator[Row]:
                r["single_rows_per_s"], "rows/s", note=note)
     yield _row("stream", "consumer, batch entries", f"{r['batch_rows']:,}-row entries",
                r["batch_rows_per_s"], "rows/s")
+    for connections, live in r.get("live", {}).items():
+        api, consumer = live["cpu_ms.api"], live["cpu_ms.consumer"]
+        share = consumer["median"] / api["median"]
+        yield _row("stream", f"consumer CPU per 1,000 /predict, {connections} conn.", "1 row",
+                   consumer, "ms", note=f"{share:.0%} of the API's (goal <= 10%)")
 
 
 EXTRACTORS = {

@@ -20,7 +20,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import asdict, field
 from pathlib import Path
-from urllib.parse import quote_plus, urlsplit, urlunsplit
+from urllib.parse import quote_plus, unquote, urlsplit, urlunsplit
 
 from pydantic import PositiveInt, SecretStr, ValidationError, create_model
 from pydantic.dataclasses import dataclass
@@ -61,10 +61,14 @@ EXPORTED = (
 # The warehouse writer's login, which only dbt and the flows need (not the API).
 WRITER_CREDENTIALS = ("MARIADB_USER", "MARIADB_PASSWORD")
 # Redis ACL users by role (scripts/stack.sh creates them): what each may do
-# is in the ACL; REDIS_URL's own user (the stack's admin) is for tests and
-# tools. A role without a password (no ACL, e.g. older stacks) uses REDIS_URL.
-NOT_FOR_API = (*WRITER_CREDENTIALS, "REDIS_FLOWS_PASSWORD", "REDIS_DRAIN_PASSWORD",
-               "PREFECT_API_AUTH_STRING")
+# is in the ACL; REDIS_URL's own user (the stack's admin, REDIS_PASSWORD in
+# stack.env) is for tests and tools. A role without a password (no ACL, e.g.
+# older stacks) uses REDIS_URL, except the API, which then logs in as nobody.
+NOT_FOR_API = (*WRITER_CREDENTIALS, "REDIS_PASSWORD", "REDIS_FLOWS_PASSWORD",
+               "REDIS_DRAIN_PASSWORD", "PREFECT_API_AUTH_STRING")
+# The values that are secrets (a user name is not).
+_SECRETS_NOT_FOR_API = tuple(name for name in NOT_FOR_API if name != "MARIADB_USER")
+MIN_SECRET_LENGTH = 8
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,8 @@ class Settings:
         other passwords means a compromised API process cannot use them.
         """
         return dataclasses.replace(
-            self, mariadb_password="", redis_url=self.redis_url_as("api"),
+            self, mariadb_password="", redis_url=api_redis_url(self.redis_url,
+                                                               self.redis_api_password),
             redis_flows_password="", redis_drain_password="", prefect_api_auth_string="",
         )
 
@@ -260,21 +265,42 @@ def redis_url_as(url: str, role: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def environ_without_writer() -> dict[str, str] | None:
-    """This process's environment minus the writer's credentials and the
-    other Redis roles' (REDIS_URL logged in as the API user), or None when
-    there is nothing to take out.
+def api_redis_url(url: str, api_password: str) -> str:
+    """`url` as the API's Redis user; without its password, as no user at all
+    (never the admin's login that REDIS_URL carries)."""
+    if api_password:
+        return redis_url_as(url, "api", api_password)
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
-    Environment variables cannot be taken back from a running process
-    (`/proc/<pid>/environ` keeps showing what it was started with, and forked
-    children inherit it), so a process that must not hold them re-executes
-    itself with this environment (`python -m serve`).
+
+def environ_without_writer() -> dict[str, str] | None:
+    """This process's environment without anything the API must not hold,
+    or None when there is nothing to take out.
+
+    Out go the writer's credentials, the Redis admin's and other roles'
+    passwords, the Prefect server's, and any variable whose value contains
+    one of them or REDIS_URL's password; REDIS_URL itself is kept as the API
+    user (`api_redis_url`). Environment variables cannot be taken back from
+    a running process (`/proc/<pid>/environ` keeps showing what it was
+    started with, and forked children inherit it), so a process that must
+    not hold them re-executes itself with this environment (`python -m serve`).
     """
-    scrubbed = {k: v for k, v in os.environ.items() if k not in NOT_FOR_API}
-    if scrubbed.get("REDIS_URL") and scrubbed.get("REDIS_API_PASSWORD"):
-        scrubbed["REDIS_URL"] = redis_url_as(
-            scrubbed["REDIS_URL"], "api", scrubbed["REDIS_API_PASSWORD"])
-    return None if scrubbed == dict(os.environ) else scrubbed
+    environ = dict(os.environ)
+    secrets = {environ.get(name, "") for name in _SECRETS_NOT_FOR_API}
+    url = urlsplit(environ.get("REDIS_URL", ""))
+    if url.password and url.username != "vgsales_api":
+        secrets |= {url.password, unquote(url.password)}
+    # A short value would be found inside others by chance.
+    secrets = {secret for secret in secrets if len(secret) >= MIN_SECRET_LENGTH}
+    scrubbed = {
+        name: value for name, value in environ.items()
+        if name not in NOT_FOR_API and not any(secret in value for secret in secrets)
+    }
+    if environ.get("REDIS_URL"):
+        scrubbed["REDIS_URL"] = api_redis_url(environ["REDIS_URL"],
+                                              environ.get("REDIS_API_PASSWORD", ""))
+    return None if scrubbed == environ else scrubbed
 
 
 def export_to_environ(settings: Settings) -> None:

@@ -288,6 +288,9 @@ dir $REDIS_DIR
 # 16 blocks of 16: each test run claims a block (tests/helpers.py TestRun),
 # so two suites on one stack never share a db; block 0 is the user's.
 databases $REDIS_DATABASES
+maxmemory $REDIS_MAXMEMORY
+maxmemory-policy $REDIS_MAXMEMORY_POLICY
+proto-max-bulk-len $REDIS_MAX_BULK
 EOF
     redis-server "$REDIS_DIR/redis.conf" 9>&-
     local i
@@ -297,6 +300,31 @@ EOF
     done
     tail -n 5 "$REDIS_DIR/redis.log" >&2 || true
     die "redis did not start within 10 s; see $REDIS_DIR/redis.log"
+}
+
+# Memory, for any role: the prediction stream (its writers stop at
+# PREDICTION_LOG_MAX_BYTES, 256 MiB by default) and snapshots (32 MiB each
+# at most, ml/warehouse/snapshot.py) within maxmemory; past it, only keys with
+# a TTL are evicted (snapshots: volatile-lru), never the stream, and writes
+# are refused (OOM), which the API counts as drops. No value larger than a
+# snapshot may be sent at all. Applied to a running Redis too (`up`).
+REDIS_MAXMEMORY=1gb
+REDIS_MAXMEMORY_POLICY=volatile-lru
+REDIS_MAX_BULK=32mb
+redis_limits_apply() {
+    local reply
+    reply=$(redis_cli CONFIG SET maxmemory "$REDIS_MAXMEMORY" \
+        maxmemory-policy "$REDIS_MAXMEMORY_POLICY" proto-max-bulk-len "$REDIS_MAX_BULK" 2>&1)
+    [ "$reply" = OK ] || die "could not set redis's memory limits: $reply"
+}
+
+# The prediction stream's functions (ml/monitoring/stream.lua): Redis keeps
+# functions in memory only, so every `up` loads them, as the admin.
+REDIS_FUNCTIONS=$ROOT/ml/monitoring/stream.lua
+redis_functions_load() {
+    local reply
+    reply=$(redis_cli -x FUNCTION LOAD REPLACE <"$REDIS_FUNCTIONS" 2>&1)
+    [ "$reply" = vgsales_predictions ] || die "could not load $REDIS_FUNCTIONS into redis: $reply"
 }
 
 redis_cli() {
@@ -312,19 +340,22 @@ redis_cli() {
 REDIS_BASE="resetchannels -@all +ping +select +hello"
 REDIS_SNAPSHOTS="vgsales:mart:*"
 REDIS_STREAM="vgsales:predictions"
-# The stream and its byte and drop counters (ml/monitoring/stream.py). The
-# API and the drain change them with scripts, so that the byte cap and the
-# counts hold across workers; Redis checks every command a script runs
-# against the caller's own rules, so a script can do no more than the user.
-REDIS_STREAM_KEYS="vgsales:predictions*"
-REDIS_STREAM_SCRIPTS="+eval +evalsha"
+# The API appends through one function and the drain settles through another
+# (ml/monitoring/stream.lua, loaded by the admin: redis_functions_load).
+# Redis runs a function with its caller's rights, so each role also holds
+# the commands its function runs, and nothing more: no command that
+# replaces or counts into a key (SET, GETSET, INCRBY), no EVAL, no other
+# function. XADD's MAXLEN/MINID can still trim the stream; the drain counts
+# entries that vanish so (docs/faults_and_security.md).
+REDIS_API_LOG="+fcall|vgsales_predictions_append +xadd +memory|usage"
+REDIS_DRAIN_LOG="+fcall|vgsales_predictions_settle +xreadgroup +xack +xdel +xlen +xinfo|groups +xgroup|create +xgroup|setid"
 redis_acl_rules() {
     cat <<EOF
 default reset off
 vgsales_admin reset on >$REDIS_PASSWORD ~* &* +@all
-vgsales_api reset on >$REDIS_API_PASSWORD %R~$REDIS_SNAPSHOTS ~$REDIS_STREAM_KEYS $REDIS_BASE +get +strlen +xadd $REDIS_STREAM_SCRIPTS +xgroup|create +set +incrby
+vgsales_api reset on >$REDIS_API_PASSWORD %R~$REDIS_SNAPSHOTS ~$REDIS_STREAM $REDIS_BASE +get +strlen $REDIS_API_LOG
 vgsales_flows reset on >$REDIS_FLOWS_PASSWORD ~$REDIS_SNAPSHOTS $REDIS_BASE +get +set +strlen +expire +multi +exec +discard
-vgsales_drain reset on >$REDIS_DRAIN_PASSWORD ~$REDIS_STREAM_KEYS $REDIS_BASE +xgroup|create +xinfo|groups +xinfo|stream +xreadgroup +xack $REDIS_STREAM_SCRIPTS +xdel +decrby +set +get +getset
+vgsales_drain reset on >$REDIS_DRAIN_PASSWORD ~$REDIS_STREAM $REDIS_BASE $REDIS_DRAIN_LOG
 EOF
 }
 
@@ -385,6 +416,8 @@ cmd_up() {
     mariadb_up
     mariadb_users
     redis_up
+    redis_limits_apply
+    redis_functions_load
     cmd_status
 }
 

@@ -7,7 +7,8 @@
 - `model/loaded`: a registered model version loaded and ready to predict.
 - `model/compiled`: fitted pipelines as plain numpy for fast single predictions.
 - `model/state`: which versions a worker serves; how a reload reaches every worker.
-- `prediction_log`: every prediction to the Redis stream, in the background.
+- `prediction_log`: every prediction to the Redis stream, in the background;
+  `prediction_counts`: what a killed worker held, counted by another.
 - `metrics`: Prometheus metrics summed across workers.
 - `openapi`: `/openapi.json` and `/docs`, generated from the routes.
 - `instance`, `gunicorn_conf`: one gunicorn instance (stock gthread) and its

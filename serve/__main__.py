@@ -6,9 +6,12 @@ nginx listens on `--port` in front of API_INSTANCES gunicorn instances
 checked first, so a port held by another process (another checkout's API?)
 stops the start with the setting to change named.
 
-Started with the warehouse writer's credentials in its environment
-(`scripts/with-env` exports them all), it re-executes itself without them
-first, so neither nginx nor any instance ever holds them.
+The API needs no write access to the warehouse and no Redis login but its
+own: started with the writer's credentials or the Redis admin's password in
+its environment (`scripts/with-env` exports them all, and so does
+`set -a; . .run/stack.env`), it re-executes itself without them first
+(`ml.settings.environ_without_writer`), so neither nginx nor any instance
+ever holds them (`/proc/<pid>/environ` included).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ml.settings import Settings, load_settings
-from serve import errors, schemas
+from serve import errors, prediction_counts, schemas
 from serve.edge.limits import REQUEST_ID_PATTERN
 from serve.metrics import Metrics
 from serve.model.state import ModelState
@@ -59,6 +59,9 @@ def create_app(
         settings.prediction_log_max_bytes,
         on_written=metrics.log_written.inc,
         on_dropped=metrics.log_dropped.inc,
+        # Served by gunicorn: what a killed worker held is counted by another.
+        counts_dir=(prediction_counts.folder(settings.run_dir, settings.redis_url)
+                    if instance is not None else None),
     )
     app.extensions[KEY] = Services(settings, state, metrics, predictions_log)
     blueprints = (predictions.bp, operations.bp, docs.bp)

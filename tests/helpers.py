@@ -80,13 +80,22 @@ def kill_pid_file(path: Path) -> None:
 def api_settings(base: Settings, area: str, redis_db: int, home: Path, token: str) -> Settings:
     """`isolated_settings` for an API under test: a free port, an admin token,
     and its Redis db emptied."""
-    import redis
-
     settings = dataclasses.replace(
         free_api_ports(isolated_settings(base, area, redis_db, home)), api_admin_token=token
     )
-    redis.Redis.from_url(settings.redis_url).flushdb()
+    empty_redis_db(settings)
     return settings
+
+
+def empty_redis_db(settings: Settings) -> None:
+    """Empty `settings`' Redis db, and forget the prediction-log counts an
+    earlier run's killed workers left for it (serve.prediction_counts)."""
+    import redis
+
+    from serve.prediction_counts import folder
+
+    redis.Redis.from_url(settings.redis_url).flushdb()
+    shutil.rmtree(folder(settings.run_dir, settings.redis_url), ignore_errors=True)
 
 
 # Redis dbs are handed out in blocks of 16, one block per test run: run slot
@@ -192,6 +201,25 @@ def isolated_settings(
         mlflow_artifact_root=str(home / "artifacts"),
         prefect_home=str(home / "prefect"),
     )
+
+
+def create_landing_tables(settings: Settings, target: Path) -> None:
+    """`settings`' database with the monitoring landing tables dbt declares,
+    and nothing else (`settings` must name a raw file for dbt to stage)."""
+    from ml.warehouse.dbt_runner import run_dbt
+
+    server = pymysql.connect(
+        host=settings.mariadb_host, port=settings.mariadb_port, user=settings.mariadb_user,
+        password=settings.mariadb_password.get_secret_value(), autocommit=True,
+    )
+    try:
+        with server.cursor() as cursor:
+            cursor.execute(f"create database if not exists `{settings.mariadb_database}`")
+    finally:
+        server.close()
+    made = run_dbt(["run-operation", "create_monitoring_landing_tables"], settings,
+                   log=lambda line: None, target_path=target)
+    assert made.ok, made.status_counts
 
 
 # Every test run's base temp folder (tmp_path and friends) is its own, under

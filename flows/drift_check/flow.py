@@ -108,8 +108,9 @@ def _retrain(headline: str) -> RetrainOutcome:
 def prediction_drain() -> dict:
     """Only step 1: land the prediction log in the warehouse.
 
-    Scheduled hourly by `make deploy`: the stream keeps about 10,000 entries,
-    so a busy API would overrun a once-a-day drain.
+    Scheduled hourly by `make deploy`, for a stack without the consumer: the
+    stream holds at most PREDICTION_LOG_MAX_BYTES, which a busy API would
+    fill long before a once-a-day drain.
     """
     return asdict(drain_prediction_log(load_settings()))
 

@@ -62,7 +62,7 @@ def drain_prediction_log(settings: Settings) -> DrainOutcome:
     """Land the API's new prediction-log entries in the warehouse."""
     logger = get_run_logger()
     outcome = drain(settings, log=logger.info)
-    if outcome.trimmed_unread or outcome.malformed or outcome.dropped:
+    if outcome.trimmed_unread or outcome.malformed or outcome.dropped or outcome.vanished:
         logger.warning(outcome.describe())
     return outcome
 

@@ -1,4 +1,4 @@
-"""The prediction stream's format: its Redis keys, its byte cap and one entry's fields.
+"""The prediction stream's format: its Redis key, its entries and the functions that write them.
 
 The API writes entries (`serve.prediction_log`) and the drain reads them
 (`ml.monitoring.drain`); both take the format from here, so the writer and the
@@ -10,71 +10,58 @@ One stream entry per request (a batch is one entry), all values strings:
 (JSON array of global sales) and `unseen` (JSON array, per record, of the
 fields whose category was unseen in training).
 
-Nothing is trimmed silently. The log is bounded in bytes: `BYTES_KEY` holds the
-payload bytes of the entries in the stream (the writer adds, the drain
-subtracts when it deletes what it landed), and an entry that would pass the
-cap is not written but counted in `DROPPED_KEY`, in predictions. Both
-scripts below run atomically in Redis, so workers and drains never race on
-the counters, and the consumer group exists before the first entry does.
+Nothing is trimmed silently. The log is bounded in bytes: an entry that
+would take the stream's memory (as Redis accounts it) past the cap is not
+written, and what the API could not write is recorded as a drop record, an
+entry of its own with `reason` and `dropped` (predictions). Both steps run
+as Redis functions (stream.lua, loaded by the admin), atomically; they run
+with the caller's rights and need none that could replace or forge
+anything (docs/faults_and_security.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import orjson
 import redis
 
 STREAM = "vgsales:predictions"
-# Payload bytes in the stream now, and predictions never written (running total).
-BYTES_KEY = "vgsales:predictions:bytes"
-DROPPED_KEY = "vgsales:predictions:dropped"
-# The drain's consumer group: created by the writer before its first entry.
+# The drain's consumer group (ml.monitoring.drain creates it).
 GROUP = "warehouse"
 FIELDS = ("ts", "endpoint", "request_id", "model", "version", "features", "predictions", "unseen")
+# The functions' source, loaded into Redis by the admin; the roles only call them.
+LIBRARY = Path(__file__).with_name("stream.lua")
+LIBRARY_NAME = "vgsales_predictions"
+APPEND = "vgsales_predictions_append"
+SETTLE = "vgsales_predictions_settle"
+# Why predictions were dropped (a drop record's `reason`).
+BYTE_CAP = "byte_cap"
+UNAVAILABLE = "unavailable"
 
-# KEYS: stream, bytes, dropped. ARGV: cap, predictions dropped before Redis
-# could be told (queue full, Redis down), then per entry: payload bytes,
-# predictions, and the values of FIELDS in order.
-# Returns {predictions written, predictions refused by the cap}.
-_APPEND = """
-redis.pcall('XGROUP', 'CREATE', KEYS[1], '%(group)s', '0', 'MKSTREAM')
-local cap = tonumber(ARGV[1])
-local carried = tonumber(ARGV[2])
-local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-local written, refused = 0, 0
-local names = {%(names)s}
-local i = 3
-while i <= #ARGV do
-    local size, rows = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-    if used + size <= cap then
-        local fields = {}
-        for j, name in ipairs(names) do
-            fields[2 * j - 1] = name
-            fields[2 * j] = ARGV[i + 1 + j]
-        end
-        redis.call('XADD', KEYS[1], '*', unpack(fields))
-        used = used + size
-        written = written + rows
-    else
-        refused = refused + rows
-    end
-    i = i + 2 + #names
-end
-redis.call('SET', KEYS[2], used)
-if carried + refused > 0 then redis.call('INCRBY', KEYS[3], carried + refused) end
-return {written, refused}
-""" % {"group": GROUP, "names": ", ".join(f"'{name}'" for name in FIELDS)}
 
-# KEYS: stream, bytes. ARGV: group, payload bytes of the entries, their ids.
-# Acknowledges and deletes landed entries and frees their bytes.
-_SETTLE = """
-local ids = {}
-for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-redis.call('XDEL', KEYS[1], unpack(ids))
-if redis.call('DECRBY', KEYS[2], ARGV[2]) < 0 then redis.call('SET', KEYS[2], 0) end
-"""
+class FunctionsMissing(redis.RedisError):
+    """Redis has not got the stream's functions: its admin has not loaded them."""
+
+
+def load_functions(admin: redis.Redis) -> None:
+    """Load (or replace) the stream's functions; needs the admin user.
+
+    Redis keeps functions in memory only: `scripts/stack.sh up` calls this
+    (through redis-cli) on every start, as compose's redis service does.
+    """
+    admin.function_load(LIBRARY.read_text(), replace=True)
+
+
+def functions_loaded(client: redis.Redis) -> bool:
+    """Whether Redis has this checkout's version of the functions (admin only)."""
+    for library in client.function_list(library=LIBRARY_NAME, withcode=True):
+        info = dict(zip(library[::2], library[1::2]))
+        code = info.get(b"library_code", info.get("library_code"))
+        if code is not None:
+            return (code.decode() if isinstance(code, bytes) else code) == LIBRARY.read_text()
+    return False
 
 
 def encode_entry(
@@ -100,54 +87,61 @@ def encode_entry(
     }
 
 
-def entry_bytes(fields: Mapping[str | bytes, str | bytes]) -> int:
-    """Payload bytes of an entry: what the cap counts, writer and drain alike."""
-    return sum(len(_as_bytes(k)) + len(_as_bytes(v)) for k, v in fields.items())
+def drop_record(fields: Mapping[bytes, bytes]) -> tuple[str, int] | None:
+    """`(reason, predictions)` of a drop record, None for a prediction entry.
 
-
-def _as_bytes(value: str | bytes) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
+    Raises ValueError for a drop record whose count is not a whole number.
+    """
+    if b"dropped" not in fields:
+        return None
+    dropped = fields[b"dropped"].decode(errors="replace")
+    if not dropped.isdigit():
+        raise ValueError(f"a drop record's count must be a whole number, found {dropped!r}")
+    return fields.get(b"reason", b"").decode(errors="replace")[:32], int(dropped)
 
 
 def append(
     client: redis.Redis,
-    entries: Sequence[tuple[dict[str, bytes], int]],
+    entries: Sequence[tuple[Mapping[str, bytes], int]],
     *,
     max_bytes: int,
-    carried_drops: int = 0,
+    drops: Mapping[str, int] | None = None,
 ) -> tuple[int, int]:
-    """Append `(fields, predictions)` entries within the byte cap, atomically.
+    """Append `(fields, predictions)` entries within the byte cap, atomically,
+    after one drop record per `drops` item (reason: predictions).
 
-    Returns (predictions written, predictions refused by the cap); refused and
-    `carried_drops` predictions are added to `DROPPED_KEY`.
+    Returns (predictions written, predictions refused by the cap); the caller
+    records the refused ones. Raises `FunctionsMissing` when Redis lacks the
+    function.
     """
-    args: list[int | bytes] = [max_bytes, carried_drops]
+    records = [(reason, n) for reason, n in (drops or {}).items() if n]
+    args: list[int | str | bytes] = [max_bytes, len(records)]
+    for reason, n in records:
+        args += [reason, n]
+    args += [len(FIELDS), *FIELDS]
     for fields, rows in entries:
-        args += [entry_bytes(fields), rows, *(fields[name] for name in FIELDS)]
-    written, refused = client.eval(_APPEND, 3, STREAM, BYTES_KEY, DROPPED_KEY, *args)
+        args += [rows, *(fields[name] for name in FIELDS)]
+    written, refused = _call(client, APPEND, *args)
     return int(written), int(refused)
 
 
-def settle(client: redis.Redis, entries: Sequence[tuple[str, Mapping]]) -> None:
-    """Acknowledge and delete `(stream id, fields)` entries once they are landed."""
-    if not entries:
-        return
-    size = sum(entry_bytes(fields) for _, fields in entries)
-    client.eval(_SETTLE, 2, STREAM, BYTES_KEY, GROUP, size, *(i for i, _ in entries))
+def settle(client: redis.Redis, ids: Sequence[str]) -> int:
+    """Acknowledge and delete the entries `ids` once their rows are committed.
+
+    Returns the number of entries that left the stream unread since the last
+    call (each counted once; see stream.lua).
+    """
+    return int(_call(client, SETTLE, GROUP, *ids))
 
 
-# KEYS: dropped, reported. The running total and what it grew by since the
-# last report, in one step so that two drains never report the same drops.
-_REPORT_DROPS = """
-local total = tonumber(redis.call('GET', KEYS[1]) or '0')
-local before = tonumber(redis.call('GETSET', KEYS[2], total) or '0')
-if before > total then before = 0 end
-return {total, total - before}
-"""
-REPORTED_KEY = "vgsales:predictions:dropped_reported"
-
-
-def report_drops(client: redis.Redis) -> tuple[int, int]:
-    """(predictions dropped in total, of which not reported before) since Redis started."""
-    total, new = client.eval(_REPORT_DROPS, 2, DROPPED_KEY, REPORTED_KEY)
-    return int(total), int(new)
+def _call(client: redis.Redis, function: str, *args):
+    try:
+        return client.fcall(function, 1, STREAM, *args)
+    except redis.ResponseError as error:
+        if "function not found" in str(error).lower():
+            raise FunctionsMissing(
+                f"Redis has no function {function}: its admin loads the library "
+                f"{LIBRARY_NAME} ({LIBRARY.name}) with `scripts/stack.sh up` (compose: the "
+                "redis service), on every start, since Redis keeps functions in memory only"
+            ) from None
+        raise

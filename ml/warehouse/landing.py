@@ -30,10 +30,11 @@ def table(settings: Settings, name: str) -> str:
 
 
 @contextlib.contextmanager
-def transaction(settings: Settings) -> Iterator[sa.Connection]:
-    """A transaction as the writer user; a missing table says what to run."""
+def transaction(settings: Settings, using: sa.Engine | None = None) -> Iterator[sa.Connection]:
+    """A transaction as the writer user (on the `held` engine `using`, if
+    given); a missing table says what to run."""
     try:
-        with warehouse.begin(settings) as connection:
+        with warehouse.begin(settings, using=using) as connection:
             yield connection
     except (sa.exc.ProgrammingError, sa.exc.OperationalError) as error:
         if getattr(error.orig, "args", (None,))[0] in MISSING:

@@ -46,7 +46,7 @@ from ml.monitoring import drift
 from ml.monitoring import reference as drift_reference
 from ml.monitoring import runs as monitoring_runs
 from ml.monitoring.drain import CONSUMER, GROUP, drain
-from ml.monitoring.stream import BYTES_KEY, STREAM, encode_entry, entry_bytes
+from ml.monitoring.stream import STREAM
 from ml.settings import ROOT
 from ml.warehouse.dbt_runner import run_dbt
 from ml.warehouse.mart import mart_fingerprint, read_ml_mart, read_written_names
@@ -498,23 +498,25 @@ def test_drain_rereads_entries_a_crashed_drain_left_pending(edge_settings):
 
 def test_what_the_byte_cap_refuses_is_reported_exactly(edge_settings):
     """A stream at its cap takes no more entries; each refused prediction is
-    counted once, and the next drain reports it beside what it landed."""
+    counted once, as a drop record the next drain lands beside the rows."""
     settings, client = edge_settings
     records = [{"platform": "ZZ", "genre": "Misc", "year": 2001.0}] * 3
-    size = entry_bytes(encode_entry(0.0, "/edge", "cap-0", "prerelease", "999",
-                                    records, [0.5] * 3, [[]] * 3))
-    log = PredictionLog(settings.redis_url, max_bytes=4 * size)
+    dropped = []
+    log = PredictionLog(settings.redis_url, max_bytes=2000, on_dropped=dropped.append)
     for number in range(10):
         log.record("/edge", f"cap-{number}", "prerelease", "999", records, [0.5] * 3, [[]] * 3)
     log.flush(timeout=30)
     outcome = drain(settings, log=lambda line: None)
     assert outcome.rows + outcome.dropped == 30
-    assert outcome.rows >= 3 and outcome.dropped >= 3
-    assert outcome.dropped == outcome.dropped_total
+    assert outcome.rows >= 3 and outcome.dropped >= 3 and outcome.dropped == sum(dropped)
     assert "could not log" in outcome.describe()
+    losses = query(settings, f"select reason, sum(predictions) as n from "
+                             f"`{settings.raw_database}`.raw_prediction_log_losses "
+                             "where reason = 'byte_cap' group by reason")
+    assert int(losses.n.iloc[0]) == outcome.dropped
     # Landed entries freed their bytes: the stream takes entries again.
-    assert int(client.get(BYTES_KEY) or 0) == 0
+    assert client.xlen(STREAM) == 0
     log.record("/edge", "cap-again", "prerelease", "999", records, [0.5] * 3, [[]] * 3)
     log.flush(timeout=30)
     again = drain(settings, log=lambda line: None)
-    assert (again.rows, again.dropped, again.dropped_total) == (3, 0, outcome.dropped_total)
+    assert (again.rows, again.dropped) == (3, 0)

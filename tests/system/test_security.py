@@ -146,23 +146,34 @@ def test_for_api_drops_only_the_writer_password(stack_settings):
 
 
 def test_environ_without_writer(monkeypatch):
-    monkeypatch.setenv("MARIADB_PASSWORD", "w")
+    # Long enough to be looked for inside other values (MIN_SECRET_LENGTH).
+    admin, api = "admin-secret", "api-secret"
+    monkeypatch.setenv("MARIADB_PASSWORD", "writer-secret")
     monkeypatch.setenv("MARIADB_USER", "writer")
-    monkeypatch.setenv("MARIADB_READER_PASSWORD", "r")
-    monkeypatch.setenv("REDIS_URL", "redis://vgsales_admin:admin@127.0.0.1:1/5")
-    for role in ("API", "FLOWS", "DRAIN"):
-        monkeypatch.setenv(f"REDIS_{role}_PASSWORD", role.lower())
-    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "vgsales:p")
+    monkeypatch.setenv("MARIADB_READER_PASSWORD", "reader-secret")
+    monkeypatch.setenv("REDIS_PASSWORD", admin)
+    monkeypatch.setenv("REDIS_URL", f"redis://vgsales_admin:{admin}@127.0.0.1:1/5")
+    for role in ("FLOWS", "DRAIN"):
+        monkeypatch.setenv(f"REDIS_{role}_PASSWORD", f"{role.lower()}-secret")
+    monkeypatch.setenv("REDIS_API_PASSWORD", api)
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "vgsales:prefect-secret")
+    # A variable of the user's own that carries a secret goes too.
+    monkeypatch.setenv("MY_ADMIN_URL", f"redis://x:{admin}@h/0")
     scrubbed = environ_without_writer()
-    for gone in ("MARIADB_PASSWORD", "MARIADB_USER", "REDIS_FLOWS_PASSWORD",
-                 "REDIS_DRAIN_PASSWORD", "PREFECT_API_AUTH_STRING"):
+    for gone in ("MARIADB_PASSWORD", "MARIADB_USER", "REDIS_PASSWORD", "REDIS_FLOWS_PASSWORD",
+                 "REDIS_DRAIN_PASSWORD", "PREFECT_API_AUTH_STRING", "MY_ADMIN_URL"):
         assert gone not in scrubbed
         monkeypatch.delenv(gone)
-    assert scrubbed["MARIADB_READER_PASSWORD"] == "r"
+    assert scrubbed["MARIADB_READER_PASSWORD"] == "reader-secret"
+    assert admin not in str(scrubbed) and "PATH" in scrubbed
     # Redis as the API's own user, on the same server and db.
-    assert scrubbed["REDIS_URL"] == "redis://vgsales_api:api@127.0.0.1:1/5"
+    assert scrubbed["REDIS_URL"] == f"redis://vgsales_api:{api}@127.0.0.1:1/5"
     monkeypatch.setenv("REDIS_URL", scrubbed["REDIS_URL"])
     assert environ_without_writer() is None
+    # Without the API's password, REDIS_URL keeps no login at all.
+    monkeypatch.delenv("REDIS_API_PASSWORD")
+    monkeypatch.setenv("REDIS_URL", f"redis://vgsales_admin:{admin}@127.0.0.1:1/5")
+    assert environ_without_writer()["REDIS_URL"] == "redis://127.0.0.1:1/5"
 
 
 # -- the API process -------------------------------------------------------------------
@@ -210,21 +221,8 @@ def api(stack_settings, tmp_path_factory):
         [sys.executable, "-m", "serve"], cwd=ROOT, env=env,
         stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
-    # The launcher, nginx's master and worker, each instance's master and workers.
-    expected = 1 + 2 + settings.api_instances * (1 + workers_per_instance(settings))
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            try:
-                if get(settings.api_port, "/health")[0] == 200 and (
-                    1 + len(descendants(process.pid)) == expected
-                ):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
+        wait_for_processes(settings, process, log)
         yield settings, process, log
     finally:
         process.terminate()
@@ -254,6 +252,64 @@ def test_api_processes_hold_no_writer_credentials(stack_settings, api):
         assert password not in Path(f"/proc/{pid}/cmdline").read_bytes()
     status, body = get(settings.api_port, "/model")
     assert status == 200 and password not in body
+
+
+def wait_for_processes(settings: Settings, process: subprocess.Popen, log: Path) -> None:
+    """Until nginx answers `/health` and every process of the API is up: the
+    launcher, nginx's master and worker, each instance's master and workers."""
+    expected = 1 + 2 + settings.api_instances * (1 + workers_per_instance(settings))
+    deadline = time.monotonic() + 120
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        try:
+            if get(settings.api_port, "/health")[0] == 200 and (
+                1 + len(descendants(process.pid)) == expected
+            ):
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("started", ["stack.env exported", "scripts/with-env"])
+def test_the_redis_admin_password_never_reaches_an_api_process(stack_settings, started,
+                                                               tmp_path):
+    """Started with every secret of `.run/stack.env` in its environment, as a
+    user's shell (`set -a; . .run/stack.env`) or `make serve`
+    (`scripts/with-env`) starts it, no API process holds the Redis admin's
+    password or any other secret but its own."""
+    env_file = stack_settings.run_dir / "stack.env"
+    settings = free_api_ports(stack_settings)
+    # Only the ports are moved (the user's own API may hold the recorded ones).
+    ports = f"API_PORT={settings.api_port} API_INSTANCE_PORT={settings.api_instance_port}"
+    command = {
+        "stack.env exported": ["bash", "-c", f'set -a; . "{env_file}"; set +a; '
+                               f'{ports} exec "{sys.executable}" -m serve'],
+        "scripts/with-env": ["bash", "-c", f'{ports} exec "{ROOT / "scripts" / "with-env"}" '
+                             "python -m serve"],
+    }[started]
+    secrets = dotenv_values(env_file)
+    admin = secrets["REDIS_PASSWORD"].encode()
+    log = tmp_path / "api.log"
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"),
+                               stderr=subprocess.STDOUT)
+    try:
+        wait_for_processes(settings, process, log)
+        for pid in [process.pid, *descendants(process.pid)]:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            # Named, not shown: a failure must not print the secrets.
+            held = [name for name in ("REDIS_PASSWORD", "MARIADB_PASSWORD", "REDIS_FLOWS_PASSWORD",
+                                      "REDIS_DRAIN_PASSWORD", "PREFECT_API_AUTH_STRING")
+                    if secrets[name].encode() in environ]
+            assert not held, (started, pid, held)
+            url = next(entry for entry in environ.split(b"\0") if entry.startswith(b"REDIS_URL="))
+            assert url.startswith(b"REDIS_URL=redis://vgsales_api:"), (started, pid)
+            in_cmdline = admin in Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert not in_cmdline, (started, pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
 
 
 def test_api_serves_only_from_its_configured_registry(api):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ml.monitoring.stream import LIBRARY
 from ml.settings import EXPORTED, ROOT, Settings
 from serve.edge.nginx import render
 
@@ -131,6 +132,25 @@ def test_redis_takes_the_stacks_users_without_persistence():
     assert '"$REDIS_DIR/users.acl"' in STACK_SH
     assert command[command.index("--save") + 1] == ""
     assert command[command.index("--appendonly") + 1] == "no"
+
+
+def test_redis_has_the_stacks_limits_and_functions():
+    """The same maxmemory, eviction policy and value limit as the local
+    stack, and the stream's functions loaded from the file the code calls."""
+    command = SERVICES["redis"]["command"]
+    for flag, name in (("--maxmemory", "REDIS_MAXMEMORY"),
+                       ("--maxmemory-policy", "REDIS_MAXMEMORY_POLICY"),
+                       ("--proto-max-bulk-len", "REDIS_MAX_BULK")):
+        assert command[command.index(flag) + 1] == re.search(
+            rf"^{name}=(\S+)$", STACK_SH, re.M).group(1), flag
+    mounts = dict(v.split(":")[1::-1] for v in SERVICES["redis"]["volumes"])
+    start = mounts["/vgsales/start.sh"]
+    assert SERVICES["redis"]["entrypoint"] == ["sh", "/vgsales/start.sh"]
+    assert (ROOT / start).is_file()
+    assert (ROOT / mounts["/vgsales/stream.lua"]).resolve() == LIBRARY.resolve()
+    script = (ROOT / start).read_text()
+    assert "FUNCTION LOAD REPLACE </vgsales/stream.lua" in script
+    assert "/tmp/vgsales-functions-loaded" in " ".join(SERVICES["redis"]["healthcheck"]["test"])
 
 
 @pytest.mark.parametrize(("service", "role"),

@@ -101,4 +101,15 @@
         model_version int not null,
         recorded_at datetime(6) not null
     );
+
+    -- What the prediction log lost, so that predictions answered equal rows
+    -- in raw_prediction_log plus these (docs block monitoring_landing).
+    create table if not exists `{{ schema }}`.raw_prediction_log_losses (
+        loss_id varchar(64) collate ascii_bin not null primary key,
+        noticed_at datetime(6) not null,
+        reason varchar(32) not null,
+        predictions bigint,
+        entries int,
+        drained_at datetime(6) not null
+    );
 {% endmacro %}
