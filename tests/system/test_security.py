@@ -296,6 +296,7 @@ def test_the_redis_admin_password_never_reaches_an_api_process(stack_settings, s
                                stderr=subprocess.STDOUT)
     try:
         wait_for_processes(settings, process, log)
+        python_processes = 0
         for pid in [process.pid, *descendants(process.pid)]:
             environ = Path(f"/proc/{pid}/environ").read_bytes()
             # Named, not shown: a failure must not print the secrets.
@@ -303,10 +304,15 @@ def test_the_redis_admin_password_never_reaches_an_api_process(stack_settings, s
                                       "REDIS_DRAIN_PASSWORD", "PREFECT_API_AUTH_STRING")
                     if secrets[name].encode() in environ]
             assert not held, (started, pid, held)
-            url = next(entry for entry in environ.split(b"\0") if entry.startswith(b"REDIS_URL="))
-            assert url.startswith(b"REDIS_URL=redis://vgsales_api:"), (started, pid)
+            # nginx's processes keep no environment; every Python one reaches Redis as the API.
+            urls = [entry for entry in environ.split(b"\0") if entry.startswith(b"REDIS_URL=")]
+            assert all(url.startswith(b"REDIS_URL=redis://vgsales_api:") for url in urls), (started, pid)
+            python_processes += b"python" in Path(f"/proc/{pid}/cmdline").read_bytes()
             in_cmdline = admin in Path(f"/proc/{pid}/cmdline").read_bytes()
             assert not in_cmdline, (started, pid)
+        # The launcher and every instance's master and workers were looked at.
+        assert python_processes == 1 + settings.api_instances * (1 + workers_per_instance(settings)), \
+            python_processes
     finally:
         process.terminate()
         process.wait(timeout=60)
