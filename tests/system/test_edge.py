@@ -262,12 +262,20 @@ def test_an_instance_killed_under_load_fails_no_request_and_rejoins(server: Serv
     port = instance_ports(server.settings)[0]
     body = json.dumps(VALID).encode()
     result = {}
-    load = threading.Thread(target=lambda: result.update(
-        run=drive(server.port, "/predict", body, 20, 4)))
+
+    def load_for_20_seconds():
+        try:
+            result["run"] = drive(server.port, "/predict", body, 20, 4)
+        except BaseException as error:  # shown by the test, not lost in the thread
+            result["error"] = error
+
+    load = threading.Thread(target=load_for_20_seconds)
     load.start()
     time.sleep(5)
     killed = kill_instance(server.settings, port)
     load.join(timeout=120)
+    if "error" in result:
+        raise result["error"]
     run = result["run"]
     print(f"\n[kill -9 under load] {run.answered_2xx} predictions answered 2xx, "
           f"{run.non_2xx} other answers, {run.socket_errors} socket errors")
