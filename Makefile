@@ -22,7 +22,7 @@ DRAIN_CRON ?= 15 * * * *
 # The local Prefect server `make deploy` starts (scripts/prefect_server.sh).
 PREFECT_URL = $$(scripts/prefect_server.sh url)
 
-.PHONY: help run pipeline serve test test-fast venv stack-up stack-down stack-status data \
+.PHONY: help run pipeline serve test test-fast imports venv stack-up stack-down stack-status data \
 	lint docs docs-serve bench mlflow-ui lock clean distclean report dp-release model-card \
 	deploy worker drift-check prefect-down browser
 
@@ -42,11 +42,15 @@ serve: venv stack-up ## Serve the API (nginx on 127.0.0.1:API_PORT in front of A
 		trap 'kill $$consumer 2>/dev/null || true; wait $$consumer || true' EXIT; \
 		$(WITH_ENV) python -m serve --report reports/index.html
 
-test: venv stack-up browser ## Set up everything and run the whole test suite (unit, integration, system, browser)
+test: venv stack-up browser imports ## Set up everything and run the whole test suite (unit, integration, system, browser)
 	$(WITH_ENV) python -m pytest $(PYTEST_ARGS)
 
-test-fast: venv ## Unit tests only: no MariaDB, Redis or other service started
+test-fast: venv imports ## Unit tests and the import arrows: no MariaDB, Redis or other service started
 	$(WITH_ENV) python -m pytest tests/unit $(PYTEST_ARGS)
+
+imports: venv ## Check the import arrows (import-linter contracts in pyproject.toml)
+	@out=$$($(VENV)/bin/lint-imports --no-cache 2>&1) && status=0 || status=$$?; \
+	    printf '%s\n' "$$out" | sed -n '/^Contracts/,$$p' | grep -v '^-*$$'; exit $$status
 
 venv: $(STAMP) ## Create .venv with the pinned dependencies
 

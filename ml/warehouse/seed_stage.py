@@ -3,7 +3,7 @@
 dbt writes each seed's run SQL to `<target>/run/<project>/<seed path>`. A seed
 path that climbs out of the project (`../../somewhere`) makes that write climb
 out of the target too, and at the right depth it lands on the source file
-itself (issue 13). So dbt never reads the user's folder: the file is copied
+itself. So dbt never reads the user's folder: the file is copied
 into `dbt_project/staged_seeds/<sha256>/`, a gitignored folder named by the
 content, and `dbt_project.yml` builds its seed path from that digest alone.
 

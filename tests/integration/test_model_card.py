@@ -4,7 +4,7 @@ The warehouse is the session's dbt build (`marts_settings`: the real file when
 present); the registry is a private MLflow store on SQLite holding two
 prerelease versions trained on `tests.mart_sample`: version 1 as the pipeline
 registers it today (no backtest), version 2 with the backtest figures,
-interval coverage and tags of issue 12 logged to its run, as the forecast
+interval coverage and tags logged to its run, as the forecast
 work records them. Expected counts come from SQL written here, not from the
 module under test.
 """

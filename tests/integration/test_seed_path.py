@@ -1,6 +1,6 @@
 """dbt never writes over the raw file, wherever the seeds folder and target are.
 
-Issue 13's reproduction: in a checkout whose `dbt_project/` is five folders
+The reproduction: in a checkout whose `dbt_project/` is five folders
 below a root, with a scratch folder `S` two folders below it, a relative
 `VGSALES_SEEDS_DIR` to `S/real` and `--target-path S/target-real-ours` made
 dbt write a seed's run SQL onto `S/real/vgsales.csv` itself. Here that layout

@@ -8,7 +8,7 @@ and `forecast.json` (`/v1/forecast*`, kept apart because forecast answers
 are meant to change). Every request carries a fixed `X-Request-ID`, so
 nothing in a body varies between runs.
 
-The files were generated from the code before the restructure of issue 11
+The files were generated from the code before the layout's restructure
 (commit ec0ceb7), with champions trained by this checkout's code on the mart
 dbt builds from the real vgsales.csv. Regenerate (both files, or one with
 `--only forecast`) from any checkout, e.g. after a deliberate change to the

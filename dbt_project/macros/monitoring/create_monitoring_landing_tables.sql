@@ -30,7 +30,7 @@
 
 {#-
     raw_prediction_log was keyed by (request_id, item_index), which let a
-    client reusing another request's id erase its rows (issue 13). A table
+    client reusing another request's id erase its rows. A table
     from before is re-keyed in place; stream ids are unique, so no row is lost.
 -#}
 {% macro rekey_prediction_log() %}
