@@ -16,13 +16,10 @@ EPSILON ?= 1.0
 # Schedules `make deploy` creates (cron, UTC): the full pipeline about every
 # four months (06:00 on 1 Jan, May, Sep), the drift check daily, and the
 # prediction-log drain hourly (the API's Redis stream is capped).
-PIPELINE_CRON ?= 0 6 1 */4 *
-DRIFT_CRON ?= 0 7 * * *
-DRAIN_CRON ?= 15 * * * *
 # The local Prefect server `make deploy` starts (scripts/prefect_server.sh).
 PREFECT_URL = $$(scripts/prefect_server.sh url)
 
-.PHONY: help run pipeline serve test test-fast imports venv stack-up stack-down stack-status data \
+.PHONY: help run pipeline serve test test-fast imports deployments db-shell venv stack-up stack-down stack-status data \
 	lint docs docs-serve bench mlflow-ui lock clean distclean report dp-release model-card \
 	deploy worker drift-check prefect-down browser
 
@@ -82,10 +79,17 @@ stack-status: ## Say what runs where
 data: venv ## Check seeds/vgsales.csv (never replaced), or put the verified Kaggle file there
 	@$(WITH_ENV) python -m ml.data.fetch
 
-deploy: venv stack-up ## Start a local Prefect server; schedule the pipeline (PIPELINE_CRON) and drift check (DRIFT_CRON)
+deploy: venv stack-up ## Start a local Prefect server; schedule the pipeline, drift check and drain (PIPELINE_CRON, DRIFT_CRON, DRAIN_CRON override flows/deploy.py's crons)
 	@scripts/prefect_server.sh up
-	PREFECT_API_URL=$(PREFECT_URL) $(WITH_ENV) python -m flows.deploy \
-		--pipeline-cron "$(PIPELINE_CRON)" --drift-cron "$(DRIFT_CRON)" --drain-cron "$(DRAIN_CRON)"
+	PREFECT_API_URL=$(PREFECT_URL) $(WITH_ENV) python -m flows.deploy
+
+db-shell: venv stack-up ## Open the warehouse in the mariadb client as the read-only user
+	@$(WITH_ENV) bash -c 'MYSQL_PWD="$$MARIADB_READER_PASSWORD" exec mariadb --host="$$MARIADB_HOST" \
+	    --port="$$MARIADB_PORT" --user="$$MARIADB_READER_USER" --default-character-set=utf8mb4 "$$MARIADB_DATABASE"'
+
+deployments: venv stack-up ## List the scheduled deployments and their next runs (starts the local Prefect server if needed)
+	@scripts/prefect_server.sh up
+	@PREFECT_API_URL=$(PREFECT_URL) $(WITH_ENV) python -m flows.deploy --list
 
 worker: venv stack-up ## Run the scheduled flows: a Prefect process worker on the pool `vgsales` (foreground)
 	@scripts/prefect_server.sh up

@@ -5,22 +5,26 @@ process work pool `vgsales` (created if missing, one run at a time so the
 pipeline and the drift check never build the warehouse together):
 
 - `vgsales-pipeline/every-four-months`: the full pipeline (dbt build on the
-  current raw file, training, champion gate), cron `0 6 1 */4 *` by default:
-  06:00 UTC on the 1st of January, May and September;
+  current raw file, training, champion gate), by default 06:00 UTC on the 1st
+  of January, May and September;
 - `vgsales-drift-check/daily`: drain the prediction log, measure drift,
-  retrain on error-severity drift, cron `0 7 * * *` by default;
-- `vgsales-prediction-drain/hourly`: only the drain, cron `15 * * * *`: the
+  retrain on error-severity drift, by default daily at 07:00 UTC;
+- `vgsales-prediction-drain/hourly`: only the drain, at a quarter past each hour: the
   API's stream keeps about 10,000 entries, which a busy day would overrun.
 
 Deployments point at the flows by module path (`flows.pipeline.flow.vgsales_pipeline`),
 so a worker started in the project (`make worker`, or the docker-compose
 `worker` service) runs the code it has, with the settings of its environment.
-Running it again updates the deployments in place.
+Running it again updates the deployments in place. The crons below are the
+only defaults; PIPELINE_CRON, DRIFT_CRON and DRAIN_CRON in the environment (or
+the flags) override them. `python -m flows.deploy --list` (make deployments)
+prints each deployment's schedule and its next scheduled runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ml.settings import export_to_environ, load_settings
@@ -38,14 +42,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m flows.deploy", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--pipeline-cron", default=PIPELINE_CRON,
-                        help=f"schedule of the full pipeline (default {PIPELINE_CRON!r})")
-    parser.add_argument("--drift-cron", default=DRIFT_CRON,
-                        help=f"schedule of the drift check (default {DRIFT_CRON!r})")
-    parser.add_argument("--drain-cron", default=DRAIN_CRON,
-                        help=f"schedule of the prediction-log drain (default {DRAIN_CRON!r})")
+    parser.add_argument("--pipeline-cron", default=os.environ.get("PIPELINE_CRON", PIPELINE_CRON),
+                        help=f"schedule of the full pipeline (default $PIPELINE_CRON, else {PIPELINE_CRON!r})")
+    parser.add_argument("--drift-cron", default=os.environ.get("DRIFT_CRON", DRIFT_CRON),
+                        help=f"schedule of the drift check (default $DRIFT_CRON, else {DRIFT_CRON!r})")
+    parser.add_argument("--drain-cron", default=os.environ.get("DRAIN_CRON", DRAIN_CRON),
+                        help=f"schedule of the prediction-log drain (default $DRAIN_CRON, else {DRAIN_CRON!r})")
     parser.add_argument("--timezone", default="UTC", help="time zone of the crons")
     parser.add_argument("--work-pool", default=WORK_POOL, help="process work pool to use")
+    parser.add_argument("--list", action="store_true",
+                        help="list the deployments, their schedules and next runs; change nothing")
     return parser.parse_args(argv)
 
 
@@ -119,6 +125,40 @@ def deploy(
     }
 
 
+def list_deployments(runs_per_deployment: int = 3) -> list[str]:
+    """One line per deployment: its schedules and the next runs the server has scheduled."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    lines = []
+    with get_client(sync_client=True) as client:
+        flows = {flow.id: flow.name for flow in client.read_flows()}
+        for deployment in sorted(client.read_deployments(), key=lambda d: d.name):
+            crons = ", ".join(
+                f"{getattr(s.schedule, 'cron', s.schedule)} ({getattr(s.schedule, 'timezone', '')})"
+                + ("" if s.active else " inactive")
+                for s in deployment.schedules
+            ) or "no schedule"
+            upcoming = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+                ),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+                limit=runs_per_deployment,
+            )
+            starts = ", ".join(f"{run.expected_start_time:%Y-%m-%d %H:%M %Z}" for run in upcoming)
+            paused = " (paused)" if deployment.paused else ""
+            lines.append(f"{flows.get(deployment.flow_id, '?')}/{deployment.name}{paused}: "
+                         f"{crons}; next: {starts or 'none scheduled yet'}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Prefect reads its settings (PREFECT_API_URL among them) when imported.
@@ -131,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
             "Start one with `scripts/prefect_server.sh up` (make deploy does) and set "
             "PREFECT_API_URL=$(scripts/prefect_server.sh url)."
         )
+    if args.list:
+        lines = list_deployments()
+        print("\n".join(lines) if lines else "[deploy] no deployments on this server: make deploy")
+        print(f"[deploy] server {PREFECT_API_URL.value()}; its UI is at "
+              f"{PREFECT_API_URL.value().removesuffix('/api')} (user and password: "
+              "PREFECT_API_AUTH_STRING in .run/stack.env, user:password)")
+        return 0
     ids = deploy(
         args.pipeline_cron, args.drift_cron, args.drain_cron, args.timezone, args.work_pool
     )

@@ -47,9 +47,9 @@ def server(tmp_path_factory):
     assert "stopped" in server_script(env, "status").stdout
 
 
-def deploy(server, tmp_path, *args: str) -> subprocess.CompletedProcess:
+def deploy(server, tmp_path, *args: str, **environ: str) -> subprocess.CompletedProcess:
     settings = isolated_settings(load_settings(), "deploy", 0, tmp_path)
-    env = {**os.environ, **settings.as_env(), "PREFECT_API_URL": server["url"]}
+    env = {**os.environ, **settings.as_env(), "PREFECT_API_URL": server["url"], **environ}
     done = subprocess.run(
         [sys.executable, "-m", "flows.deploy", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
@@ -139,6 +139,21 @@ def test_deploying_again_updates_the_schedules_in_place(server, tmp_path):
     deployments, _ = read_back(server)
     assert deployments["every-four-months"]["schedules"] == [("0 5 1 1,5,9 *", "UTC", True)]
     assert deployments["daily"]["schedules"] == [("30 6 * * *", "UTC", True)]
+
+
+def test_the_crons_come_from_the_environment_and_the_list_shows_them(server, tmp_path):
+    """PIPELINE_CRON and friends override flows/deploy.py's crons (make deploy
+    passes the environment on); `--list` (make deployments) shows every
+    deployment with its schedule and the runs the server has scheduled."""
+    deploy(server, tmp_path, DRAIN_CRON="45 * * * *")
+    deployments, _ = read_back(server)
+    assert deployments["hourly"]["schedules"] == [("45 * * * *", "UTC", True)]
+    listed = deploy(server, tmp_path, "--list").stdout.splitlines()
+    drain = next(line for line in listed if line.startswith("vgsales-prediction-drain/hourly:"))
+    assert "45 * * * * (UTC)" in drain, drain
+    assert any(line.startswith("vgsales-pipeline/every-four-months: ") for line in listed), listed
+    assert any(line.startswith("vgsales-drift-check/daily: ") for line in listed), listed
+    assert f"UI is at {server['url'].removesuffix('/api')}" in listed[-1]
 
 
 def test_deploy_without_a_server_says_how_to_start_one(tmp_path):
