@@ -21,8 +21,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m flows.drift_check", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
-        "--window-days", type=int, default=7,
-        help="days of prediction log to compare with the training reference (default 7)",
+        "--window-days", type=int, default=None,
+        help="days of prediction log to compare with the training reference "
+             "(default: the dbt var drift_window_days in dbt_project.yml)",
     )
     parser.add_argument(
         "--no-retrain", action="store_true",

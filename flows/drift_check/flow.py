@@ -117,11 +117,12 @@ def prediction_drain() -> dict:
 
 @flow(name="vgsales-drift-check", persist_result=False)
 def drift_check(
-    window_days: int = 7, retrain: bool = True, reports_dir: str | None = None
+    window_days: int | None = None, retrain: bool = True, reports_dir: str | None = None
 ) -> DriftOutcome:
     """Drain the prediction log, measure drift, retrain on error-level drift.
 
-    `window_days`: how far back the prediction log counts. `retrain=False`
+    `window_days`: how far back the prediction log counts (default: the dbt
+    var `drift_window_days`, its one home). `retrain=False`
     only reports. `reports_dir`: where the HTML report goes (default
     `reports/drift/` in the project).
     """

@@ -86,7 +86,7 @@ def record_champions(settings: Settings) -> tuple[dict, list[str]]:
 
 
 @task(cache_policy=NO_CACHE)
-def measure_drift(settings: Settings, window_days: int, notes: list[str]) -> DriftCheck:
+def measure_drift(settings: Settings, window_days: int | None, notes: list[str]) -> DriftCheck:
     """dbt build of the monitoring models and drift tests; the tables read back."""
     logger = get_run_logger()
     check = run_checks(settings, window_days=window_days, notes=notes, log=logger.info)
