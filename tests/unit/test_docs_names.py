@@ -39,7 +39,8 @@ def tracked_code() -> str:
     texts = []
     for name in names:
         path = ROOT / name
-        if path.suffix == ".md" or not path.is_file() or path.suffix in {".png", ".csv"}:
+        if (path.suffix in {".md", ".png", ".csv"} or not path.is_file()
+                or path == Path(__file__).resolve()):
             continue
         try:
             texts.append(path.read_text())
