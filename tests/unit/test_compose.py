@@ -82,8 +82,20 @@ def test_mariadb_users_match_the_local_stack():
         assert default == getattr(Settings(), name.lower())
     init = ROOT / "docker" / "mariadb-init" / "01-users.sh"
     assert "GRANT SELECT, SHOW VIEW" in init.read_text()
-    command = " ".join(SERVICES["mariadb"]["command"])
-    assert "--character-set-server=utf8mb4" in command
+
+
+
+def test_mariadb_reads_the_tuning_the_local_stack_reads():
+    """One file of server settings: compose mounts it where the image reads
+    its configuration; scripts/stack.sh starts mariadbd with it alone."""
+    tuning = "docker/mariadb/vgsales.cnf"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["mariadb"]["volumes"]}
+    assert mounts["/etc/mysql/conf.d/vgsales.cnf"] == f"./{tuning}"
+    assert f'--defaults-file="$ROOT/{tuning}"' in (ROOT / "scripts" / "stack.sh").read_text()
+    settings = (ROOT / tuning).read_text()
+    assert re.search(r"^character-set-server = utf8mb4$", settings, re.M)
+    assert not any(arg.startswith("--character-set") or arg.startswith("--innodb")
+                   for arg in SERVICES["mariadb"]["command"])
 
 
 PORT = re.compile(r"(?P<ip>[\d.]+):(?P<host>\$\{[^}]+\}|\d+):(?P<container>\d+)")
