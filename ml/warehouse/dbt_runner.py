@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -104,6 +105,42 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
     env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
     env.update(settings.as_env())
     return env
+
+
+# A node's line: "12:00:00  206 of 216 PASS not_null_... [PASS in 0.56s]".
+_NODE_LINE = re.compile(r"^\S+\s+(\d+) of (\d+) (\S+)")
+_SAID_AS_IS = ("Found ", "Finished running", "Done. PASS=", "Completed with", "Encountered an error")
+_TROUBLE = re.compile(r"\b(WARN|FAIL|ERROR|SKIP)\b|Error in |Warning in |Failure in ")
+
+
+class ProgressLog:
+    """dbt's output for a person at a terminal: every line goes to `path`,
+    and `say` hears only what matters: what dbt found, each quarter of the
+    nodes done, every warning, failure or error, and the totals."""
+
+    def __init__(self, path: Path, say: Callable[[str], object]) -> None:
+        self.path, self.say = Path(path), say
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._quarter = 0
+
+    def __call__(self, line: str) -> None:
+        self._file.write(line + "\n")
+        self._file.flush()
+        text = line.split("  ", 1)[-1].strip()  # without dbt's clock
+        node = _NODE_LINE.match(line.strip())
+        if node and node.group(3) != "START":
+            done, total = int(node.group(1)), int(node.group(2))
+            if _TROUBLE.search(node.group(3)):
+                self.say(text)
+            elif done * 4 // total > self._quarter:
+                self._quarter = done * 4 // total
+                self.say(f"{done} of {total} nodes done (full output: {self.path})")
+        elif not node and (text.startswith(_SAID_AS_IS) or _TROUBLE.search(text)):
+            self.say(text)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def run_dbt(
