@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import html
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ml import features
 from ml.modeling import evaluate
 from ml.modeling.plots import importance_figure
-from ml.reporting import charts, model_card, tables
+from ml.reporting import charts, model_card, page, tables
 from ml.reporting.data import MartData, read_marts
 from ml.reporting.datasheet import read_warehouse_facts
 from ml.reporting.document import Bullets, Document, Table
+from ml.reporting.page import Section
 from ml.reporting.model_findings import (
     MissingChampion,
     ModelFindings,
@@ -43,44 +41,6 @@ REPORT_FILE = "index.html"
 TOP_PUBLISHERS = 15
 TOP_TREND_PLATFORMS = 8
 TOP_IMPORTANCE_LINES = 3
-
-
-@dataclass
-class Section:
-    """One titled part of the page: HTML blocks in order, and its chart names."""
-
-    id: str
-    title: str
-    blocks: list[str] = field(default_factory=list)
-    charts: list[str] = field(default_factory=list)
-
-    def text(self, paragraph: str) -> None:
-        """Add a paragraph (plain text, escaped)."""
-        self.blocks.append(f"<p>{html.escape(paragraph)}</p>")
-
-    def chart(self, name: str, figure: Figure, caption: str) -> None:
-        """Add a figure as an embedded PNG, findable by `data-chart="<name>"`."""
-        self.blocks.append(
-            f'<figure data-chart="{html.escape(name)}">'
-            f'<img alt="{html.escape(caption)}" src="data:image/png;base64,'
-            f'{charts.png_base64(figure)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
-        )
-        self.charts.append(name)
-
-    def table(self, frame: pd.DataFrame, caption: str, digits: int = 2) -> None:
-        """Add a table (values escaped, floats rounded to `digits`)."""
-        body = frame.to_html(
-            index=False, border=0, classes="data", na_rep="",
-            float_format=lambda value: f"{value:,.{digits}f}",
-        )
-        self.blocks.append(f"<div class=\"table\"><p class=\"caption\">{html.escape(caption)}</p>{body}</div>")
-
-    def to_html(self) -> str:
-        return (
-            f'<section id="{self.id}"><h2>{html.escape(self.title)}</h2>'
-            + "\n".join(self.blocks)
-            + "</section>"
-        )
 
 
 def overview_section(data: MartData, database: str) -> Section:
@@ -200,7 +160,7 @@ def rq2_section(findings: list[ModelFindings | MissingChampion]) -> Section:
     )
     for finding in findings:
         if isinstance(finding, MissingChampion):
-            section.blocks.append(missing_champion_html(finding))
+            missing_champion(section, finding)
             continue
         top = finding.importance.head(TOP_IMPORTANCE_LINES)
         section.text(
@@ -268,9 +228,9 @@ def model_section(
 ) -> Section:
     section = Section("model", "Model: metrics, residuals and segments")
     for finding in findings:
-        section.blocks.append(f"<h3>{html.escape(finding.model_name)}</h3>")
+        section.heading(finding.model_name)
         if isinstance(finding, MissingChampion):
-            section.blocks.append(missing_champion_html(finding))
+            missing_champion(section, finding)
             continue
         section.text(
             f"Champion version {finding.version or '?'} (MLflow run {finding.run_id or '?'}). "
@@ -304,23 +264,22 @@ def model_section(
         )
         section.table(finding.segments, "Test metrics per platform, genre and decade", digits=3)
         if cards and finding.model_name in cards:
-            card_html(section, cards[finding.model_name])
+            card_section(section, cards[finding.model_name])
     return section
 
 
-def card_html(section: Section, card: Document) -> None:
+def card_section(section: Section, card: Document) -> None:
     """The report's parts of a model card (`model_card.report_parts`) as HTML;
     the whole card is the version's `model_card.md` artifact."""
     section.text(f"From the {card.title.lower()} (the whole card is logged with the version "
                  f"as {model_card.CARD_ARTIFACT}).")
     for part in model_card.report_parts(card):
-        section.blocks.append(f"<h4>{html.escape(part.title)}</h4>")
+        section.heading(part.title, level=4)
         for block in part.blocks:
             if isinstance(block, Table):
                 section.table(block.frame, block.caption, digits=3)
             elif isinstance(block, Bullets):
-                items = "".join(f"<li>{html.escape(item)}</li>" for item in block.items)
-                section.blocks.append(f"<ul>{items}</ul>")
+                section.items(block.items)
             else:
                 section.text(block)
 
@@ -331,38 +290,14 @@ def held_out_column(finding: ModelFindings) -> str:
     return metric if metric in finding.scores.columns else finding.scores.columns[2]
 
 
-def missing_champion_html(missing: MissingChampion) -> str:
-    return (
-        f'<p class="missing" data-missing-champion="{html.escape(missing.model_name)}">'
-        f"No champion is registered for {html.escape(missing.model_name)}, so this part "
-        f"is empty. {html.escape(missing.reason)}</p>"
-    )
-
-
-STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
-       color: #222; line-height: 1.45; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
-nav ul { columns: 2; } figure { margin: 1.5em 0; } img { max-width: 100%; }
-figcaption, .caption { color: #555; font-size: 0.9em; }
-.table { overflow-x: auto; margin: 1em 0; }
-table.data { border-collapse: collapse; font-size: 0.82em; }
-table.data th, table.data td { padding: 2px 8px; border-bottom: 1px solid #eee; text-align: right; }
-.missing { background: #fff4e5; border-left: 4px solid #dd8452; padding: 0.6em 1em; }
-"""
+def missing_champion(section: Section, missing: MissingChampion) -> None:
+    section.missing(missing.model_name, f"No champion is registered for {missing.model_name}, "
+                    f"so this part is empty. {missing.reason}")
 
 
 def render(sections: list[Section], subtitle: str) -> str:
     """The whole page: title, table of contents, sections."""
-    toc = "".join(f'<li><a href="#{s.id}">{html.escape(s.title)}</a></li>' for s in sections)
-    body = "\n".join(s.to_html() for s in sections)
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<title>vgsales analytics report</title>"
-        f"<style>{STYLE}</style></head><body>"
-        f"<h1>vgsales analytics report</h1><p class=\"caption\">{html.escape(subtitle)}</p>"
-        f"<nav><ul>{toc}</ul></nav>{body}</body></html>\n"
-    )
+    return page.render("vgsales analytics report", subtitle, sections)
 
 
 def build_sections(

@@ -4,13 +4,12 @@ Two renderings of one `DriftCheck` (plus what the flow did about it):
 markdown for the Prefect artifact, and a single offline HTML page under
 `reports/drift/` with, for every champion feature, the reference and current
 share of each bin side by side (one panel per drift source). Figures and
-page style come from the analytics report (`ml.reporting.charts`,
-`ml.reporting.analytics_report.Section`), so both reports look alike.
+page come from what the analytics report uses (`ml.reporting.charts`,
+`ml.reporting.page`), so both reports look alike.
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,8 +19,8 @@ import pandas as pd
 
 from ml.modeling.evaluate import markdown_table
 from ml.monitoring.drift import RETRAIN, WARN, DriftCheck
-from ml.reporting import charts
-from ml.reporting.analytics_report import STYLE, Section
+from ml.reporting import charts, page
+from ml.reporting.page import Section
 
 SOURCES = ("predictions", "batch")
 SOURCE_TITLES = {
@@ -198,14 +197,7 @@ def to_html(check: DriftCheck, action: Action, checked_at: datetime) -> str:
         performance.table(frame, "Per model version and release year", digits=3)
     sections.append(performance)
     stamp = checked_at.strftime("%Y-%m-%d %H:%M UTC")
-    body = "\n".join(s.to_html() for s in sections)
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>vgsales drift check {html.escape(stamp)}</title>"
-        f"<style>{STYLE}</style></head><body>"
-        f"<h1>vgsales drift check</h1><p class=\"caption\">{html.escape(stamp)}</p>"
-        f"{body}</body></html>\n"
-    )
+    return page.render("vgsales drift check", stamp, sections, toc=False)
 
 
 def write(check: DriftCheck, action: Action, out_dir: Path) -> Path:

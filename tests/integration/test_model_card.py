@@ -22,7 +22,9 @@ from mlflow import MlflowClient
 from ml.data.fetch import EXPECTED_SHA256
 from ml.modeling import evaluate, registry, train
 from ml.reporting import model_card
-from ml.reporting.analytics_report import Section, card_html
+from ml.reporting import page as report_page
+from ml.reporting.analytics_report import card_section
+from ml.reporting.page import Section
 from ml.reporting.datasheet import UNDER_REPRESENTED_FRACTION, read_warehouse_facts
 from tests.mart_sample import mart_frame
 
@@ -243,8 +245,8 @@ def test_report_shows_the_card_parts(card_settings, versions):
     facts = model_card.read_version_facts(card_settings, "prerelease", 1)
     card = model_card.model_card(facts, read_warehouse_facts(card_settings))
     section = Section("model", "Model")
-    card_html(section, card)
-    page = section.to_html()
+    card_section(section, card)
+    page = report_page.render("report", "", [section])
     for title in model_card.REPORT_PARTS:
         assert f"<h4>{title}</h4>" in page
     assert "Model details" not in page

@@ -161,7 +161,7 @@ def test_platform_lifecycle_peak_is_the_busiest_year():
     assert (ds["first year"], ds["years active"], ds["releases"]) == (2005, 4, 2)
     assert list(tables.dated_before_launch(rows).release_id) == ["r7"]
     section = report.rq3_section(pd.concat([rows, generated_releases(300)], ignore_index=True))
-    page = section.to_html()
+    page = report.render([section], "")
     assert "leave out 1 release dated before their platform" in page and "(DS 1)" in page
 
 
