@@ -48,6 +48,7 @@ from ml.modeling.champions import (
     SKOPS_TRUSTED_TYPES,
     client,
     current_champion,
+    is_server,
     stored_digest,
 )
 from ml.modeling.evaluate import Evaluation
@@ -82,10 +83,13 @@ class Registration:
 
 
 def experiment_id(mlflow_client: MlflowClient, settings: Settings, model_name: str) -> str:
-    """The model's experiment, created with artifacts under the settings' root."""
+    """The model's experiment, created where the registry keeps artifacts."""
     experiment = mlflow_client.get_experiment_by_name(model_name)
     if experiment is None:
-        location = (Path(settings.mlflow_artifact_root) / model_name).resolve().as_uri()
+        # A server stores artifacts itself (uploads go through it, so any
+        # host can register); a local store keeps them under the root.
+        location = None if is_server(settings) else (
+            (Path(settings.mlflow_artifact_root) / model_name).resolve().as_uri())
         try:
             return mlflow_client.create_experiment(model_name, artifact_location=location)
         except MlflowException:
