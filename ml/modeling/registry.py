@@ -1,7 +1,8 @@
 """MLflow tracking and Model Registry with a champion gate.
 
-One experiment per model (artifacts under `settings.mlflow_artifact_root`,
-never `./mlruns`), one registered model per model name, and two aliases:
+One experiment per model (artifacts kept by the registry server, or under
+`settings.mlflow_artifact_root` with a local store; never `./mlruns`), one
+registered model per model name, and two aliases:
 
 - `champion`: the served version. A new version takes it only when it is
   strictly better on the spec's held-out metric (`backtest_r2_mean` for
