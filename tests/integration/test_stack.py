@@ -145,8 +145,9 @@ def test_the_registry_server_keeps_versions_in_mariadb_and_serves_artifacts(priv
                          password=password, database="mlflow") as conn, conn.cursor() as cur:
         cur.execute("select name, version from model_versions")
         assert cur.fetchall() == (("global_from_regional", registered.version),)
-    with connect(settings) as conn, conn.cursor() as cur, pytest.raises(pymysql.err.OperationalError):
-        cur.execute("select count(*) from mlflow.model_versions")
+    with connect(settings) as conn, conn.cursor() as cur:
+        with pytest.raises(pymysql.err.OperationalError):
+            cur.execute("select count(*) from mlflow.model_versions")
     # Its password is given in the server's environment, never on a command line.
     pid = (run_dir / "mlflow" / "server.pid").read_text().strip()
     assert password not in Path(f"/proc/{pid}/cmdline").read_text()
@@ -165,7 +166,8 @@ def test_an_older_sqlite_registry_is_kept_and_the_uri_moves_to_the_server(privat
     assert moved.returncode == 0, moved.stderr
     assert "SQLite store is kept" in moved.stderr
     assert old_store.read_bytes() == b"an older checkout's registry"
-    assert load_settings(environ={"VGSALES_RUN_DIR": str(run_dir)}).mlflow_tracking_uri == server_uri
+    moved_to = load_settings(environ={"VGSALES_RUN_DIR": str(run_dir)}).mlflow_tracking_uri
+    assert moved_to == server_uri
 
 
 def test_recovers_after_kill_9_and_down_up(private_stack):

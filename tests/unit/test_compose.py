@@ -129,7 +129,8 @@ def test_the_registry_server_keeps_its_store_in_mariadb():
     init = (ROOT / "docker" / "mariadb-init" / "01-users.sh").read_text()
     assert f"CREATE DATABASE IF NOT EXISTS {database} CHARACTER SET utf8mb4" in init
     assert f"ON {database}.* TO '{login}'@'%'" in init
-    assert SERVICES["mariadb"]["environment"]["MLFLOW_DB_PASSWORD"].startswith("${MLFLOW_DB_PASSWORD")
+    mariadb_env = SERVICES["mariadb"]["environment"]
+    assert mariadb_env["MLFLOW_DB_PASSWORD"].startswith("${MLFLOW_DB_PASSWORD")
     for app in APPS:
         assert SERVICES[app]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", app
         assert "MLFLOW_DB_PASSWORD" not in str(SERVICES[app]["environment"]), app
