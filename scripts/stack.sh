@@ -272,9 +272,10 @@ SQL
 # MLflow's own tracking server: every flow registers through it and every
 # API instance loads its champions from it (artifacts up- and downloaded
 # through the server, --serve-artifacts), so nothing but the server touches
-# .run/mlflow/served-artifacts. Two workers: the registry is read at API
-# starts and reloads, written by pipeline runs, never on a request's path.
-MLFLOW_WORKERS=2
+# .run/mlflow/served-artifacts. One worker (each costs hundreds of MiB,
+# README): the registry is read at API starts and reloads and written by
+# pipeline runs, never on a request's path.
+MLFLOW_WORKERS=1
 mlflow_up() {
     if pid_alive "$MLFLOW_PID" && mlflow_ready; then
         log "mlflow server already running (pid $(cat "$MLFLOW_PID"))"
