@@ -126,9 +126,11 @@ bench: venv stack-up data ## Benchmarks: print tables, write bench/results/
 		|| echo "[bench] wrk not installed: bench_serve uses its Python load generator"
 	$(WITH_ENV) python -m bench
 
-mlflow-ui: venv ## MLflow UI on 127.0.0.1:MLFLOW_UI_PORT over the local SQLite store
-	$(WITH_ENV) bash -c 'mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" \
-		--default-artifact-root "$$MLFLOW_ARTIFACT_ROOT" --host 127.0.0.1 --port '$$(scripts/ports.sh MLFLOW_UI_PORT)
+mlflow-ui: venv ## Where the registry's UI is (the registry server's own); with OLD=1, a UI on MLFLOW_UI_PORT over the SQLite store older checkouts left in .run/mlflow/
+	@if [ -n "$(OLD)" ]; then \
+		$(WITH_ENV) bash -c 'mlflow ui --backend-store-uri "sqlite:///$$PWD/.run/mlflow/mlflow.db" \
+		--default-artifact-root "$$MLFLOW_ARTIFACT_ROOT" --host 127.0.0.1 --port '$$(scripts/ports.sh MLFLOW_UI_PORT); \
+	else echo "[mlflow] the registry's UI: http://127.0.0.1:$$(scripts/ports.sh MLFLOW_PORT) (scripts/stack.sh runs the server)"; fi
 
 lock: venv ## Regenerate constraints.txt from the venv
 	@{ echo "# Full lock for reproducible installs: pip install -r requirements.txt -c constraints.txt"; \

@@ -64,8 +64,10 @@ WRITER_CREDENTIALS = ("MARIADB_USER", "MARIADB_PASSWORD")
 # is in the ACL; REDIS_URL's own user (the stack's admin, REDIS_PASSWORD in
 # stack.env) is for tests and tools. A role without a password (no ACL, e.g.
 # older stacks) uses REDIS_URL, except the API, which then logs in as nobody.
+# The registry server's database password (MLFLOW_DB_PASSWORD) is only the
+# server's: no client, and so no API process, ever needs it.
 NOT_FOR_API = (*WRITER_CREDENTIALS, "REDIS_PASSWORD", "REDIS_FLOWS_PASSWORD",
-               "REDIS_DRAIN_PASSWORD", "PREFECT_API_AUTH_STRING")
+               "REDIS_DRAIN_PASSWORD", "PREFECT_API_AUTH_STRING", "MLFLOW_DB_PASSWORD")
 # The values that are secrets (a user name is not).
 _SECRETS_NOT_FOR_API = tuple(name for name in NOT_FOR_API if name != "MARIADB_USER")
 MIN_SECRET_LENGTH = 8
@@ -92,7 +94,11 @@ class Settings:
     redis_api_password: str = field(default="", repr=False)
     redis_flows_password: str = field(default="", repr=False)
     redis_drain_password: str = field(default="", repr=False)
-    mlflow_tracking_uri: str = f"sqlite:///{ROOT / '.run' / 'mlflow' / 'mlflow.db'}"
+    # The registry server scripts/stack.sh runs (its default port); a
+    # `sqlite:///` URI is a local store instead (each test area has its own).
+    mlflow_tracking_uri: str = "http://127.0.0.1:5005"
+    # Where a local store's experiments keep artifacts; with a server, the
+    # server keeps them (`--serve-artifacts`).
     mlflow_artifact_root: str = str(ROOT / ".run" / "mlflow" / "artifacts")
     prefect_home: str = str(ROOT / ".run" / "prefect")
     prefect_server_analytics_enabled: str = "false"

@@ -9,8 +9,10 @@
 # keeps its own ports once `scripts/stack.sh up` has recorded them there.
 
 # API_PORT is nginx's; API_INSTANCE_PORT is the first of the API instances'
-# loopback ports (API_INSTANCES of them, one after the other).
-PORT_NAMES=(MARIADB_PORT REDIS_PORT API_PORT API_INSTANCE_PORT PREFECT_SERVER_PORT DBT_DOCS_PORT MLFLOW_UI_PORT)
+# loopback ports (API_INSTANCES of them, one after the other). MLFLOW_PORT is
+# the registry server's (scripts/stack.sh); MLFLOW_UI_PORT is `make mlflow-ui`'s,
+# a UI over the SQLite store older checkouts kept.
+PORT_NAMES=(MARIADB_PORT REDIS_PORT API_PORT API_INSTANCE_PORT PREFECT_SERVER_PORT DBT_DOCS_PORT MLFLOW_UI_PORT MLFLOW_PORT)
 
 port_default() {
     case $1 in
@@ -21,6 +23,7 @@ port_default() {
         PREFECT_SERVER_PORT) echo 4200 ;;
         DBT_DOCS_PORT) echo 8080 ;;
         MLFLOW_UI_PORT) echo 5000 ;;
+        MLFLOW_PORT) echo 5005 ;;
         *) return 1 ;;
     esac
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Local stack without Docker: a private MariaDB 10.11 and Redis 7 on loopback,
-# all state under .run/. Usage: scripts/stack.sh up|down|status|env
+# Local stack without Docker: a private MariaDB 10.11, Redis 7 and the MLflow
+# registry server (`mlflow server`, its store in MariaDB) on loopback, all
+# state under .run/. Usage: scripts/stack.sh up|down|status
 # (nginx, the API's front, is installed here too; `make serve` runs it, with
 # the API instances, under .run/edge/<API_PORT>/: `status` reports it.)
 #
@@ -25,6 +26,8 @@ DB_PID=$DB_DIR/mariadb.pid
 # folder, where other work cleaning up once deleted them mid-build.
 DB_TMP=$DB_DIR/tmp
 REDIS_PID=$REDIS_DIR/redis.pid
+MLFLOW_DIR=$RUN/mlflow
+MLFLOW_PID=$MLFLOW_DIR/server.pid
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -71,8 +74,10 @@ REDIS_URL='redis://vgsales_admin:$redis_password@127.0.0.1:${REDIS_PORT:-36379}/
 REDIS_API_PASSWORD='$(gen_secret)'
 REDIS_FLOWS_PASSWORD='$(gen_secret)'
 REDIS_DRAIN_PASSWORD='$(gen_secret)'
-MLFLOW_TRACKING_URI='sqlite:///$RUN/mlflow/mlflow.db'
+MLFLOW_PORT='${MLFLOW_PORT:-5005}'
+MLFLOW_TRACKING_URI='http://127.0.0.1:${MLFLOW_PORT:-5005}'
 MLFLOW_ARTIFACT_ROOT='$RUN/mlflow/artifacts'
+MLFLOW_DB_PASSWORD='$(gen_secret)'
 PREFECT_HOME='$RUN/prefect'
 PREFECT_SERVER_ANALYTICS_ENABLED='false'
 PREFECT_API_AUTH_STRING='vgsales:$(gen_secret)'
@@ -118,6 +123,9 @@ check_ports() {
     elif port_busy "$REDIS_PORT"; then
         problems+=("$(busy_message REDIS_PORT redis)")
     fi
+    if ! pid_alive "$MLFLOW_PID" && port_busy "$MLFLOW_PORT"; then
+        problems+=("$(busy_message MLFLOW_PORT 'mlflow server')")
+    fi
     [ ${#problems[@]} -eq 0 ] && return 0
     printf '[stack] error: %s\n' "${problems[@]}" >&2
     exit 1
@@ -144,6 +152,9 @@ record_ports() {
         if [ "$name" = REDIS_PORT ]; then
             sed -i "s#^\(REDIS_URL=.*@127\.0\.0\.1:\)[0-9]*/#\1$REDIS_PORT/#" "$ENV_FILE"
         fi
+        if [ "$name" = MLFLOW_PORT ]; then
+            sed -i "s#^MLFLOW_TRACKING_URI='http://127\.0\.0\.1:[0-9]*'#MLFLOW_TRACKING_URI='http://127.0.0.1:$MLFLOW_PORT'#" "$ENV_FILE"
+        fi
     done
 }
 
@@ -159,6 +170,22 @@ added_secrets_env() {
     sed -i "s#^REDIS_URL='redis://:#REDIS_URL='redis://vgsales_admin:#" "$ENV_FILE"
     grep -q "^PREFECT_API_AUTH_STRING=" "$ENV_FILE" \
         || echo "PREFECT_API_AUTH_STRING='vgsales:$(gen_secret)'" >>"$ENV_FILE"
+    grep -q "^MLFLOW_DB_PASSWORD=" "$ENV_FILE" \
+        || echo "MLFLOW_DB_PASSWORD='$(gen_secret)'" >>"$ENV_FILE"
+    registry_moved_to_server
+}
+
+# Older files point MLFLOW_TRACKING_URI at a SQLite store under .run/mlflow/:
+# the registry is now the server, so the URI moves to it. The SQLite file and
+# its artifacts stay where they are, untouched (`make mlflow-ui` still shows
+# them); the server starts empty, and the next `make pipeline` registers the
+# champions there. A URI pointing anywhere else is the user's choice and kept.
+registry_moved_to_server() {
+    local old="sqlite:///$RUN/mlflow/mlflow.db"
+    grep -q "^MLFLOW_TRACKING_URI='$old'\$" "$ENV_FILE" || return 0
+    log "MLFLOW_TRACKING_URI moves from $old to the registry server; the SQLite store is" \
+        "kept as it is (make mlflow-ui shows it), the next 'make pipeline' registers the champions on the server"
+    sed -i "s#^MLFLOW_TRACKING_URI=.*#MLFLOW_TRACKING_URI='http://127.0.0.1:${MLFLOW_PORT:-5005}'#" "$ENV_FILE"
 }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -218,6 +245,63 @@ GRANT SELECT, SHOW VIEW ON \`${MARIADB_DATABASE}%\`.* TO '$MARIADB_READER_USER'@
 GRANT SELECT, SHOW VIEW ON \`${MARIADB_DATABASE}%\`.* TO '$MARIADB_READER_USER'@'localhost';
 FLUSH PRIVILEGES;
 SQL
+}
+
+# The registry's own database and login: the warehouse users' grants
+# (vgsales%) do not reach it, and the server's login reaches nothing else.
+MLFLOW_DATABASE=mlflow
+MLFLOW_DB_USER=vgsales_mlflow
+mlflow_db_users() {
+    db_root <<SQL
+CREATE DATABASE IF NOT EXISTS \`$MLFLOW_DATABASE\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER IF NOT EXISTS '$MLFLOW_DB_USER'@'127.0.0.1' IDENTIFIED BY '$MLFLOW_DB_PASSWORD';
+ALTER USER '$MLFLOW_DB_USER'@'127.0.0.1' IDENTIFIED BY '$MLFLOW_DB_PASSWORD';
+GRANT ALL PRIVILEGES ON \`$MLFLOW_DATABASE\`.* TO '$MLFLOW_DB_USER'@'127.0.0.1';
+FLUSH PRIVILEGES;
+SQL
+}
+
+# MLflow's own tracking server: every flow registers through it and every
+# API instance loads its champions from it (artifacts up- and downloaded
+# through the server, --serve-artifacts), so nothing but the server touches
+# .run/mlflow/served-artifacts. One worker (each costs hundreds of MiB,
+# README): the registry is read at API starts and reloads and written by
+# pipeline runs, never on a request's path.
+MLFLOW_WORKERS=1
+mlflow_up() {
+    if pid_alive "$MLFLOW_PID" && mlflow_ready; then
+        log "mlflow server already running (pid $(cat "$MLFLOW_PID"))"
+        return 0
+    fi
+    pid_alive "$MLFLOW_PID" && stop_pid "mlflow server" "$MLFLOW_PID" group
+    mkdir -p "$MLFLOW_DIR/served-artifacts"
+    log "starting the mlflow registry server on 127.0.0.1:$MLFLOW_PORT (store: MariaDB database $MLFLOW_DATABASE)"
+    local mlflow_bin
+    mlflow_bin=$(command -v mlflow || echo "$ROOT/.venv/bin/mlflow")
+    [ -x "$mlflow_bin" ] || die "mlflow is not installed; run: make venv"
+    # The store's URI holds a password: given in the environment, not on
+    # the command line, where `ps` would show it. setsid: its own process
+    # group, so `down` stops the server and its workers together. No job
+    # execution: its queue consumers (GenAI evaluation jobs) are seven idle
+    # processes here.
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_BACKEND_STORE_URI="mysql+pymysql://$MLFLOW_DB_USER:$MLFLOW_DB_PASSWORD@127.0.0.1:$MARIADB_PORT/$MLFLOW_DATABASE?charset=utf8mb4" \
+        MLFLOW_ARTIFACTS_DESTINATION="$MLFLOW_DIR/served-artifacts" \
+        nohup setsid "$mlflow_bin" server --host 127.0.0.1 --port "$MLFLOW_PORT" \
+        --workers "$MLFLOW_WORKERS" --serve-artifacts \
+        >"$MLFLOW_DIR/server.log" 2>&1 </dev/null 9>&- &
+    echo $! >"$MLFLOW_PID"
+    local i
+    for i in $(seq 1 240); do
+        mlflow_ready && return 0
+        pid_alive "$MLFLOW_PID" || break
+        sleep 0.5
+    done
+    tail -n 20 "$MLFLOW_DIR/server.log" >&2 || true
+    die "the mlflow server did not answer within 120 s; see $MLFLOW_DIR/server.log"
+}
+
+mlflow_ready() {
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MLFLOW_PORT/health" 2>/dev/null)" = 200 ]
 }
 
 redis_up() {
@@ -373,16 +457,19 @@ redis_acl_apply() {
 # error reply too, so another instance answering NOAUTH would pass `ping`.
 redis_ready() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; }
 
+# A third argument `group` signals the pid's whole process group.
 stop_pid() {
-    local name=$1 pidfile=$2 i
+    local name=$1 pidfile=$2 target i
     if pid_alive "$pidfile"; then
         log "stopping $name (pid $(cat "$pidfile"))"
-        kill "$(cat "$pidfile")" 2>/dev/null || true
+        target=$(cat "$pidfile")
+        [ "${3:-}" = group ] && target=-$target
+        kill -- "$target" 2>/dev/null || true
         for i in $(seq 1 60); do
             pid_alive "$pidfile" || break
             sleep 0.5
         done
-        pid_alive "$pidfile" && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+        pid_alive "$pidfile" && kill -9 -- "$target" 2>/dev/null || true
     else
         log "$name not running"
     fi
@@ -407,6 +494,8 @@ cmd_up() {
     record_ports
     mariadb_up
     mariadb_users
+    mlflow_db_users
+    mlflow_up
     redis_up
     redis_limits_apply
     redis_functions_load
@@ -416,6 +505,7 @@ cmd_up() {
 cmd_down() {
     stack_lock
     [ -f "$ENV_FILE" ] && . "$ENV_FILE"
+    stop_pid "mlflow server" "$MLFLOW_PID" group
     stop_pid redis "$REDIS_PID"
     stop_pid mariadb "$DB_PID"
     rm -f "$DB_SOCK" "$DB_SOCK.lock"
@@ -436,7 +526,14 @@ cmd_status() {
         echo "redis:   stopped"; rc=1
     fi
     nginx_status
-    echo "mlflow:  $MLFLOW_TRACKING_URI (artifacts $MLFLOW_ARTIFACT_ROOT)"
+    MLFLOW_PORT=$(port_value MLFLOW_PORT "$ENV_FILE")
+    if pid_alive "$MLFLOW_PID"; then
+        echo "mlflow:  running, pid $(cat "$MLFLOW_PID"), registry server on 127.0.0.1:$MLFLOW_PORT (store: MariaDB database $MLFLOW_DATABASE, artifacts $MLFLOW_DIR/served-artifacts)"
+    else
+        echo "mlflow:  stopped"; rc=1
+    fi
+    [ "$MLFLOW_TRACKING_URI" = "http://127.0.0.1:$MLFLOW_PORT" ] \
+        || echo "         (MLFLOW_TRACKING_URI is $MLFLOW_TRACKING_URI: flows and the API use that, not the server)"
     echo "prefect: PREFECT_HOME=$PREFECT_HOME (ephemeral unless PREFECT_API_URL is set)"
     echo "config:  $ENV_FILE"
     return $rc

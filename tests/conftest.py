@@ -186,6 +186,7 @@ def private_stack(tmp_path_factory):
         "VGSALES_RUN_DIR": str(run_dir),
         "MARIADB_PORT": str(free_port()),
         "REDIS_PORT": str(free_port()),
+        "MLFLOW_PORT": str(free_port()),
     }
 
     def stack(*args: str) -> subprocess.CompletedProcess:

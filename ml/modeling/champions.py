@@ -87,8 +87,14 @@ class Champion:
     info: ChampionInfo
 
 
+def is_server(settings: Settings) -> bool:
+    """Whether the registry is a tracking server (not a local store)."""
+    return settings.mlflow_tracking_uri.startswith(("http://", "https://"))
+
+
 def client(settings: Settings) -> MlflowClient:
-    """A client on the settings' SQLite store; also points the fluent API there."""
+    """A client on the settings' registry (the tracking server, or a local
+    store); also points the fluent API there."""
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     return MlflowClient(
@@ -147,10 +153,26 @@ def load_version(model_name: str, version: str | int, settings: Settings) -> Cha
     mlflow_client = client(settings)
     model_version = mlflow_client.get_model_version(model_name, str(version))
     with tempfile.TemporaryDirectory(prefix="vgsales-model-") as folder:
-        local = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{model_name}/{version}", dst_path=folder))
-        pipeline = load_verified(local, model_version.tags.get(DIGEST_TAG, ""))
+        pipeline = load_verified(_download(model_name, version, folder),
+                                 model_version.tags.get(DIGEST_TAG, ""))
     return Champion(pipeline=pipeline, info=_info(mlflow_client, model_version))
+
+
+def verify_stored(model_name: str, version: str | int, settings: Settings) -> None:
+    """`ArtifactRefused` unless the version's stored files still hash to the
+    digest recorded at registration (a reload checks a served version again:
+    its files may have changed since it was loaded)."""
+    mlflow_client = client(settings)
+    recorded = mlflow_client.get_model_version(model_name, str(version)).tags.get(DIGEST_TAG, "")
+    with tempfile.TemporaryDirectory(prefix="vgsales-model-") as folder:
+        _check_digest(_download(model_name, version, folder), recorded)
+
+
+def _download(model_name: str, version: str | int, folder: str) -> Path:
+    """The version's stored files, copied into `folder` (through the server
+    when the registry is one)."""
+    return Path(mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{model_name}/{version}", dst_path=folder))
 
 
 def artifact_digest(model_dir: Path) -> str:
@@ -177,6 +199,18 @@ def stored_digest(model_uri: str) -> str:
 def load_verified(model_dir: Path, recorded: str) -> Pipeline:
     """The pipeline in `model_dir`, if its files hash to `recorded` and skops
     finds only trusted types in it; `ArtifactRefused` otherwise."""
+    _check_digest(model_dir, recorded)
+    flavour = (yaml.safe_load((model_dir / "MLmodel").read_text()) or {}).get("flavors", {})
+    stored_format = (flavour.get("sklearn") or {}).get("serialization_format")
+    if stored_format != "skops":
+        raise ArtifactRefused(f"serialization format {stored_format!r} refused: only skops loads")
+    try:
+        return skops.io.load(model_dir / MODEL_FILE, trusted=SKOPS_TRUSTED_TYPES)
+    except UntrustedTypesFoundException as error:
+        raise ArtifactRefused(f"untrusted types in the model: {error}") from None
+
+
+def _check_digest(model_dir: Path, recorded: str) -> None:
     if not recorded:
         raise ArtifactRefused(
             f"no {DIGEST_TAG} tag: registered before artifacts were verified; "
@@ -188,11 +222,3 @@ def load_verified(model_dir: Path, recorded: str) -> Pipeline:
             f"artifact digest {found[:16]} differs from the {recorded[:16]} recorded "
             "at registration: the stored files were changed"
         )
-    flavour = (yaml.safe_load((model_dir / "MLmodel").read_text()) or {}).get("flavors", {})
-    stored_format = (flavour.get("sklearn") or {}).get("serialization_format")
-    if stored_format != "skops":
-        raise ArtifactRefused(f"serialization format {stored_format!r} refused: only skops loads")
-    try:
-        return skops.io.load(model_dir / MODEL_FILE, trusted=SKOPS_TRUSTED_TYPES)
-    except UntrustedTypesFoundException as error:
-        raise ArtifactRefused(f"untrusted types in the model: {error}") from None

@@ -1,7 +1,8 @@
 """MLflow tracking and Model Registry with a champion gate.
 
-One experiment per model (artifacts under `settings.mlflow_artifact_root`,
-never `./mlruns`), one registered model per model name, and two aliases:
+One experiment per model (artifacts kept by the registry server, or under
+`settings.mlflow_artifact_root` with a local store; never `./mlruns`), one
+registered model per model name, and two aliases:
 
 - `champion`: the served version. A new version takes it only when it is
   strictly better on the spec's held-out metric (`backtest_r2_mean` for
@@ -48,6 +49,7 @@ from ml.modeling.champions import (
     SKOPS_TRUSTED_TYPES,
     client,
     current_champion,
+    is_server,
     stored_digest,
 )
 from ml.modeling.evaluate import Evaluation
@@ -82,10 +84,13 @@ class Registration:
 
 
 def experiment_id(mlflow_client: MlflowClient, settings: Settings, model_name: str) -> str:
-    """The model's experiment, created with artifacts under the settings' root."""
+    """The model's experiment, created where the registry keeps artifacts."""
     experiment = mlflow_client.get_experiment_by_name(model_name)
     if experiment is None:
-        location = (Path(settings.mlflow_artifact_root) / model_name).resolve().as_uri()
+        # A server stores artifacts itself (uploads go through it, so any
+        # host can register); a local store keeps them under the root.
+        location = None if is_server(settings) else (
+            (Path(settings.mlflow_artifact_root) / model_name).resolve().as_uri())
         try:
             return mlflow_client.create_experiment(model_name, artifact_location=location)
         except MlflowException:

@@ -9,9 +9,12 @@ them. The mechanism (no preload, no signals, no Redis dependency):
    aliases and writes it; later workers (and workers gunicorn restarts after
    `max_requests`) read it, so all serve the same versions even if the
    registry moved meanwhile.
-2. `/admin/reload` resolves the aliases again, rewrites the file (atomically,
-   under a file lock) and loads the new versions in its own worker before
-   answering.
+2. `/admin/reload` resolves the aliases again, loads the new versions in
+   its own worker (and checks the stored files of the versions it already
+   serves against their recorded digests again), then rewrites the file
+   (atomically, under a file lock) with what it now serves, before
+   answering. A refused version is never written, so no worker ever loads
+   it, and the previous one keeps serving.
 3. Every request first compares the file's inode and mtime with what the
    worker last saw (one `stat`). On a change the worker loads the listed
    versions in a background thread and swaps them in when ready; requests
@@ -22,6 +25,9 @@ them. The mechanism (no preload, no signals, no Redis dependency):
 
 Without an instance directory (an app built in-process, e.g. for a Flask
 test client) the worker is alone: reload loads into it directly.
+
+Across instances, nginx sends `/admin/reload` to every one of them
+(serve/edge/nginx.conf.j2), and each runs the above against the registry.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ml.features import MODEL_NAMES
+from ml.modeling import champions
 from ml.modeling.champions import ArtifactRefused
 from ml.settings import Settings
 from serve.model import loaded as models
@@ -114,15 +121,16 @@ class ModelState:
         """
         previous = self.versions()
         wanted = self._resolve_champions()
+        with self._load_lock:
+            self._apply(wanted, verify_served=True)
+        served = self.versions()
         if self._file is not None:
             with self._file_lock():
-                if wanted != self._read():
-                    self._write(wanted)
+                if served != self._read():
+                    self._write(served)
                 with self._flag_lock:
                     self._seen = self._stamp()
-        with self._load_lock:
-            self._apply(wanted)
-        return previous, self.versions()
+        return previous, served
 
     def check_for_reload(self) -> None:
         """Start loading in the background if the champions file changed."""
@@ -147,8 +155,13 @@ class ModelState:
         finally:
             self._loading = False
 
-    def _apply(self, wanted: Versions) -> None:
-        """Load what differs from what is served, then swap all at once."""
+    def _apply(self, wanted: Versions, verify_served: bool = False) -> None:
+        """Load what differs from what is served, then swap all at once.
+
+        `verify_served`: a version already served has its stored files
+        checked again; if they changed, it keeps serving from memory (it was
+        verified when loaded) and the refusal is reported.
+        """
         models_now = dict(self._models)
         problems = [p for p in self.problems if p.startswith("registry:")]
         for name, version in wanted.items():
@@ -161,6 +174,8 @@ class ModelState:
                     )
                 continue
             if current is not None and current.version == version:
+                if verify_served:
+                    problems.extend(self._verify(name, version))
                 continue
             try:
                 loaded = models.load(name, version, self._settings)
@@ -172,6 +187,15 @@ class ModelState:
             self._on_loaded(loaded)
         self._models = models_now
         self.problems = problems
+
+    def _verify(self, name: str, version: str) -> list[str]:
+        try:
+            champions.verify_stored(name, version, self._settings)
+        except ArtifactRefused as error:
+            log.error("%s version %s: stored artifact refused on reload: %s", name, version, error)
+            return [f"{name} version {version}: {public_reason(error)}; "
+                    "still serving the copy verified when it was loaded"]
+        return []
 
     def _resolve_champions(self) -> Versions:
         versions: Versions = {}

@@ -13,8 +13,10 @@ import pymysql
 import pytest
 import redis
 
+from ml.modeling import champions, evaluate, registry, train
 from ml.settings import ROOT, load_settings
 from tests.helpers import connect, kill_pid_file
+from tests.mart_sample import mart_frame
 
 STACK = ROOT / "scripts" / "stack.sh"
 
@@ -28,6 +30,7 @@ def test_up_is_idempotent_and_status_reports(private_stack):
     assert status.returncode == 0
     assert f"127.0.0.1:{settings.mariadb_port}" in status.stdout
     assert "redis:   running" in status.stdout
+    assert "mlflow:  running" in status.stdout
 
 
 def test_mariadb_temporary_files_live_under_the_run_dir(private_stack):
@@ -114,6 +117,57 @@ def test_redis_requires_auth_and_keeps_nothing(private_stack):
     assert client.config_get("save")["save"] == ""
     assert client.config_get("appendonly")["appendonly"] == "no"
     assert client.config_get("bind")["bind"] == "127.0.0.1"
+
+
+def test_the_registry_server_keeps_versions_in_mariadb_and_serves_artifacts(private_stack):
+    _, settings, run_dir = private_stack
+    assert settings.mlflow_tracking_uri.startswith("http://127.0.0.1:")
+    frame = mart_frame(600, seed=3)
+    fitted = train.fit("global_from_regional", frame)
+    registered = registry.register(fitted, evaluate.evaluate(fitted, frame), settings)
+    assert registered.promoted
+    client = champions.client(settings)
+    # Uploaded through the server, which keeps them under the run dir: a
+    # client on another host needs no shared folder.
+    location = client.get_experiment_by_name("global_from_regional").artifact_location
+    assert location.startswith("mlflow-artifacts:")
+    stored = run_dir / "mlflow" / "served-artifacts"
+    assert list(stored.rglob(champions.MODEL_FILE))
+    # What an API instance does, with the settings it gets.
+    loaded = champions.load_champion_with_info("global_from_regional", settings.for_api())
+    assert loaded.info.version == registered.version
+    champions.verify_stored("global_from_regional", registered.version, settings)
+    # The versions live in the server's own database, which its login alone reaches.
+    env = dict(line.split("=", 1) for line in (run_dir / "stack.env").read_text().splitlines()
+               if "=" in line and not line.startswith("#"))
+    password = env["MLFLOW_DB_PASSWORD"].strip("'")
+    with pymysql.connect(host="127.0.0.1", port=settings.mariadb_port, user="vgsales_mlflow",
+                         password=password, database="mlflow") as conn, conn.cursor() as cur:
+        cur.execute("select name, version from model_versions")
+        assert cur.fetchall() == (("global_from_regional", registered.version),)
+    with connect(settings) as conn, conn.cursor() as cur:
+        with pytest.raises(pymysql.err.OperationalError):
+            cur.execute("select count(*) from mlflow.model_versions")
+    # Its password is given in the server's environment, never on a command line.
+    pid = (run_dir / "mlflow" / "server.pid").read_text().strip()
+    assert password not in Path(f"/proc/{pid}/cmdline").read_text()
+
+
+def test_an_older_sqlite_registry_is_kept_and_the_uri_moves_to_the_server(private_stack):
+    stack, settings, run_dir = private_stack
+    env_file = run_dir / "stack.env"
+    old_store = run_dir / "mlflow" / "mlflow.db"
+    old_store.write_bytes(b"an older checkout's registry")
+    server_uri = settings.mlflow_tracking_uri
+    text = env_file.read_text()
+    env_file.write_text(text.replace(f"MLFLOW_TRACKING_URI='{server_uri}'",
+                                     f"MLFLOW_TRACKING_URI='sqlite:///{old_store}'"))
+    moved = stack("up")
+    assert moved.returncode == 0, moved.stderr
+    assert "SQLite store is kept" in moved.stderr
+    assert old_store.read_bytes() == b"an older checkout's registry"
+    moved_to = load_settings(environ={"VGSALES_RUN_DIR": str(run_dir)}).mlflow_tracking_uri
+    assert moved_to == server_uri
 
 
 def test_recovers_after_kill_9_and_down_up(private_stack):

@@ -336,21 +336,16 @@ def test_a_tampered_champion_is_refused_and_the_previous_one_kept(server, built_
     assert reload["current"][REGIONAL] == served
     assert any(f"{REGIONAL} version {newer}: refused: artifact digest" in p
                for p in reload["problems"]), reload
-    # Every worker of every instance told of the new version (its instance's
-    # champions file names it) refuses it, keeps serving the previous version
-    # and says why; each instance is asked on its own port, every worker in turn.
-    told = [port for port in instance_ports(server.settings)
-            if json.loads((server.settings.run_dir / "serve" / str(port) / "champions.json")
-                          .read_text())[REGIONAL] == newer]
-    assert told, "the instance that took the reload names the new version"
-    deadline = time.monotonic() + 120
-    for port in told:
-        seen_problem = 0
-        while seen_problem < 5:
-            assert time.monotonic() < deadline, server.log.read_text()[-3000:]
+    # No instance's champions file names the refused version (nginx sent the
+    # reload to each, and each refused it), so no worker, one restarted later
+    # included, ever loads it; every worker keeps serving the previous one.
+    for port in instance_ports(server.settings):
+        pinned = json.loads((server.settings.run_dir / "serve" / str(port) / "champions.json")
+                            .read_text())
+        assert pinned[REGIONAL] == served
+        for _ in range(5):
             ready = call(port, "GET", "/ready").json()
             assert ready["models"][REGIONAL] == served
-            seen_problem += any("refused: artifact digest" in p for p in ready["problems"])
             assert str(folder) not in json.dumps(ready)
     for _ in range(10):
         status, answer = server.post_json("/predict", VALID)

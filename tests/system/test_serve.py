@@ -2,8 +2,9 @@
 (`python -m serve`), an MLflow SQLite registry with both models trained on the mart dbt builds (the session's
 `server` fixture, tests/system/conftest.py), Redis db 5 of the run's block.
 
-The reload test runs last: it registers a new champion while a client
-thread keeps predicting, then puts version 1 back.
+The reload tests run last: they register new champions (one while a client
+thread keeps predicting, one whose artifact is refused), then put version 1
+back.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import re
 import threading
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -29,7 +32,7 @@ from ml.monitoring.stream import STREAM
 from serve import schemas
 from serve.edge.limits import instance_ports, workers_per_instance
 from tests.api_server import ADMIN_TOKEN as TOKEN
-from tests.api_server import Server, instance_metrics, served_versions
+from tests.api_server import Server, call, instance_metrics, served_versions
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
@@ -609,6 +612,50 @@ def test_reload_under_load_drops_nothing_and_reaches_every_worker(server):
     client.set_registered_model_alias("global_from_regional", champions.CHAMPION, "1")
     assert reload(server)["current"] == {"global_from_regional": "1", "prerelease": "1"}
     wait_served(server, "1")
+
+
+def test_a_refused_artifact_keeps_the_previous_version_serving(server):
+    client = champions.client(server.settings)
+    name = "global_from_regional"
+    served = {"global_from_regional": "1", "prerelease": "1"}
+    old = client.get_model_version(name, "1")
+    # A new champion whose stored files do not hash to its recorded digest:
+    # every instance refuses it and keeps version 1, and says why.
+    bad = client.create_model_version(name, old.source, old.run_id,
+                                      tags={champions.DIGEST_TAG: "0" * 64})
+    client.set_registered_model_alias(name, champions.CHAMPION, bad.version)
+    try:
+        for port in instance_ports(server.settings):
+            body = reload_instance(port)
+            assert body["current"] == served and body["changed"] is False
+            assert [p for p in body["problems"]
+                    if p.startswith(f"{name} version {bad.version}: refused: artifact digest")]
+            assert set(served_versions(port, name).values()) == {"1.0"}
+    finally:
+        client.set_registered_model_alias(name, champions.CHAMPION, "1")
+    # The served version's own stored file changed after it was loaded: a
+    # reload checks it again, refuses it, and serves the copy it verified.
+    stored = Path(urlsplit(client.get_model_version_download_uri(name, "1")).path)
+    model_file = stored / champions.MODEL_FILE
+    original = model_file.read_bytes()
+    model_file.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    try:
+        for port in instance_ports(server.settings):
+            body = reload_instance(port)
+            assert body["current"] == served
+            assert [p for p in body["problems"] if p.startswith(f"{name} version 1: refused")
+                    and "still serving" in p]
+            assert call(port, "POST", "/predict", VALID).status == 200
+    finally:
+        model_file.write_bytes(original)
+    assert reload(server)["problems"] == []
+
+
+def reload_instance(port: int) -> dict:
+    """`/admin/reload` of one instance, on its own port (not through nginx)."""
+    answer = call(port, "POST", "/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status == 200, answer.body
+    return answer.json()
 
 
 def champion_again(server: Server, version: str) -> str:

@@ -98,11 +98,11 @@ def assert_first_intact(first) -> None:
 
 def test_two_checkouts_side_by_side(first, second):
     checkout, run = second
-    mariadb_port, redis_port = free_port(), free_port()
+    mariadb_port, redis_port, mlflow_port = free_port(), free_port(), free_port()
 
     # The first's MariaDB port: refused by name, nothing started.
     clash = run("scripts/stack.sh", "up", MARIADB_PORT=str(first.mariadb_port),
-                REDIS_PORT=str(redis_port))
+                REDIS_PORT=str(redis_port), MLFLOW_PORT=str(mlflow_port))
     assert clash.returncode == 1
     assert "MARIADB_PORT=<port>" in clash.stderr and str(first.mariadb_port) in clash.stderr
     assert not (checkout / ".run" / "mariadb").exists(), clash.stderr
@@ -111,7 +111,7 @@ def test_two_checkouts_side_by_side(first, second):
     # The first's Redis port (its Redis answers NOAUTH to the second's password).
     redis_first = int(first.redis_url.rsplit(":", 1)[1].split("/")[0])
     clash = run("scripts/stack.sh", "up", MARIADB_PORT=str(mariadb_port),
-                REDIS_PORT=str(redis_first))
+                REDIS_PORT=str(redis_first), MLFLOW_PORT=str(mlflow_port))
     assert clash.returncode == 1
     assert "REDIS_PORT=<port>" in clash.stderr and "MARIADB_PORT" not in clash.stderr
     assert not (checkout / ".run" / "mariadb").exists(), clash.stderr
@@ -120,7 +120,8 @@ def test_two_checkouts_side_by_side(first, second):
     # and are recorded for later commands that do not set them.
     api_port = free_port()
     started = run("scripts/stack.sh", "up", MARIADB_PORT=str(mariadb_port),
-                  REDIS_PORT=str(redis_port), API_PORT=str(api_port))
+                  REDIS_PORT=str(redis_port), API_PORT=str(api_port),
+                  MLFLOW_PORT=str(mlflow_port))
     assert started.returncode == 0, started.stderr
     recorded = load_settings(environ={"VGSALES_RUN_DIR": str(checkout / ".run")})
     assert (recorded.mariadb_port, recorded.api_port) == (mariadb_port, api_port)
@@ -130,6 +131,7 @@ def test_two_checkouts_side_by_side(first, second):
     ports = run("scripts/ports.sh")
     assert f"MARIADB_PORT={mariadb_port}\n" in ports.stdout
     assert f"API_PORT={api_port}\n" in ports.stdout
+    assert f"MLFLOW_PORT={mlflow_port}\n" in ports.stdout
 
     # The second's API on the first's port: refused by name, the first unharmed.
     clash = run("scripts/with-env", "python", "-m", "serve", API_PORT=str(first.api_port))

@@ -40,7 +40,7 @@ def test_services_present():
     assert SERVICES["redis"]["image"].startswith("redis:7")
 
 
-@pytest.mark.parametrize("service", [*APPS, "nginx"])
+@pytest.mark.parametrize("service", [*APPS, "nginx", "mlflow"])
 def test_build_paths_exist(service):
     build = SERVICES[service]["build"]
     context = ROOT / build["context"]
@@ -116,12 +116,36 @@ def published(service: str) -> list[tuple[str, str, str]]:
 
 def test_ports_agree_with_local_stack_and_bind_loopback():
     assert published("mariadb") == [("127.0.0.1", stack_default("MARIADB_PORT"), "3306")]
+    assert published("mlflow") == [("127.0.0.1", stack_default("MLFLOW_PORT"), "5000")]
     assert published("redis") == [("127.0.0.1", stack_default("REDIS_PORT"), "6379")]
     assert published("nginx") == [("127.0.0.1", str(Settings().api_port), "8000")]
     assert not any(published(replica) for replica in REPLICAS)  # through nginx only
     for service in SERVICES:
         for host_ip, _, _ in published(service):
             assert host_ip == "127.0.0.1", service
+
+
+def test_the_registry_server_keeps_its_store_in_mariadb():
+    """As scripts/stack.sh runs it: its own database and login on MariaDB
+    (utf8mb4), artifacts served, the URI (a password) in the environment;
+    every app reaches the registry through it."""
+    service = SERVICES["mlflow"]
+    assert service["command"][:2] == ["mlflow", "server"]
+    assert "--serve-artifacts" in service["command"]
+    database = re.search(r"^MLFLOW_DATABASE=(\S+)$", STACK_SH, re.M).group(1)
+    login = re.search(r"^MLFLOW_DB_USER=(\S+)$", STACK_SH, re.M).group(1)
+    uri = service["environment"]["MLFLOW_BACKEND_STORE_URI"]
+    assert re.fullmatch(rf"mysql\+pymysql://{login}:\$\{{MLFLOW_DB_PASSWORD:\?[^}}]+\}}"
+                        rf"@mariadb:3306/{database}\?charset=utf8mb4", uri), uri
+    assert service["depends_on"]["mariadb"] == {"condition": "service_healthy"}
+    init = (ROOT / "docker" / "mariadb-init" / "01-users.sh").read_text()
+    assert f"CREATE DATABASE IF NOT EXISTS {database} CHARACTER SET utf8mb4" in init
+    assert f"ON {database}.* TO '{login}'@'%'" in init
+    mariadb_env = SERVICES["mariadb"]["environment"]
+    assert mariadb_env["MLFLOW_DB_PASSWORD"].startswith("${MLFLOW_DB_PASSWORD")
+    for app in APPS:
+        assert SERVICES[app]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", app
+        assert "MLFLOW_DB_PASSWORD" not in str(SERVICES[app]["environment"]), app
 
 
 def test_mariadb_tmpdir_is_a_volume_of_its_own():

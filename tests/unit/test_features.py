@@ -169,3 +169,18 @@ def test_not_blank_matches_exactly_what_strip_keeps():
     assert disagree == []
     assert features.validate_records("prerelease", [{**good_record("prerelease"),
                                                      "genre": "\u0085"}])
+
+
+def test_the_prediction_log_keeps_every_category_the_api_accepts():
+    """fct_predictions casts platform and genre to dbt's `max_category_length`."""
+    import yaml
+
+    from ml.settings import ROOT
+
+    project = yaml.safe_load((ROOT / "dbt_project" / "dbt_project.yml").read_text())
+    assert project["vars"]["max_category_length"] == features.MAX_CATEGORY_LENGTH
+    model = (ROOT / "dbt_project" / "models" / "marts" / "monitoring"
+             / "fct_predictions.sql").read_text()
+    for column in ("platform", "genre"):
+        assert re.search(rf"'\$\.{column}'\)\s+as char\(\{{\{{ var\('max_category_length'\) \}}\}}\)",
+                         model), column
