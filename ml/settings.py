@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import hashlib
 import os
+import re
 import shlex
 import typing
 from collections.abc import Mapping
@@ -27,6 +28,16 @@ from pydantic.dataclasses import dataclass
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _port_defaults(ports_script: Path = ROOT / "scripts" / "ports.sh") -> dict[str, int]:
+    """The default of every port, read from scripts/ports.sh (their one home,
+    which the shell scripts source): its `NAME) echo 1234 ;;` lines."""
+    found = re.findall(r"^\s*([A-Z_]+_PORT)\) echo (\d+) ;;$", ports_script.read_text(), re.M)
+    return {name: int(port) for name, port in found}
+
+
+PORT_DEFAULTS = _port_defaults()
 
 # Names exported to child processes (dbt's profiles.yml reads them via env_var()).
 EXPORTED = (
@@ -84,19 +95,19 @@ class Settings:
     root: Path = ROOT
     run_dir: Path = ROOT / ".run"
     mariadb_host: str = "127.0.0.1"
-    mariadb_port: int = 33306
+    mariadb_port: int = PORT_DEFAULTS["MARIADB_PORT"]
     mariadb_database: str = "vgsales"
     mariadb_user: str = "vgsales_writer"
     mariadb_password: SecretStr = SecretStr("")
     mariadb_reader_user: str = "vgsales_reader"
     mariadb_reader_password: SecretStr = SecretStr("")
-    redis_url: str = field(default="redis://127.0.0.1:36379/0", repr=False)
+    redis_url: str = field(default=f"redis://127.0.0.1:{PORT_DEFAULTS['REDIS_PORT']}/0", repr=False)
     redis_api_password: str = field(default="", repr=False)
     redis_flows_password: str = field(default="", repr=False)
     redis_drain_password: str = field(default="", repr=False)
     # The registry server scripts/stack.sh runs (its default port); a
     # `sqlite:///` URI is a local store instead (each test area has its own).
-    mlflow_tracking_uri: str = "http://127.0.0.1:5005"
+    mlflow_tracking_uri: str = f"http://127.0.0.1:{PORT_DEFAULTS['MLFLOW_PORT']}"
     # Where a local store's experiments keep artifacts; with a server, the
     # server keeps them (`--serve-artifacts`).
     mlflow_artifact_root: str = str(ROOT / ".run" / "mlflow" / "artifacts")
@@ -108,11 +119,11 @@ class Settings:
     # migrations) takes on a busy 2-core machine.
     prefect_server_ephemeral_startup_timeout_seconds: str = "90"
     dbt_profiles_dir: str = str(ROOT / "dbt_project")
-    api_port: int = 8000
+    api_port: int = PORT_DEFAULTS["API_PORT"]
     # nginx listens on api_port in front of this many gunicorn instances, on
     # loopback ports from api_instance_port up (serve/edge/).
     api_instances: PositiveInt = 2
-    api_instance_port: int = 8001
+    api_instance_port: int = PORT_DEFAULTS["API_INSTANCE_PORT"]
     api_admin_token: SecretStr = SecretStr("")
     vgsales_csv: str = ""
     vgsales_seeds_dir: str = str(ROOT / "seeds")

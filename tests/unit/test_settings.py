@@ -99,3 +99,19 @@ def test_shell_output_round_trips_through_the_loader(tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout
     assert sourced == "p@ss word$|18001"
+
+
+def test_every_port_default_comes_from_scripts_ports_sh():
+    """One home for port defaults: Settings reads scripts/ports.sh, which the
+    shell scripts source; every port it names has a default there."""
+    import re
+
+    from ml.settings import PORT_DEFAULTS, ROOT, Settings
+
+    script = (ROOT / "scripts" / "ports.sh").read_text()
+    names = re.search(r"PORT_NAMES=\(([^)]*)\)", script).group(1).split()
+    assert sorted(PORT_DEFAULTS) == sorted(names)
+    settings = Settings()
+    assert settings.mariadb_port == PORT_DEFAULTS["MARIADB_PORT"]
+    assert settings.api_instance_port == PORT_DEFAULTS["API_INSTANCE_PORT"]
+    assert settings.mlflow_tracking_uri.endswith(f":{PORT_DEFAULTS['MLFLOW_PORT']}")
