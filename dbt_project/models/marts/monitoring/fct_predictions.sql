@@ -28,9 +28,9 @@ select
     model_name,
     model_version,
     predicted_global_sales,
-    cast(json_value(features_json, '$.platform') as char(64))
+    cast(json_value(features_json, '$.platform') as char(100))
     collate utf8mb4_bin as platform,
-    cast(json_value(features_json, '$.genre') as char(64))
+    cast(json_value(features_json, '$.genre') as char(100))
     collate utf8mb4_bin as genre,
     cast(json_value(features_json, '$.publisher') as char(512))
     collate utf8mb4_bin as publisher,
