@@ -1,8 +1,15 @@
+{{ config(materialized='incremental') }}
+
 {#-
     What each load changed, from `fct_sales_history` (docs block
     load_history): one row per release that a load added, revised (sales,
     publisher or genre differ from the previous load) or no longer has, with
     the figures before and after.
+    Incremental: the history is append-only, so what a past load changed
+    never changes; a build compares only the loads after the last one listed
+    (none when the file is unchanged) instead of the whole history again.
+    A load that changed nothing lists no row and is compared again, to the
+    same empty result, until a later load is listed.
 -#}
 with
 
@@ -29,6 +36,15 @@ loads as (
     ) as distinct_loads
 
 ),
+
+{% if is_incremental() %}
+listed as (
+
+    select coalesce(max(load_number), 0) as last_load_number
+    from {{ this }}
+
+),
+{% endif %}
 
 paired as (
 
@@ -66,6 +82,9 @@ paired as (
         on
             current_rows.release_id = previous_rows.release_id
             and previous_load.load_id = previous_rows.load_id
+    {% if is_incremental() %}
+        where current_load.load_number > (select last_load_number from listed)
+    {% endif %}
 
 ),
 
@@ -92,7 +111,11 @@ removed as (
         on
             previous_rows.release_id = next_rows.release_id
             and next_load.load_id = next_rows.load_id
-    where next_rows.release_id is null
+    where
+        next_rows.release_id is null
+        {% if is_incremental() %}
+            and next_load.load_number > (select last_load_number from listed)
+        {% endif %}
 
 ),
 
