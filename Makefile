@@ -21,7 +21,7 @@ PREFECT_URL = $$(scripts/prefect_server.sh url)
 
 .PHONY: help run pipeline serve test test-fast imports deployments db-shell venv stack-up stack-down stack-status data \
 	lint docs docs-serve bench mlflow-ui lock clean distclean report dp-release model-card \
-	deploy worker drift-check prefect-down browser
+	deploy worker drift-check prefect-down browser dbt-changed
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ drift-check: venv stack-up ## Drain the prediction log, check drift, retrain on 
 
 prefect-down: ## Stop the local Prefect server (schedules stay in .run/prefect-server/)
 	@scripts/prefect_server.sh down
+
+dbt-changed: venv stack-up data ## Build and test only the dbt models changed since the last `make pipeline`, and their children, into <database>_dev
+	$(WITH_ENV) python -m ml.warehouse.changed
 
 lint: venv stack-up ## sqlfluff (dbt templater) over the dbt models and tests
 	cd dbt_project && ../$(WITH_ENV) sqlfluff lint models tests

@@ -18,6 +18,7 @@ from flows.pipeline.summary import ModelOutcome, PipelineReport
 from flows.pipeline.tasks import (
     build_warehouse,
     check_goals,
+    describe_loads,
     document_model,
     evaluate_model,
     fit_model,
@@ -64,6 +65,7 @@ def vgsales_pipeline(
         row_counts=_row_counts(mart.frame, quality),
         data_quality_markdown=quality.markdown if quality else None,
         dbt_warnings=quality.warnings if quality else [],
+        loads=None if skip_dbt else describe_loads(settings),
     )
     tags = {
         "flow_run_id": report.flow_run_id,
@@ -104,7 +106,7 @@ def vgsales_pipeline(
     create_markdown_artifact(
         key=SUMMARY_ARTIFACT,
         markdown=report.to_markdown(),
-        description="Data quality, row counts, metrics vs baselines, registry outcome",
+        description="Loads, data quality, row counts, metrics vs baselines, registry outcome",
     )
     create_table_artifact(
         key=METRICS_ARTIFACT,

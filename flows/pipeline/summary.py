@@ -31,6 +31,15 @@ class SnapshotOutcome:
 
 
 @dataclass(frozen=True)
+class LoadReport:
+    """What the loads of the raw file changed, and how long ago it was loaded."""
+
+    latest: str  # ml.warehouse.loads.LoadHistory.describe_latest
+    markdown: str  # ml.warehouse.loads.LoadHistory.to_markdown
+    freshness: str  # ml.warehouse.loads.Freshness.describe
+
+
+@dataclass(frozen=True)
 class ModelOutcome:
     """One model's evaluation and what the registry did with it."""
 
@@ -57,6 +66,7 @@ class PipelineReport:
     dbt_warnings: list[str] = field(default_factory=list)
     reload: str = ""
     goals_markdown: str | None = None  # the forecast's goals beside baselines
+    loads: LoadReport | None = None  # None when dbt was skipped
 
     @property
     def degraded(self) -> bool:
@@ -66,11 +76,13 @@ class PipelineReport:
         """The summary artifact: the outcome first, then the details.
 
         Outcome: status, data source, dbt warnings, registry decisions, API,
-        the forecast's goals. Details: data quality, row counts, each model's metrics vs baselines.
+        the forecast's goals. Details: what the loads changed, data quality, row counts, each model's metrics vs baselines.
         """
         status = "completed, **degraded**" if self.degraded else "completed"
         lines = ["# vgsales pipeline run", "", f"Status: {status}.", ""]
         lines += [f"Data: {self.snapshot.describe()}", ""]
+        if self.loads is not None:
+            lines += [f"Load: {self.loads.latest} Freshness: {self.loads.freshness}", ""]
         if self.dbt_warnings:
             lines += [f"dbt warnings ({len(self.dbt_warnings)}):", ""]
             lines += [f"- {warning}" for warning in self.dbt_warnings] + [""]
@@ -84,6 +96,11 @@ class PipelineReport:
         lines += ["", f"API: {self.reload}", ""]
         if self.goals_markdown:
             lines += ["## Forecast goals", "", self.goals_markdown, ""]
+        lines += ["## Loads", ""]
+        if self.loads is None:
+            lines += ["dbt was skipped (`--skip-dbt`): no load was made.", ""]
+        else:
+            lines += [self.loads.markdown, ""]
         lines += ["## Data quality", ""]
         if self.data_quality_markdown is None:
             lines += ["dbt was skipped (`--skip-dbt`): the mart was used as it stood.", ""]

@@ -23,7 +23,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from flows.pipeline.summary import SnapshotOutcome
+from flows.pipeline.summary import LoadReport, SnapshotOutcome
 from ml.data.fetch import describe_raw
 from ml.modeling import goals
 from ml.modeling.evaluate import Evaluation, evaluate
@@ -34,7 +34,8 @@ from ml.modeling.registry import Registration, register
 from ml.modeling.train import FittedModel, fit
 from ml.settings import Settings
 from ml.warehouse import snapshot
-from ml.warehouse.dbt_runner import run_dbt
+from ml.warehouse.dbt_runner import keep_production_state, run_dbt
+from ml.warehouse.loads import read_freshness, read_load_history
 from ml.warehouse.mart import mart_fingerprint, read_ml_mart, read_platforms, read_written_names
 from ml.warehouse.validation_summary import Summary, build_summary
 
@@ -114,7 +115,34 @@ def build_warehouse(settings: Settings) -> Summary:
             f"rows are in the '{QUALITY_ARTIFACT}' artifact and {target}"
         )
     logger.info("dbt build passed: %s", summary.totals)
+    logger.info("Production state for `make dbt-changed`: %s", keep_production_state(target, settings))
     return summary
+
+
+@task(cache_policy=NO_CACHE, **MARIADB_RETRIES)
+def describe_loads(settings: Settings) -> LoadReport:
+    """What the loads of the raw file changed (`mon_sales_revisions`, built by
+    `dbt build`) and dbt's source freshness of the load audit.
+
+    A stale load is a warning in the summary, never a failure: the pipeline
+    has just loaded the file it was given.
+    """
+    logger = get_run_logger()
+    # A folder of its own: the build's run_results.json stays for people to read.
+    target = settings.run_dir / "dbt" / f"{settings.mariadb_database}-freshness"
+    result = run_dbt(
+        ["source", "freshness", "--select", "source:seed_loads", "--no-use-colors"],
+        settings, log=logger.info, target_path=target,
+    )
+    try:
+        freshness = read_freshness(target).describe()
+    except (FileNotFoundError, KeyError) as error:
+        freshness = f"**not checked**: {error} (dbt exited with {result.returncode})."
+    if not freshness.startswith("pass"):
+        logger.warning("Load freshness: %s", freshness)
+    history = read_load_history(settings)
+    logger.info("%s", history.describe_latest())
+    return LoadReport(history.describe_latest(), history.to_markdown(), freshness)
 
 
 @dataclass(frozen=True)

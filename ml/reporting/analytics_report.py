@@ -35,6 +35,7 @@ from ml.reporting.model_findings import (
     champion_findings,
 )
 from ml.settings import Settings, load_settings
+from ml.warehouse.loads import LoadHistory, read_load_history
 from ml.warehouse.mart import read_ml_mart
 
 REPORT_FILE = "index.html"
@@ -223,6 +224,22 @@ def rq3_section(releases: pd.DataFrame) -> Section:
     return section
 
 
+def loads_section(history: LoadHistory) -> Section:
+    """What each load of the raw file added, revised and removed (`mon_sales_revisions`)."""
+    section = Section("loads", "Loads of the raw file")
+    section.text(
+        history.describe_latest() + " Each load of a file whose content differs from the last "
+        "one is kept in fct_sales_history; mon_sales_revisions lists every release a load "
+        "added, revised (sales, publisher or genre) or no longer has."
+    )
+    if not history.loads.empty:
+        section.table(history.loads, "Loads: releases accepted and what changed against the load before")
+    if not history.largest_revisions.empty:
+        section.table(history.largest_revisions,
+                      f"Largest revisions of load {history.latest.load_number} (global sales, millions)")
+    return section
+
+
 def model_section(
     findings: list[ModelFindings | MissingChampion], cards: dict[str, Document] | None = None
 ) -> Section:
@@ -306,6 +323,7 @@ def build_sections(
     database: str,
     progress: Callable[[str], None] = print,
     cards: dict[str, Document] | None = None,
+    loads: LoadHistory | None = None,
 ) -> list[Section]:
     """Every section, in page order, from already-read data."""
     builders = [
@@ -318,6 +336,8 @@ def build_sections(
         ("rq3", lambda: rq3_section(data.releases)),
         ("model", lambda: model_section(findings, cards)),
     ]
+    if loads is not None:
+        builders.insert(1, ("loads", lambda: loads_section(loads)))
     sections = []
     for name, builder in builders:
         progress(f"[report] section {name}")
@@ -347,7 +367,8 @@ def build_report(settings: Settings, out_dir: Path, progress: Callable[[str], No
         for finding in findings
         if isinstance(finding, ModelFindings)
     }
-    sections = build_sections(data, findings, settings.mariadb_database, progress, cards)
+    sections = build_sections(data, findings, settings.mariadb_database, progress, cards,
+                              read_load_history(settings))
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / REPORT_FILE

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -183,3 +184,21 @@ def run_dbt(
         target_path=target,
         run_results=run_results,
     )
+
+
+def production_state_dir(settings: Settings) -> Path:
+    """Where the pipeline keeps the manifest of its last successful build of
+    `settings`' database: the `--state` that `make dbt-changed` compares with."""
+    return settings.run_dir / "dbt" / f"{settings.mariadb_database}-state"
+
+
+def keep_production_state(target: Path, settings: Settings) -> Path:
+    """Copy the manifest of a successful build in `target` to the production state.
+
+    Copied, not read from the build's target: the next build overwrites its
+    target's manifest, and a failed build must not become the state.
+    """
+    state = production_state_dir(settings)
+    state.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(target / "manifest.json", state / "manifest.json")
+    return state

@@ -23,6 +23,7 @@ from ml.modeling import evaluate, registry, train
 from ml.reporting import analytics_report as report
 from ml.reporting import tables
 from ml.reporting.data import MartData, typed_releases
+from ml.warehouse.loads import LoadHistory
 from ml.reporting.model_findings import (
     MissingChampion,
     ModelFindings,
@@ -256,3 +257,21 @@ def test_report_from_a_real_warehouse_without_champions(marts_settings, tmp_path
     if misdated:  # the real file: 4 DS rows dated 1985
         assert f"leave out {misdated:,} releases dated before" in page
     assert f"({float(sales):,.1f} million units sold worldwide)" in page
+
+
+def test_loads_section_states_what_the_latest_load_changed(mart_data):
+    loads = pd.DataFrame({
+        "load_number": [1, 2], "loaded_at": ["2026-01-01 06:00:00", "2026-05-01 06:00:00"],
+        "file_sha256": ["a" * 64, "b" * 64], "releases": [16_595, 18_000],
+        "added": [16_595, 1_410], "revised": [0, 830], "removed": [0, 5]})
+    largest = pd.DataFrame({
+        "game_name": ["Wii Sports"], "platform_code": ["Wii"], "release_year": [2006],
+        "previous_global_sales": [82.74], "global_sales": [83.24], "global_sales_change": [0.5]})
+    missing = [MissingChampion(m, "no champion in this store") for m in features.MODEL_NAMES]
+    sections = report.build_sections(mart_data, missing, "vgsales_unit", progress=lambda _: None,
+                                     loads=LoadHistory(loads, largest))
+    page = report.render(sections, "unit test")
+    assert [s.id for s in sections][:2] == ["overview", "loads"]
+    assert "Load 2 (file `bbbbbbbbbbbb`, loaded 2026-05-01 06:00:00), against load 1: " \
+           "1,410 added, 830 revised, 5 removed releases." in page
+    assert "Largest revisions of load 2" in page and "Wii Sports" in page

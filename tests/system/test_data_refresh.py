@@ -1,9 +1,11 @@
 """The README's data refresh, step by step: a newer `vgsales.csv` (written by
 `python -m ml.data.refresh`) placed in the seeds folder, then what `make
 pipeline` runs (`python -m ml.data.fetch`, then `python -m flows.pipeline`),
-in a database of its own (vgsales_test_refresh, Redis db 15). The newer file
-reaches the warehouse, and the file the user placed is never replaced, not
-even with VGSALES_CSV pointing at another file.
+in a database of its own (vgsales_test_refresh, Redis db 15) that already
+holds a load of the older file. The newer file reaches the warehouse, the
+run's summary states what it added and revised (as `mon_sales_revisions`
+lists), and the file the user placed is never replaced, not even with
+VGSALES_CSV pointing at another file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ml.data.csv_check import check_raw_csv
 from ml.data.refresh import NEW_PLATFORM
 from ml.data.synthetic import write_csv
 from ml.settings import ROOT
+from ml.warehouse.dbt_runner import run_dbt
 from tests.helpers import free_port, isolated_settings
 
 pytestmark = pytest.mark.slow
@@ -48,6 +51,12 @@ def test_a_newer_file_in_seeds_goes_through_the_pipeline(stack_settings, tmp_pat
         vgsales_seeds_dir=str(seeds), vgsales_csv=str(base), api_port=free_port(),
     )
 
+    # The older file was loaded before (a build is all a load needs).
+    first = run_dbt(["build", "--no-use-colors"],
+                    dataclasses.replace(settings, vgsales_seeds_dir=str(base.parent)),
+                    log=lambda line: None, target_path=tmp_path / "first-load")
+    assert first.ok, first.status_counts
+
     data = run(settings, "-m", "ml.data.fetch", "--no-download")
     assert data.returncode == 0, data.stderr
     assert f"VGSALES_CSV={base} not used" in data.stderr
@@ -67,7 +76,16 @@ def test_a_newer_file_in_seeds_goes_through_the_pipeline(stack_settings, tmp_pat
             new_platform = connection.execute(sa.text(
                 "select count(*) from ml_release_features where platform = :code"),
                 {"code": NEW_PLATFORM}).scalar()
+            changes = dict(connection.execute(sa.text(
+                "select change_kind, count(*) from mon_sales_revisions where load_number = 2"
+                " group by change_kind")).all())
     finally:
         engine.dispose()
     assert loaded == rows
     assert new_platform > 0
+    # `make pipeline` alone built what the load changed, and its summary says it.
+    assert changes["added"] > 0 and changes["revised"] > 0 and "removed" not in changes
+    assert (f"Load 2 (file `{settings.seed_sha256()[:12]}`" in flow.stdout
+            and f"against load 1: {changes['added']:,} added, {changes['revised']:,} revised, "
+                "0 removed releases." in flow.stdout), flow.stdout[-4000:]
+    assert "## Loads" in flow.stdout and "Largest revisions of load 2" in flow.stdout

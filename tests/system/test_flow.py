@@ -168,9 +168,13 @@ def test_first_run_summary_and_metrics_artifacts(flow_settings, prefect_server, 
     report, _ = first_run
     markdown = report["markdown"]
     assert report["data_quality_markdown"], "dbt ran, so the summary has data quality"
-    for heading in ("## Data quality", "## Row counts", *(f"`{m}`" for m in MODEL_NAMES)):
+    for heading in ("## Loads", "## Data quality", "## Row counts",
+                    *(f"`{m}`" for m in MODEL_NAMES)):
         assert heading in markdown
     assert "Redis snapshot" in markdown and "published" in markdown
+    # The first load of the file, and dbt's freshness of the load audit.
+    assert report["loads"]["latest"].startswith("Load 1 (file `")
+    assert "the first load recorded" in markdown and "Freshness: pass: " in markdown
 
     artifacts = prefect_artifacts(prefect_server, report["flow_run_id"])
     kind, summary = artifacts["vgsales-pipeline-summary"]

@@ -10,7 +10,7 @@
     encoder, not to MariaDB's default collation.
 -#}
 {% macro monitoring_landing_schema() -%}
-    {{ return(target.schema ~ '_raw') }}
+    {{ return(var('raw_schema', none) or target.schema ~ '_raw') }}
 {%- endmacro %}
 
 
