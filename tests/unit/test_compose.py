@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ml.monitoring.stream import LIBRARY
-from ml.settings import EXPORTED, ROOT, Settings
+from ml.settings import EXPORTED, PORT_DEFAULTS, ROOT, Settings
 from serve.edge.nginx import render
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -22,9 +22,8 @@ INTERPOLATION = re.compile(r"\$\{([A-Z_]+)(?::?[-?][^}]*)?\}")
 
 
 def stack_default(name: str) -> str:
-    match = re.search(rf"{name}='\$\{{{name}:-(\d+)\}}'", STACK_SH)
-    assert match, f"stack.sh has no default for {name}"
-    return match.group(1)
+    """The local stack's default port (scripts/ports.sh, their one home)."""
+    return str(PORT_DEFAULTS[name])
 
 
 # The API replicas: one gunicorn instance each, behind the `nginx` service.
