@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ml.modeling.names import NameReference, Resolver
-from ml.modeling.point_in_time import PointInTime
+from ml.modeling.point_in_time import HORIZON_YEARS, PointInTime
 
 TIME_SPLIT_R2 = 0.55
 BACKTEST_R2 = 0.45
 COVERAGE_RANGE = (0.77, 0.83)
 SEGMENT_COVERAGE = 0.70
-# How far past the data the serving check forecasts.
-YEARS_AHEAD = 3
+# How far past the data the serving check forecasts: the last year served.
+YEARS_AHEAD = HORIZON_YEARS
 BASELINES = ("median", "label_encoded_forest", "categorical_boosting")
 # The publishers whose linked names must never be answered as unseen.
 TOP_PUBLISHERS = 50

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from ml import features
 from ml.features import ModelSpec
-from ml.modeling import pipelines
+from ml.modeling import pipelines, shapes
 from ml.modeling.names import NameReference
 from ml.modeling.point_in_time import last_complete_year, platforms_of
 
@@ -113,7 +113,10 @@ def describe_params(pipeline: Pipeline, spec: ModelSpec) -> dict[str, str]:
 
 
 def fit_pipeline(pipeline: Pipeline, spec: ModelSpec, rows: pd.DataFrame) -> Pipeline:
-    """Fit `pipeline` on mart rows (inputs and label taken through the schema)."""
+    """Fit `pipeline` on mart rows (inputs and label taken through the schema),
+    a share of them shown as each request shape when the spec has shapes."""
+    if spec.request_shapes:
+        rows = shapes.masked(rows, shapes.MASK_SHARE, pipelines.SEED)
     return pipeline.fit(features.model_input(spec.name, rows), features.label(spec.name, rows))
 
 

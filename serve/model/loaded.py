@@ -23,8 +23,10 @@ from ml.features import model_input, spec, to_sales
 from ml.modeling import champions
 from ml.modeling.intervals import INTERVAL_CALIBRATION_TAG, Calibration
 from ml.modeling.names import NAME_REFERENCE_TAG, NameReference, Resolver
+from ml.modeling import shapes
 from ml.modeling.pipelines import known_categories
 from ml.modeling.point_in_time import (
+    HORIZON_YEARS,
     LOOKED_UP,
     PLATFORM_REFERENCE_TAG,
     PointInTime,
@@ -77,6 +79,21 @@ class ServedModel:
         value = self.tags.get("data_last_year", "")
         return int(value) if value.isdigit() else None
 
+    @property
+    def last_forecast_year(self) -> int | None:
+        """The last year this model forecasts (None: no horizon recorded)."""
+        last = self.data_last_year
+        return None if last is None else last + HORIZON_YEARS
+
+    def beyond_horizon(self, record: Mapping[str, object]) -> str | None:
+        """Why a request's year is past what the model can place, or None."""
+        last = self.last_forecast_year
+        if last is None or int(record["year"]) <= last:
+            return None
+        return (f"year {int(record['year'])} is past the last year this model forecasts, "
+                f"{last} ({HORIZON_YEARS} years after {self.data_last_year}, the data's last "
+                "complete year; the backtest measures no further)")
+
     def complete(self, record: Mapping[str, object]) -> dict[str, object]:
         """The record with its point-in-time features looked up (prerelease)."""
         if self.point_in_time is None:
@@ -94,12 +111,36 @@ class ServedModel:
         last = self.data_last_year
         return None if last is None else int(record["year"]) - last
 
+    def shape(self, record: Mapping[str, object]) -> str | None:
+        """The request shape of a completed record, for a model scored by shape."""
+        if not spec(self.name).request_shapes:
+            return None
+        return shapes.shape_of(record, self.known.get("publisher", frozenset()))
+
     def interval(self, record: Mapping[str, object], sales: float) -> dict[str, float] | None:
         """The calibrated interval around a forecast of `sales` millions."""
         if self.calibration is None:
             return None
         seen = record.get("platform") in self.trained_platforms
-        return self.calibration.interval(float(np.log1p(sales)), record.get("genre"), seen)
+        return self.calibration.interval(float(np.log1p(sales)), record.get("genre"), seen,
+                                         self.shape(record) or shapes.FULL)
+
+    def shape_scores(self) -> dict[str, dict[str, float | str | None]] | None:
+        """Per request shape, what the backtest measured (None before shapes)."""
+        if not any(k.startswith("backtest_shape_") for k in self.metrics):
+            return None
+        metric = self.metrics.get
+        return {
+            shape: {
+                "request": shapes.DESCRIPTIONS[shape],
+                "r2": metric(f"backtest_shape_{shape}_r2_mean"),
+                "mae": metric(f"backtest_shape_{shape}_mae_mean"),
+                "interval_coverage": metric(f"interval_coverage_shape_{shape}"),
+                "baseline_r2": metric(
+                    f"baseline_{shapes.BASELINE}_backtest_shape_{shape}_r2_mean"),
+            }
+            for shape in shapes.SHAPES
+        }
 
     def predict_one(self, record: Mapping[str, object]) -> float:
         """Global sales for one record keyed by feature name."""
@@ -156,7 +197,10 @@ class ServedModel:
             "fitted_rows": _int_tag(self.tags, "fitted_rows"),
             "fitted_years": self.tags.get("fitted_years") or None,
             "data_last_year": self.data_last_year,
-            "backtest": {k: v for k, v in self.metrics.items() if k.startswith("backtest_")},
+            "last_forecast_year": self.last_forecast_year,
+            "backtest": {k: v for k, v in self.metrics.items()
+                         if k.startswith("backtest_") and not k.startswith("backtest_shape_")},
+            "shapes": self.shape_scores(),
             "interval": None if self.calibration is None else {
                 "level": self.calibration.level,
                 "coverage": self.metrics.get("interval_coverage"),

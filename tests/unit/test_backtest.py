@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ml import features
-from ml.modeling import backtest, intervals
+from ml.modeling import backtest, intervals, shapes
 from ml.modeling.point_in_time import LOOKED_UP, PointInTime, platforms_of, with_history
 from tests.mart_sample import mart_frame
 
@@ -88,11 +88,36 @@ def test_backtest_scores_each_origin_horizon_and_baseline(result):
                  "baseline_label_encoded_forest_backtest_r2_mean",
                  "baseline_categorical_boosting_backtest_r2_mean"):
         assert np.isfinite(metrics[name]), name
-    model = scores[scores.candidate == backtest.MODEL]
+    model = scores[(scores.candidate == backtest.MODEL) & (scores["shape"] == shapes.FULL)]
     assert metrics["backtest_r2_mean"] == pytest.approx(model["r2"].mean())
     # The sample's label depends on the features: the model beats the median.
     assert metrics["backtest_r2_mean"] > metrics["baseline_median_backtest_r2_mean"] + 0.2
-    assert len(result.residuals) == model["n"].sum()
+    assert len(result.residuals) == len(shapes.SHAPES) * model["n"].sum()
+    assert metrics["backtest_rows"] == model["n"].sum()
+
+
+def test_every_shape_is_scored_on_the_same_rows_beside_the_four_field_baseline(result):
+    """Each request shape gets its own scores on the same test rows, and the
+    gate's metric is the shapes' weighted mean."""
+    scores, metrics = result.scores, result.metrics
+    assert set(scores["shape"]) == set(shapes.SHAPES)
+    rows = scores[scores.candidate == backtest.MODEL].groupby("shape")["n"].sum()
+    assert rows.nunique() == 1
+    for shape in shapes.SHAPES:
+        for name in (f"backtest_shape_{shape}_r2_mean", f"backtest_shape_{shape}_mae_mean",
+                     f"baseline_{shapes.BASELINE}_backtest_shape_{shape}_r2_mean"):
+            assert np.isfinite(metrics[name]), name
+    assert metrics["backtest_shape_full_r2_mean"] == pytest.approx(metrics["backtest_r2_mean"])
+    weighted = sum(shapes.WEIGHTS[s] * metrics[f"backtest_shape_{s}_r2_mean"]
+                   for s in shapes.SHAPES)
+    assert metrics["backtest_r2_shapes_mean"] == pytest.approx(weighted)
+    # The four-field baseline reads no title or platforms list: the same
+    # score whether they are given or not.
+    baseline = {s: metrics[f"baseline_{shapes.BASELINE}_backtest_shape_{s}_r2_mean"]
+                for s in shapes.SHAPES}
+    assert baseline["full"] == baseline["no_platforms"] == baseline["no_title"]
+    unseen = result.residuals[result.residuals["shape"] == shapes.NO_TITLE_UNSEEN_PUBLISHER]
+    assert not unseen["publisher_seen"].any()
 
 
 def _residuals(n: int = 4000, seed: int = 0) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from sklearn.pipeline import Pipeline
 
 from ml import features
 from ml.features import MODEL_NAMES
-from ml.modeling import evaluate, train
+from ml.modeling import evaluate, shapes, train
 from tests.mart_sample import mart_frame
 
 
@@ -128,12 +128,15 @@ def test_prerelease_is_judged_on_the_backtest_with_interval_coverage(evaluations
     """Fitted on every row, the model is gated on its backtest, not a split."""
     evaluation = evaluations["prerelease"]
     metrics = evaluation.metrics
-    assert evaluation.held_out_metric == "backtest_r2_mean"
+    assert evaluation.held_out_metric == "backtest_r2_shapes_mean"
     assert metrics["backtest_r2_mean"] > metrics["baseline_median_backtest_r2_mean"]
     assert 0.7 <= metrics["interval_coverage"] <= 0.9
+    for shape in shapes.SHAPES:
+        assert 0.7 <= metrics[f"interval_coverage_shape_{shape}"] <= 0.9, shape
     assert metrics["interval_width_median"] > 0
     assert evaluation.calibration is not None
     assert "Rolling-origin backtest" in evaluation.to_markdown()
+    assert "by request shape" in evaluation.to_markdown()
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
