@@ -102,6 +102,24 @@ def masked(rows: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
     return out
 
 
+def scores(metrics: Mapping[str, float]) -> dict[str, dict[str, object]] | None:
+    """Per shape, what a run's metrics say about it (what the request
+    carries, backtest R² and MAE, interval coverage, the baseline's R² on the
+    same rows); None for a run scored without shapes."""
+    if f"backtest_shape_{FULL}_r2_mean" not in metrics:
+        return None
+    return {
+        shape: {
+            "request": DESCRIPTIONS[shape],
+            "r2": metrics.get(f"backtest_shape_{shape}_r2_mean"),
+            "mae": metrics.get(f"backtest_shape_{shape}_mae_mean"),
+            "interval_coverage": metrics.get(f"interval_coverage_shape_{shape}"),
+            "baseline_r2": metrics.get(f"baseline_{BASELINE}_backtest_shape_{shape}_r2_mean"),
+        }
+        for shape in SHAPES
+    }
+
+
 def shape_of(record: Mapping[str, object], known_publishers: Container[str]) -> str:
     """The shape of a completed request (`PointInTime.complete`'s output).
 

@@ -125,23 +125,6 @@ class ServedModel:
         return self.calibration.interval(float(np.log1p(sales)), record.get("genre"), seen,
                                          self.shape(record) or shapes.FULL)
 
-    def shape_scores(self) -> dict[str, dict[str, float | str | None]] | None:
-        """Per request shape, what the backtest measured (None before shapes)."""
-        if not any(k.startswith("backtest_shape_") for k in self.metrics):
-            return None
-        metric = self.metrics.get
-        return {
-            shape: {
-                "request": shapes.DESCRIPTIONS[shape],
-                "r2": metric(f"backtest_shape_{shape}_r2_mean"),
-                "mae": metric(f"backtest_shape_{shape}_mae_mean"),
-                "interval_coverage": metric(f"interval_coverage_shape_{shape}"),
-                "baseline_r2": metric(
-                    f"baseline_{shapes.BASELINE}_backtest_shape_{shape}_r2_mean"),
-            }
-            for shape in shapes.SHAPES
-        }
-
     def predict_one(self, record: Mapping[str, object]) -> float:
         """Global sales for one record keyed by feature name."""
         if self.compiled is not None:
@@ -200,7 +183,7 @@ class ServedModel:
             "last_forecast_year": self.last_forecast_year,
             "backtest": {k: v for k, v in self.metrics.items()
                          if k.startswith("backtest_") and not k.startswith("backtest_shape_")},
-            "shapes": self.shape_scores(),
+            "shapes": shapes.scores(self.metrics),
             "interval": None if self.calibration is None else {
                 "level": self.calibration.level,
                 "coverage": self.metrics.get("interval_coverage"),

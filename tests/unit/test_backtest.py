@@ -176,6 +176,17 @@ def test_goals_are_measured_beside_baselines_and_check_the_serving_path(mart):
     measured = {g.goal: g for g in goals.check(metrics, history)}
     met = [g.met for g in measured.values()]
     assert met == [False, True, True, False, True, True]
+    # With shapes: no title must reach both the four-field baseline and 0.30.
+    shaped = {**metrics, "backtest_r2_shapes_mean": 0.4,
+              **{f"backtest_shape_{s}_r2_mean": 0.35 for s in shapes.SHAPES},
+              **{f"interval_coverage_shape_{s}": 0.8 for s in shapes.SHAPES},
+              f"baseline_{shapes.BASELINE}_backtest_shape_no_title_r2_mean": 0.36}
+    by_goal = {g.goal: g for g in goals.check(shaped, history)}
+    no_title = by_goal["backtest mean log1p R², no title (the four required fields)"]
+    assert not no_title.met and no_title.baselines == f"{shapes.BASELINE} 0.360"
+    shaped[f"baseline_{shapes.BASELINE}_backtest_shape_no_title_r2_mean"] = 0.2
+    assert all(g.met for g in goals.check(shaped, history) if "request shape" in g.goal
+               or "no title" in g.goal)
     time_goal = next(iter(measured.values()))
     assert time_goal.baselines == "median -0.010"
     assert "**no**" in goals.to_markdown(list(measured.values()))
