@@ -267,9 +267,9 @@ def _importance(spec: ModelSpec, pipeline, test: pd.DataFrame) -> pd.DataFrame:
             "permutation_std": result.importances_std,
         }
     )
-    model = pipeline.named_steps["model"]
+    model = pipelines.regressor(pipeline)
     if hasattr(model, "feature_importances_"):
-        names = pipeline.named_steps["encode"].get_feature_names_out()
+        names = pipelines.final_pipeline(pipeline).named_steps["encode"].get_feature_names_out()
         impurity = dict(zip(names, model.feature_importances_))
         table["impurity"] = table.feature.map(impurity)
     return table.sort_values("permutation_r2_drop", ascending=False).reset_index(drop=True)

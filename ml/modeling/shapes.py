@@ -7,24 +7,22 @@ data never saw. Each shape says which features a request of that kind cannot
 have, so that:
 
 - the backtest scores every shape on the same rows (`shaped`),
-- training shows the model a share of rows as each shape (`masked`), so a
-  missing title is learnt as "not given" rather than read as "a title with
-  no history" (the booster learns where missing values go only from
-  missing values it saw),
 - serving tells which shape a completed request is (`shape_of`), for its
   interval and the score `GET /model` reports for it.
 
-An unseen publisher is represented as a missing one (None): the pipeline
-encodes both as NaN, so masked training rows teach the model what serving
-meets.
+A request without a title is answered by a model fitted without the title
+features (`ml.modeling.pipelines.ByRequestShape`), so "not given" is never
+read as "a title with no history". An unseen publisher is represented as a
+missing one (None): the pipeline encodes both as NaN.
 """
 
 from __future__ import annotations
 
 from collections.abc import Container, Mapping
 
-import numpy as np
 import pandas as pd
+
+from ml.modeling.pipelines import TITLE_FEATURES
 
 FULL, NO_PLATFORMS, NO_TITLE, NO_TITLE_UNSEEN_PUBLISHER = (
     "full", "no_platforms", "no_title", "no_title_unseen_publisher",
@@ -43,20 +41,14 @@ BASELINE = "categorical_boosting"
 # another (how often callers send each shape is not known).
 WEIGHTS = {shape: 1 / len(SHAPES) for shape in SHAPES}
 
-_TITLE = ("series_prior_titles", "series_prior_mean_log_sales")
-_PLATFORMS = ("title_platform_count",)
 _PUBLISHER_HISTORY = ("publisher_prior_titles", "publisher_prior_mean_log_sales")
 # Features each shape cannot have (set missing).
 MISSING = {
     FULL: (),
-    NO_PLATFORMS: _PLATFORMS,
-    NO_TITLE: (*_TITLE, *_PLATFORMS),
-    NO_TITLE_UNSEEN_PUBLISHER: (*_TITLE, *_PLATFORMS, "publisher", *_PUBLISHER_HISTORY),
+    NO_PLATFORMS: ("title_platform_count",),
+    NO_TITLE: TITLE_FEATURES,
+    NO_TITLE_UNSEEN_PUBLISHER: (*TITLE_FEATURES, "publisher", *_PUBLISHER_HISTORY),
 }
-# Share of training rows shown as each shape other than full. Measured on
-# the real file's backtest (docs/forecast.md): enough rows of each shape for
-# the trees to learn its missing-value branches, most rows left whole.
-MASK_SHARE = 0.15
 
 
 def shaped(rows: pd.DataFrame, shape: str) -> pd.DataFrame:
@@ -64,41 +56,9 @@ def shaped(rows: pd.DataFrame, shape: str) -> pd.DataFrame:
     set missing, an unseen publisher's history as the API computes it (no
     titles, no mean)."""
     out = rows.copy()
-    _mask(out, np.ones(len(out), dtype=bool), shape)
-    return out
-
-
-def _mask(frame: pd.DataFrame, selected: np.ndarray, shape: str) -> None:
     for column in MISSING[shape]:
-        if column not in frame.columns:
-            continue
-        if column == "publisher_prior_titles":
-            frame.loc[selected, column] = 0
-        else:
-            frame.loc[selected, column] = None
-
-
-def _draw(rows: pd.DataFrame, seed: int) -> np.ndarray:
-    """A uniform number per row from its release id and the seed, so a row
-    keeps its shape however the rows are ordered (a fit does not depend on
-    row order)."""
-    ids = rows["release_id"].astype(str).reset_index(drop=True)
-    hashed = pd.util.hash_pandas_object(ids, index=False, hash_key=f"{seed:016d}")
-    return hashed.to_numpy("uint64") / float(2**64)
-
-
-def masked(rows: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
-    """Training rows with `share` of them shown as each shape but full
-    (disjoint subsets drawn by release id; the same for the same seed)."""
-    if share <= 0:
-        return rows
-    partial = SHAPES[1:]
-    if share * len(partial) >= 1:
-        raise ValueError(f"mask share {share} leaves no full rows for {len(partial)} shapes")
-    draw = _draw(rows, seed)
-    out = rows.reset_index(drop=True).copy()
-    for i, shape in enumerate(partial):
-        _mask(out, (draw >= i * share) & (draw < (i + 1) * share), shape)
+        if column in out.columns:
+            out[column] = 0 if column == "publisher_prior_titles" else None
     return out
 
 

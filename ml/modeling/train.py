@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from ml import features
 from ml.features import ModelSpec
-from ml.modeling import pipelines, shapes
+from ml.modeling import pipelines
 from ml.modeling.names import NameReference
 from ml.modeling.point_in_time import last_complete_year, platforms_of
 
@@ -38,7 +38,7 @@ class FittedModel:
 
     model_name: str
     spec: ModelSpec
-    pipeline: Pipeline
+    pipeline: Pipeline | pipelines.ByRequestShape
     n_train: int
     data_digest: str
     trained_at: datetime
@@ -104,7 +104,7 @@ def describe_params(pipeline: Pipeline, spec: ModelSpec) -> dict[str, str]:
         for key, value in sorted(pipeline.get_params(deep=True).items())
         if _is_plain(value) and not key.endswith(("memory", "verbose", "n_jobs"))
     }
-    params["model_class"] = type(pipeline.named_steps["model"]).__name__
+    params["model_class"] = type(pipelines.regressor(pipeline)).__name__
     params["features"] = ",".join(spec.columns)
     params["label"] = spec.label
     params["split"] = spec.split
@@ -113,10 +113,7 @@ def describe_params(pipeline: Pipeline, spec: ModelSpec) -> dict[str, str]:
 
 
 def fit_pipeline(pipeline: Pipeline, spec: ModelSpec, rows: pd.DataFrame) -> Pipeline:
-    """Fit `pipeline` on mart rows (inputs and label taken through the schema),
-    a share of them shown as each request shape when the spec has shapes."""
-    if spec.request_shapes:
-        rows = shapes.masked(rows, shapes.MASK_SHARE, pipelines.SEED)
+    """Fit `pipeline` on mart rows (inputs and label taken through the schema)."""
     return pipeline.fit(features.model_input(spec.name, rows), features.label(spec.name, rows))
 
 

@@ -37,6 +37,7 @@ from ml.settings import Settings
 from serve.model.compiled import (
     CompiledPredictor,
     NotCompilable,
+    RoutedPredictor,
     compile_pipeline,
     verify,
 )
@@ -60,7 +61,7 @@ class ServedModel:
     version: str
     run_id: str
     pipeline: Any
-    compiled: CompiledPredictor | None
+    compiled: CompiledPredictor | RoutedPredictor | None
     fast_path_detail: str
     known: Mapping[str, frozenset[str]]
     trained_at: str | None = None
@@ -303,7 +304,7 @@ def _single_threaded(pipeline: Any) -> None:
                 estimator.n_jobs = 1
 
 
-def _compile_verified(name: str, pipeline: Any) -> tuple[CompiledPredictor | None, str]:
+def _compile_verified(name: str, pipeline: Any) -> tuple[CompiledPredictor | RoutedPredictor | None, str]:
     try:
         compiled = compile_pipeline(pipeline)
     except NotCompilable as reason:

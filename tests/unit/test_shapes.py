@@ -1,5 +1,5 @@
-"""Request shapes: how test rows are shaped, training rows masked and a
-served request told apart."""
+"""Request shapes: how test rows are shaped, a served request told apart,
+and the model that answers each."""
 
 from __future__ import annotations
 
@@ -35,26 +35,6 @@ def test_each_shape_leaves_out_what_its_request_cannot_carry(rows):
     assert unseen["publisher_prior_mean_log_sales"].isna().all()
     # The rows themselves are untouched.
     assert rows["title_platform_count"].notna().any()
-
-
-def test_masking_shows_a_share_of_rows_as_each_shape_whatever_their_order(rows):
-    share = 0.2
-    out = shapes.masked(rows, share, seed=7)
-    again = shapes.masked(rows.sample(frac=1, random_state=1), share, seed=7)
-    key = "release_id"
-    pd.testing.assert_frame_equal(
-        out.sort_values(key).reset_index(drop=True), again.sort_values(key).reset_index(drop=True)
-    )
-    no_title = out["series_prior_titles"].isna() & rows["series_prior_titles"].notna()
-    unseen = out["publisher"].isna()
-    only_platforms = out["title_platform_count"].isna() & ~no_title & ~unseen
-    for mask in (no_title & ~unseen, unseen, only_platforms):
-        assert abs(mask.mean() - share) < 0.04
-    untouched = ~(no_title | unseen | only_platforms)
-    pd.testing.assert_frame_equal(out[untouched], rows[untouched])
-    assert shapes.masked(rows, 0.0, seed=7) is rows
-    with pytest.raises(ValueError, match="no full rows"):
-        shapes.masked(rows, 0.34, seed=7)
 
 
 def test_a_served_request_is_told_its_shape_from_what_it_carried(rows):
