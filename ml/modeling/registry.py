@@ -177,7 +177,7 @@ def _margin_note(spec: ModelSpec, margin: float) -> str:
     if spec.gate_margin <= TOLERANCE:
         return ""
     return (f"; gain {margin:.4f} against a stated margin of {spec.gate_margin} "
-            "(the metric's spread between refits that differ only in their seed)")
+            "(2.5 times the spread between refits that differ only in their seed)")
 
 
 def _decide(
