@@ -42,7 +42,6 @@ MODEL = "model"
 SCORE_COLUMNS = ("shape", "origin", "horizon", "candidate", "n", "r2", "mae", "rmse")
 
 
-
 @dataclass
 class Backtest:
     """Scores per origin, horizon and candidate, and the model's residuals."""
@@ -144,7 +143,8 @@ def _scores(origin: int, candidate: str, test: pd.DataFrame, predicted: np.ndarr
 
 
 def _seen(test: pd.DataFrame, train: pd.DataFrame, column: str) -> np.ndarray:
-    return (test[column].notna() & test[column].astype(str).isin(set(train[column].astype(str)))).to_numpy()
+    known = set(train[column].astype(str))
+    return (test[column].notna() & test[column].astype(str).isin(known)).to_numpy()
 
 
 def as_shapes(spec: ModelSpec, test: pd.DataFrame) -> pd.DataFrame:

@@ -304,7 +304,9 @@ def _single_threaded(pipeline: Any) -> None:
                 estimator.n_jobs = 1
 
 
-def _compile_verified(name: str, pipeline: Any) -> tuple[CompiledPredictor | RoutedPredictor | None, str]:
+def _compile_verified(
+    name: str, pipeline: Any
+) -> tuple[CompiledPredictor | RoutedPredictor | None, str]:
     try:
         compiled = compile_pipeline(pipeline)
     except NotCompilable as reason:
