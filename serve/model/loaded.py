@@ -82,9 +82,10 @@ class ServedModel:
 
     @property
     def last_forecast_year(self) -> int | None:
-        """The last year this model forecasts (None: no horizon recorded)."""
+        """The last year this model forecasts (None: a model that forecasts
+        nothing, or no horizon recorded)."""
         last = self.data_last_year
-        return None if last is None else last + HORIZON_YEARS
+        return None if last is None or self.point_in_time is None else last + HORIZON_YEARS
 
     def beyond_horizon(self, record: Mapping[str, object]) -> str | None:
         """Why a request's year is past what the model can place, or None."""

@@ -148,6 +148,27 @@ def test_intervals_cover_their_level_in_every_segment():
     assert unseen.median_width > seen.median_width
 
 
+def test_each_request_shape_gets_intervals_from_its_own_errors():
+    """Errors twice as wide without a title: that shape's intervals are wider
+    and both cover their level; a calibration stored before shapes serves
+    its bins to full requests."""
+    full, untitled = _residuals(seed=1), _residuals(seed=2)
+    untitled["actual"] = untitled["predicted"] + 2 * (untitled["actual"] - untitled["predicted"])
+    residuals = pd.concat([full.assign(shape="full"), untitled.assign(shape="no_title")],
+                          ignore_index=True)
+    calibration = intervals.calibrate(residuals)
+    narrow = calibration.interval(np.log1p(1.0), "Shooter", True, "full")
+    wide = calibration.interval(np.log1p(1.0), "Shooter", True, "no_title")
+    assert wide["upper"] - wide["lower"] > narrow["upper"] - narrow["lower"]
+    coverage = intervals.coverage(residuals)
+    for shape in ("full", "no_title"):
+        row = coverage[(coverage.segment == "shape") & (coverage.value == shape)].iloc[0]
+        assert 0.77 <= row.coverage <= 0.83, shape
+    before = intervals.calibrate(full)
+    stored = before.to_json().replace("full|", "")
+    assert intervals.Calibration.from_json(stored).bins == before.bins
+
+
 def test_calibration_round_trips_and_gives_ordered_bounds_in_millions():
     calibration = intervals.calibrate(_residuals())
     again = intervals.Calibration.from_json(calibration.to_json())
