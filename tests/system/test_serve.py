@@ -292,6 +292,10 @@ def test_a_minimal_forecast_names_its_shape_whose_backtest_score_model_reports(s
     assert -1 < score["r2"] < 1 and score["mae"] > 0 and 0 < score["interval_coverage"] < 1
     assert score["baseline_r2"] is not None
     assert described["last_forecast_year"] == described["data_last_year"] + HORIZON_YEARS
+    # The schema says so: a client reading /openapi.json never sends a later year.
+    document = server.call("GET", "/openapi.json").json()
+    year = document["components"]["schemas"]["ForecastRequest"]["properties"]["year"]
+    assert year["maximum"] == described["last_forecast_year"]
     titled = server.call("POST", "/v1/forecast", {
         "platform": "PS4", "genre": "Action", "publisher": "Ubisoft", "year": 2017,
         "name": "Assassin's Creed Origins", "platforms": ["PS4", "XOne", "PC"]}).json()
