@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ml.features import MART_DTYPES, MAX_CATEGORY_LENGTH, NOT_BLANK, Feature, spec
+from ml.features import MART_DTYPES, MAX_CATEGORY_LENGTH, NOT_BLANK, YEAR_RANGE, Feature, spec
 
 # Largest batch accepted by the batch endpoints, and the largest body at all.
 MAX_BATCH_ROWS = 1000
@@ -101,7 +101,7 @@ FORECAST_CONTEXT: dict[str, Any] = {
               "title_platform_count (optional)"),
     ),
     "platform_launch_year": (
-        Annotated[float, Field(ge=1970, le=2040)] | None,
+        Annotated[float, Field(ge=YEAR_RANGE[0], le=YEAR_RANGE[1])] | None,
         Field(None, description="launch year of a platform missing from ref_platforms; "
               "gives platform_age_years (optional)"),
     ),
@@ -197,7 +197,7 @@ class ForecastPrediction(Prediction):
     )
     interval: Interval | None = Field(
         description="conformal prediction interval, calibrated on the rolling-origin "
-        "backtest's errors per genre and seen/unseen platform"
+        "backtest's errors per request shape, genre and seen/unseen platform"
     )
     data_last_year: int | None = Field(
         description="last complete year of the data the model knows; history "
@@ -205,7 +205,12 @@ class ForecastPrediction(Prediction):
     )
     horizon: int | None = Field(
         description="years from data_last_year to the forecast year (the backtest "
-        "measures 1 to 3; 0 or less for a year the data covers)"
+        "measures 1 to 3, and a later year is refused with a 422 naming the last "
+        "year forecast; 0 or less for a year the data covers)"
+    )
+    shape: str | None = Field(
+        description="the request's shape (full, no_platforms, no_title, "
+        "no_title_unseen_publisher): GET /model's `shapes` gives its backtest score"
     )
 
 
@@ -243,6 +248,15 @@ class Readiness(BaseModel):
     problems: list[str] = []
 
 
+class ShapeScore(BaseModel):
+    request: str = Field(description="what a request of this shape carries")
+    r2: float | None = Field(description="backtest mean log1p R²")
+    mae: float | None = Field(description="backtest mean absolute error, log1p scale")
+    interval_coverage: float | None = Field(description="share inside the 80% interval")
+    baseline_r2: float | None = Field(
+        description="HistGB on the four required fields, same rows: the bar to beat")
+
+
 class ModelDescription(BaseModel):
     name: str
     version: str
@@ -261,7 +275,15 @@ class ModelDescription(BaseModel):
     data_last_year: int | None = Field(description="last complete year of the data")
     backtest: dict[str, float] = Field(
         description="rolling-origin backtest (log1p scale): backtest_r2_mean, "
-        "backtest_r2_h1..h3, backtest_mae_mean, backtest_rmse_mean"
+        "backtest_r2_h1..h3, backtest_mae_mean, backtest_rmse_mean (full requests), "
+        "backtest_r2_shapes_mean (the champion gate's mean over request shapes)"
+    )
+    shapes: dict[str, ShapeScore] | None = Field(
+        description="the backtest per request shape (what a forecast's `shape` names); "
+        "None for a model scored without shapes"
+    )
+    last_forecast_year: int | None = Field(
+        description="the last year forecast; a later one is refused with a 422"
     )
     interval: dict[str, float | None] | None = Field(
         description="prediction intervals: level, backtest coverage, median width (millions)"

@@ -234,7 +234,9 @@ def check_goals(
     for goal in measured:
         logger.info("goal %s: %s %s (target %s; baselines %s)", goal.goal,
                     "met" if goal.met else "MISSED", goal.value, goal.target, goal.baselines or "-")
-    return goals.to_markdown(measured)
+    by_shape = goals.shapes_markdown(evaluation.metrics)
+    return goals.to_markdown(measured) + (f"\n\nThe backtest by request shape:\n\n{by_shape}"
+                                          if by_shape else "")
 
 
 @task(cache_policy=NO_CACHE)

@@ -8,11 +8,14 @@ from the releases before O only: the history object is built from the train
 rows alone, so nothing of year O or later can reach a test row (a test
 perturbs those years and checks).
 
-Scores are log1p R², MAE and RMSE per origin and horizon, for the model and
-for the baselines of `ml.modeling.evaluate` (median, the original
-label-encoded forest, HistGB on the four request fields). The model's
-residuals are kept: `ml.modeling.intervals` calibrates the served intervals
-on them.
+Every test row is scored once per request shape (`ml.modeling.shapes`): as
+a full request, without a platforms list, without a title, and without a
+title under a publisher the model never saw. Scores are log1p R², MAE and
+RMSE per shape, origin and horizon, for the model and for the baselines of
+`ml.modeling.evaluate` (median, the original label-encoded forest, HistGB
+on the four request fields), each fed the same shaped rows. The model's
+residuals of every shape are kept: `ml.modeling.intervals` calibrates the
+served intervals on them.
 """
 
 from __future__ import annotations
@@ -28,15 +31,15 @@ from threadpoolctl import threadpool_limits
 
 from ml import features
 from ml.features import ModelSpec
-from ml.modeling import pipelines
+from ml.modeling import pipelines, shapes
 from ml.modeling.baselines import BASELINES
-from ml.modeling.point_in_time import PointInTime, with_history
+from ml.modeling.point_in_time import HORIZON_YEARS, PointInTime, with_history
 from ml.modeling.train import fit_pipeline
 
 ORIGINS = tuple(range(2009, 2015))
-HORIZONS = (1, 2, 3)
+HORIZONS = tuple(range(1, HORIZON_YEARS + 1))
 MODEL = "model"
-SCORE_COLUMNS = ("origin", "horizon", "candidate", "n", "r2", "mae", "rmse")
+SCORE_COLUMNS = ("shape", "origin", "horizon", "candidate", "n", "r2", "mae", "rmse")
 
 
 @dataclass
@@ -48,8 +51,10 @@ class Backtest:
     residuals: pd.DataFrame
 
     def by_horizon(self) -> pd.DataFrame:
-        """Mean over origins of each candidate's scores, per horizon and overall."""
-        per_horizon = self.scores.groupby(["candidate", "horizon"], sort=False)[
+        """Mean over origins of each candidate's scores on full requests, per
+        horizon and overall."""
+        full = self.scores[self.scores["shape"] == shapes.FULL]
+        per_horizon = full.groupby(["candidate", "horizon"], sort=False)[
             ["n", "r2", "mae", "rmse"]
         ].mean().reset_index()
         overall = per_horizon.groupby("candidate", sort=False)[["n", "r2", "mae", "rmse"]].mean()
@@ -57,10 +62,25 @@ class Backtest:
         table = pd.concat([per_horizon.astype({"horizon": str}), overall], ignore_index=True)
         return table.sort_values(["candidate", "horizon"], key=_candidate_order).reset_index(drop=True)
 
+    def by_shape(self) -> pd.DataFrame:
+        """Per request shape: the model's and each baseline's mean R², MAE and
+        RMSE over origins and horizons."""
+        table = self.scores.groupby(["shape", "candidate"], sort=False)[
+            ["n", "r2", "mae", "rmse"]
+        ].mean().reset_index()
+        order = {shape: i for i, shape in enumerate(shapes.SHAPES)}
+        return table.sort_values(
+            ["shape", "candidate"],
+            key=lambda c: c.map(order) if c.name == "shape" else _candidate_order(c),
+        ).reset_index(drop=True)
+
     @property
     def metrics(self) -> dict[str, float]:
         """`backtest_<metric>_mean`, `backtest_r2_h<h>` and, for each baseline,
-        `baseline_<name>_backtest_<metric>_mean`."""
+        `baseline_<name>_backtest_<metric>_mean` (full requests); per shape
+        `backtest_shape_<shape>_<r2|mae>_mean` and the shape baseline's
+        `baseline_<name>_backtest_shape_<shape>_r2_mean`; and
+        `backtest_r2_shapes_mean`, the shapes' weighted mean R² the gate reads."""
         table = self.by_horizon()
         flat: dict[str, float] = {}
         for row in table.itertuples(index=False):
@@ -70,7 +90,19 @@ class Backtest:
                     flat[f"{prefix}_{metric}_mean"] = float(getattr(row, metric))
             else:
                 flat[f"{prefix}_r2_h{row.horizon}"] = float(row.r2)
-        flat["backtest_rows"] = float(len(self.residuals))
+        for row in self.by_shape().itertuples(index=False):
+            if row.candidate == MODEL:
+                flat[f"backtest_shape_{row.shape}_r2_mean"] = float(row.r2)
+                flat[f"backtest_shape_{row.shape}_mae_mean"] = float(row.mae)
+            elif row.candidate == shapes.BASELINE:
+                flat[f"baseline_{row.candidate}_backtest_shape_{row.shape}_r2_mean"] = float(row.r2)
+        scored = [shape for shape in shapes.SHAPES if f"backtest_shape_{shape}_r2_mean" in flat]
+        if scored:
+            flat["backtest_r2_shapes_mean"] = float(
+                sum(shapes.WEIGHTS[s] * flat[f"backtest_shape_{s}_r2_mean"] for s in scored)
+                / sum(shapes.WEIGHTS[s] for s in scored)
+            )
+        flat["backtest_rows"] = float((self.residuals["shape"] == shapes.FULL).sum())
         return flat
 
 
@@ -97,13 +129,13 @@ def origin_split(
 def _scores(origin: int, candidate: str, test: pd.DataFrame, predicted: np.ndarray) -> list[dict]:
     rows = []
     actual = test["log_global_sales"].astype("float64").to_numpy()
-    for horizon in HORIZONS:
-        mask = test["horizon"].to_numpy() == horizon
-        if mask.sum() < 2:
+    for (shape, horizon), index in test.groupby(["shape", "horizon"], sort=False).indices.items():
+        if len(index) < 2:
             continue
-        y, p = actual[mask], predicted[mask]
+        y, p = actual[index], predicted[index]
         rows.append({
-            "origin": origin, "horizon": horizon, "candidate": candidate, "n": int(mask.sum()),
+            "shape": shape, "origin": origin, "horizon": horizon, "candidate": candidate,
+            "n": len(index),
             "r2": float(r2_score(y, p)), "mae": float(mean_absolute_error(y, p)),
             "rmse": float(np.sqrt(mean_squared_error(y, p))),
         })
@@ -111,7 +143,17 @@ def _scores(origin: int, candidate: str, test: pd.DataFrame, predicted: np.ndarr
 
 
 def _seen(test: pd.DataFrame, train: pd.DataFrame, column: str) -> np.ndarray:
-    return test[column].astype(str).isin(set(train[column].astype(str))).to_numpy()
+    known = set(train[column].astype(str))
+    return (test[column].notna() & test[column].astype(str).isin(known)).to_numpy()
+
+
+def as_shapes(spec: ModelSpec, test: pd.DataFrame) -> pd.DataFrame:
+    """The test rows once per request shape (a `shape` column says which);
+    a model without shapes gets them once, as full requests."""
+    kinds = shapes.SHAPES if spec.request_shapes else (shapes.FULL,)
+    return pd.concat(
+        [shapes.shaped(test, shape).assign(shape=shape) for shape in kinds], ignore_index=True
+    )
 
 
 def run(
@@ -139,10 +181,12 @@ def _run(spec, frame, platforms, pipeline_factory, origins, baselines, progress)
                 f"backtest origin {origin}: {len(train)} train and {len(test)} test rows; "
                 "the data must cover the years around every origin"
             )
+        test = as_shapes(spec, test)
         pipeline = fit_pipeline(clone(pipeline_factory(spec)), spec, train)
         predicted = pipeline.predict(features.model_input(spec.name, test))
         scores += _scores(origin, MODEL, test, predicted)
         residuals.append(pd.DataFrame({
+            "shape": test["shape"].to_numpy(),
             "origin": origin,
             "horizon": test["horizon"].to_numpy(),
             "platform": test["platform"].astype(str).to_numpy(),
@@ -156,9 +200,11 @@ def _run(spec, frame, platforms, pipeline_factory, origins, baselines, progress)
             for name, baseline in BASELINES[spec.name].items():
                 scores += _scores(origin, name, test, baseline(spec, train, test))
         if progress:
-            model = [s for s in scores if s["origin"] == origin and s["candidate"] == MODEL]
+            model = [s for s in scores if s["origin"] == origin and s["candidate"] == MODEL
+                     and s["shape"] == shapes.FULL]
             progress(
-                f"backtest origin {origin}: {len(train):,} train rows, {len(test):,} test rows, "
+                f"backtest origin {origin}: {len(train):,} train rows, "
+                f"{(test['shape'] == shapes.FULL).sum():,} test rows, "
                 "model R² by horizon " + ", ".join(f"{s['r2']:.3f}" for s in model)
             )
     return Backtest(

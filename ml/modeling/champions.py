@@ -40,6 +40,7 @@ CHALLENGER = "challenger"
 # than by switching to pickle, which would trust everything.
 SKOPS_TRUSTED_TYPES = [
     "functools.partial",
+    "ml.modeling.pipelines.ByRequestShape",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
     "sklearn.utils.validation.check_array",

@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from ml import features
 from ml.features import ModelSpec
 from ml.modeling import backtest as rolling
-from ml.modeling import intervals, pipelines
+from ml.modeling import intervals, pipelines, shapes
 from ml.modeling.baselines import BASELINES
 from ml.modeling.point_in_time import platforms_of
 from ml.modeling.train import FittedModel, fit_pipeline, split_rows
@@ -84,6 +84,8 @@ class Evaluation:
             flat["interval_coverage_min_segment"] = float(
                 intervals.worst_segment(self.coverage).coverage
             )
+            for row in self.coverage[self.coverage.segment == "shape"].itertuples(index=False):
+                flat[f"interval_coverage_shape_{row.value}"] = float(row.coverage)
         for row in self.scores.itertuples(index=False):
             if row.candidate == "cv":
                 name = f"cv_{row.metric}_{row.part}"
@@ -155,6 +157,14 @@ class Evaluation:
             "the years before the origin (log1p scale; scores averaged over origins).",
             "",
             markdown_table(self.backtest.by_horizon()),
+            "",
+            "## The backtest by request shape",
+            "",
+            "Each test row scored as every request shape (`ml.modeling.shapes`): "
+            + "; ".join(f"`{k}`: {v}" for k, v in shapes.DESCRIPTIONS.items())
+            + ". Scores averaged over origins and horizons.",
+            "",
+            markdown_table(self.backtest.by_shape()),
             "",
         ]
         if self.coverage is not None:
@@ -257,9 +267,9 @@ def _importance(spec: ModelSpec, pipeline, test: pd.DataFrame) -> pd.DataFrame:
             "permutation_std": result.importances_std,
         }
     )
-    model = pipeline.named_steps["model"]
+    model = pipelines.regressor(pipeline)
     if hasattr(model, "feature_importances_"):
-        names = pipeline.named_steps["encode"].get_feature_names_out()
+        names = pipelines.final_pipeline(pipeline).named_steps["encode"].get_feature_names_out()
         impurity = dict(zip(names, model.feature_importances_))
         table["impurity"] = table.feature.map(impurity)
     return table.sort_values("permutation_r2_drop", ascending=False).reset_index(drop=True)

@@ -8,6 +8,8 @@ and feeds it `ml.features.model_input()` frames. No loose encoder files.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.pipeline import Pipeline
@@ -114,11 +116,65 @@ def native_categorical_boosting(categorical: list[str], numeric: list[str]) -> P
     return Pipeline([("encode", encode), ("model", model)])
 
 
-def build(spec: ModelSpec) -> Pipeline:
+# What a request gives only with a title: the series history (`name`) and,
+# sent beside it, the platforms list (`title_platform_count`).
+TITLE_FEATURES = ("series_prior_titles", "series_prior_mean_log_sales", "title_platform_count")
+# A row without a title has no series count (a titled row's is a count, 0 included).
+UNTITLED_WHEN_MISSING = "series_prior_titles"
+
+
+class ByRequestShape(RegressorMixin, BaseEstimator):
+    """Two pipelines, each row answered by the one fitted for what it gives:
+    `titled` (every feature) when the series count is known, `untitled` (no
+    title features at all) when the request sent no title.
+
+    One model fitted on titled rows reads a missing title as a title with no
+    history; masking a share of training rows instead cost the full request
+    more than it gained the untitled one (docs/forecast.md). Both are fitted
+    on every row; a row's route depends on its own input only.
+    """
+
+    def __init__(self, titled: Pipeline | None = None, untitled: Pipeline | None = None) -> None:
+        self.titled = titled
+        self.untitled = untitled
+
+    def fit(self, X: pd.DataFrame, y) -> ByRequestShape:
+        self.titled_ = clone(self.titled).fit(X, y)
+        self.untitled_ = clone(self.untitled).fit(X, y)
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        untitled = X[UNTITLED_WHEN_MISSING].isna().to_numpy()
+        out = np.empty(len(X), dtype=np.float64)
+        for rows, model in ((~untitled, self.titled_), (untitled, self.untitled_)):
+            if rows.any():
+                out[rows] = model.predict(X[rows])
+        return out
+
+
+def build(spec: ModelSpec) -> Pipeline | ByRequestShape:
     """The untrained pipeline of a model spec."""
     if spec.name == "global_from_regional":
         return label_encoded_forest(spec.categorical, spec.numeric)
+    if spec.request_shapes:
+        return ByRequestShape(
+            titled=native_categorical_boosting(spec.categorical, spec.numeric),
+            untitled=native_categorical_boosting(
+                spec.categorical, [n for n in spec.numeric if n not in TITLE_FEATURES]),
+        )
     return native_categorical_boosting(spec.categorical, spec.numeric)
+
+
+def final_pipeline(model: object) -> object:
+    """The pipeline that reads every column: the model itself, or a
+    `ByRequestShape`'s titled one (its encoders know every category)."""
+    return model.titled_ if isinstance(model, ByRequestShape) else model
+
+
+def regressor(model: object) -> object:
+    """The estimator at the end of the pipeline that reads every column."""
+    return final_pipeline(model).steps[-1][1]
 
 
 def known_categories(model: object) -> dict[str, frozenset[str]]:
@@ -129,7 +185,7 @@ def known_categories(model: object) -> dict[str, frozenset[str]]:
     it is how the API, and the goal that checks the API's names, tell a
     category the model knows from one it never saw.
     """
-    steps = getattr(model, "steps", None)
+    steps = getattr(final_pipeline(model), "steps", None)
     transformer = steps[0][1] if steps else None
     if not isinstance(transformer, ColumnTransformer):
         return {}

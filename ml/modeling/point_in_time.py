@@ -67,6 +67,10 @@ PLATFORM_REFERENCE_TAG = "platform_reference"
 # releases: the file was scraped late in its last year, and a few titles of
 # the following years were announced but had not sold yet.
 COMPLETE_YEAR_SHARE = 0.05
+# How many years past the last complete year a forecast is made: the
+# horizons the backtest measures (`ml.modeling.backtest`). A later year is
+# refused, never answered from a tree that cannot place it.
+HORIZON_YEARS = 3
 
 _REMARK = re.compile(r"\s*\([^)]*\)\s*$")
 _SPACES = re.compile(r"\s+")
@@ -198,6 +202,11 @@ class PointInTime:
         """Whether the data holds a dated release of this publisher (or series key)."""
         table = self._publisher if kind == "publisher" else self._series
         return (value if kind == "publisher" else series_group(value)) in table.codes
+
+    @property
+    def last_forecast_year(self) -> int | None:
+        """The last year a forecast is made for (HORIZON_YEARS past the data)."""
+        return None if self.last_complete_year is None else self.last_complete_year + HORIZON_YEARS
 
     def forecast_as_of(self, year: int) -> int:
         """The as-of year of a forecast for `year`: nothing after the last complete year."""

@@ -5,10 +5,13 @@ One experiment per model (artifacts kept by the registry server, or under
 registered model per model name, and two aliases:
 
 - `champion`: the served version. A new version takes it only when it is
-  strictly better on the spec's held-out metric (`backtest_r2_mean` for
-  `prerelease`, fitted on every labelled row so with no held-out rows of its
-  own; `random_test_rmse` for `global_from_regional`) than the current
-  champion's recorded value. Ties keep the champion.
+  better on the spec's held-out metric (`backtest_r2_shapes_mean` for
+  `prerelease`, the weighted mean over request shapes of a model fitted on
+  every labelled row, so with no held-out rows of its own;
+  `random_test_rmse` for `global_from_regional`) than the current
+  champion's recorded value by more than the spec's `gate_margin`, the
+  stated noise of that metric between equally good fits. A smaller gain,
+  or a tie, keeps the champion; the reason names the margin.
 - `challenger`: the newest version that did not win, with the reason in the
   run and version tags `gate.decision` / `gate.reason`.
 
@@ -163,11 +166,23 @@ def _gate(
         f"{metric} {value:.6f} vs {CHAMPION} version {champion.version}'s "
         f"{recorded:.6f} ({direction} is better)"
     )
-    if margin > TOLERANCE:
-        return True, f"beats the {CHAMPION}: {comparison}"
+    noise = max(spec.gate_margin, TOLERANCE)
+    if margin > noise:
+        return True, f"beats the {CHAMPION}: {comparison}" + _margin_note(spec, margin)
     if abs(margin) <= TOLERANCE:
         return False, f"ties the {CHAMPION}, which stays: {comparison}"
+    if margin > 0:
+        return False, (f"within the noise, the {CHAMPION} stays: {comparison}"
+                       + _margin_note(spec, margin))
     return False, f"worse than the {CHAMPION}: {comparison}"
+
+
+def _margin_note(spec: ModelSpec, margin: float) -> str:
+    """How the gain compares with the stated margin (the gate's noise rule)."""
+    if spec.gate_margin <= TOLERANCE:
+        return ""
+    return (f"; gain {margin:.4f} against a stated margin of {spec.gate_margin} "
+            "(2.5 times the spread between refits that differ only in their seed)")
 
 
 def _decide(

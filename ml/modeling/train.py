@@ -38,7 +38,7 @@ class FittedModel:
 
     model_name: str
     spec: ModelSpec
-    pipeline: Pipeline
+    pipeline: Pipeline | pipelines.ByRequestShape
     n_train: int
     data_digest: str
     trained_at: datetime
@@ -104,7 +104,7 @@ def describe_params(pipeline: Pipeline, spec: ModelSpec) -> dict[str, str]:
         for key, value in sorted(pipeline.get_params(deep=True).items())
         if _is_plain(value) and not key.endswith(("memory", "verbose", "n_jobs"))
     }
-    params["model_class"] = type(pipeline.named_steps["model"]).__name__
+    params["model_class"] = type(pipelines.regressor(pipeline)).__name__
     params["features"] = ",".join(spec.columns)
     params["label"] = spec.label
     params["split"] = spec.split

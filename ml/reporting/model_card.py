@@ -30,7 +30,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from ml import features
-from ml.modeling import champions
+from ml.modeling import champions, goals, shapes
 from ml.reporting import datasheet as sheet
 from ml.reporting.document import Bullets, Document, Part, Table, write_text
 from ml.reporting.model_findings import recorded_scores
@@ -53,6 +53,7 @@ BASELINE_BACKTEST = re.compile(r"^baseline_(?P<name>.+)_backtest_(?P<metric>r2|m
 # Titles of the parts the analytics report shows beside its own model section.
 INTENDED_USE = "Intended use"
 BACKTEST = "Backtest: forecasting years the model has not seen"
+SHAPES = "What each missing field costs: the backtest by request shape"
 INTERVALS = "Prediction intervals"
 UNDER_REPRESENTED = "Who is under-represented"
 CANNOT_KNOW = "What the model cannot know"
@@ -284,6 +285,8 @@ def backtest_part(facts: VersionFacts) -> Part:
     )
     if facts.backtest_scores is not None and not facts.backtest_scores.empty:
         scores = facts.backtest_scores
+        if "shape" in scores.columns:
+            scores = scores[scores["shape"] == shapes.FULL]
         by_horizon = (
             scores.groupby(["candidate", "horizon"])["r2"]
             .mean()
@@ -297,6 +300,38 @@ def backtest_part(facts: VersionFacts) -> Part:
                 f"Mean log1p R² per candidate and horizon ({scores.origin.nunique()} origins)",
             )
         )
+    return part
+
+
+def _shortfall(value: float | None, target: float) -> str:
+    if value is None:
+        return NOT_MEASURED
+    if value >= target:
+        return f"{value:.3f}, met (≥ {target:.3f})"
+    return f"{value:.3f}, **missed by {target - value:.3f}** (goal ≥ {target:.3f})"
+
+
+def shapes_part(facts: VersionFacts) -> Part:
+    """Each request shape's backtest beside the four-field baseline, and the
+    forecast goals with any miss stated by how much."""
+    part = Part(SHAPES)
+    table = shapes.scores(facts.metrics)
+    if table is None:
+        part.blocks.append(f"Scores by request shape: {NOT_MEASURED}.")
+        return part
+    part.blocks.append(Table(goals.shapes_frame(table), "Backtest by request shape (log1p "
+                             "scale; the baseline reads the four required fields of the same rows)"))
+    no_title_bar = max(goals.NO_TITLE_R2, facts.metric(
+        f"baseline_{shapes.BASELINE}_backtest_shape_{shapes.NO_TITLE}_r2_mean") or 0.0)
+    part.blocks.append(Bullets((
+        "Full request, backtest R²: "
+        + _shortfall(facts.metric(f"backtest_shape_{shapes.FULL}_r2_mean"), goals.BACKTEST_R2),
+        "No title, backtest R² (goal: the baseline and 0.30): "
+        + _shortfall(facts.metric(f"backtest_shape_{shapes.NO_TITLE}_r2_mean"), no_title_bar),
+        "Time split R²: " + _shortfall(facts.metric("time_test_r2"), goals.TIME_SPLIT_R2),
+        "Weighted mean over shapes (the champion gate's metric): "
+        + _figure(facts.metric("backtest_r2_shapes_mean")),
+    )))
     return part
 
 
@@ -471,6 +506,7 @@ def model_card(facts: VersionFacts, warehouse: sheet.WarehouseFacts) -> Document
         training_data_part(facts),
         held_out_part(facts),
         backtest_part(facts),
+        shapes_part(facts),
         intervals_part(facts),
         segments_part(facts, warehouse),
         under_represented_part(warehouse),

@@ -143,9 +143,10 @@ def importance_table(pipeline: Pipeline, inputs: pd.DataFrame, actual: pd.Series
             "permutation_std": result.importances_std,
         }
     )
-    model = pipeline.steps[-1][1]
-    if hasattr(model, "feature_importances_") and hasattr(pipeline[:-1], "get_feature_names_out"):
-        impurity = dict(zip(pipeline[:-1].get_feature_names_out(), model.feature_importances_))
+    whole = pipelines.final_pipeline(pipeline)
+    model = whole.steps[-1][1]
+    if hasattr(model, "feature_importances_") and hasattr(whole[:-1], "get_feature_names_out"):
+        impurity = dict(zip(whole[:-1].get_feature_names_out(), model.feature_importances_))
         if set(table.feature) <= set(impurity):
             table["impurity"] = table.feature.map(impurity)
     return table.sort_values("permutation_r2_drop", ascending=False).reset_index(drop=True)

@@ -32,6 +32,8 @@ from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegresso
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
+from ml.modeling.pipelines import UNTITLED_WHEN_MISSING, ByRequestShape
+
 Record = Mapping[str, object]
 # One input column through its fitted step: a scalar in, a float out.
 ColumnStep = Callable[[object], float]
@@ -101,8 +103,33 @@ class CompiledPredictor:
         return np.asarray(self._regressor.predict(features), dtype=np.float64).ravel()
 
 
-def compile_pipeline(model: object) -> CompiledPredictor:
-    """Compile a fitted `Pipeline(transformer, regressor)`; raise `NotCompilable`."""
+class RoutedPredictor:
+    """A compiled `ByRequestShape`: each record to the compiled pipeline its
+    request shape is answered by, as the model routes its rows."""
+
+    def __init__(self, titled: CompiledPredictor, untitled: CompiledPredictor) -> None:
+        self._titled, self._untitled = titled, untitled
+
+    def _pick(self, record: Record) -> CompiledPredictor:
+        return self._untitled if _is_missing(record.get(UNTITLED_WHEN_MISSING)) else self._titled
+
+    def predict_one(self, record: Record) -> float:
+        return self._pick(record).predict_one(record)
+
+    def predict_many(self, records: Sequence[Record]) -> np.ndarray:
+        out = np.empty(len(records), dtype=np.float64)
+        untitled = np.array([self._pick(r) is self._untitled for r in records], dtype=bool)
+        for rows, compiled in ((~untitled, self._titled), (untitled, self._untitled)):
+            if rows.any():
+                out[rows] = compiled.predict_many([records[i] for i in np.flatnonzero(rows)])
+        return out
+
+
+def compile_pipeline(model: object) -> CompiledPredictor | RoutedPredictor:
+    """Compile a fitted `Pipeline(transformer, regressor)` (or a
+    `ByRequestShape` of two); raise `NotCompilable`."""
+    if isinstance(model, ByRequestShape):
+        return RoutedPredictor(compile_pipeline(model.titled_), compile_pipeline(model.untitled_))
     if not isinstance(model, Pipeline) or len(model.steps) != 2:
         raise NotCompilable(
             f"expected Pipeline(ColumnTransformer, regressor), got {type(model).__name__}"

@@ -23,8 +23,10 @@ from ml.features import model_input, spec, to_sales
 from ml.modeling import champions
 from ml.modeling.intervals import INTERVAL_CALIBRATION_TAG, Calibration
 from ml.modeling.names import NAME_REFERENCE_TAG, NameReference, Resolver
+from ml.modeling import shapes
 from ml.modeling.pipelines import known_categories
 from ml.modeling.point_in_time import (
+    HORIZON_YEARS,
     LOOKED_UP,
     PLATFORM_REFERENCE_TAG,
     PointInTime,
@@ -35,6 +37,7 @@ from ml.settings import Settings
 from serve.model.compiled import (
     CompiledPredictor,
     NotCompilable,
+    RoutedPredictor,
     compile_pipeline,
     verify,
 )
@@ -58,7 +61,7 @@ class ServedModel:
     version: str
     run_id: str
     pipeline: Any
-    compiled: CompiledPredictor | None
+    compiled: CompiledPredictor | RoutedPredictor | None
     fast_path_detail: str
     known: Mapping[str, frozenset[str]]
     trained_at: str | None = None
@@ -77,6 +80,22 @@ class ServedModel:
         value = self.tags.get("data_last_year", "")
         return int(value) if value.isdigit() else None
 
+    @property
+    def last_forecast_year(self) -> int | None:
+        """The last year this model forecasts (None: a model that forecasts
+        nothing, or no horizon recorded)."""
+        last = self.data_last_year
+        return None if last is None or self.point_in_time is None else last + HORIZON_YEARS
+
+    def beyond_horizon(self, record: Mapping[str, object]) -> str | None:
+        """Why a request's year is past what the model can place, or None."""
+        last = self.last_forecast_year
+        if last is None or int(record["year"]) <= last:
+            return None
+        return (f"year {int(record['year'])} is past the last year this model forecasts, "
+                f"{last} ({HORIZON_YEARS} years after {self.data_last_year}, the data's last "
+                "complete year; the backtest measures no further)")
+
     def complete(self, record: Mapping[str, object]) -> dict[str, object]:
         """The record with its point-in-time features looked up (prerelease)."""
         if self.point_in_time is None:
@@ -94,12 +113,19 @@ class ServedModel:
         last = self.data_last_year
         return None if last is None else int(record["year"]) - last
 
+    def shape(self, record: Mapping[str, object]) -> str | None:
+        """The request shape of a completed record, for a model scored by shape."""
+        if not spec(self.name).request_shapes:
+            return None
+        return shapes.shape_of(record, self.known.get("publisher", frozenset()))
+
     def interval(self, record: Mapping[str, object], sales: float) -> dict[str, float] | None:
         """The calibrated interval around a forecast of `sales` millions."""
         if self.calibration is None:
             return None
         seen = record.get("platform") in self.trained_platforms
-        return self.calibration.interval(float(np.log1p(sales)), record.get("genre"), seen)
+        return self.calibration.interval(float(np.log1p(sales)), record.get("genre"), seen,
+                                         self.shape(record) or shapes.FULL)
 
     def predict_one(self, record: Mapping[str, object]) -> float:
         """Global sales for one record keyed by feature name."""
@@ -156,7 +182,10 @@ class ServedModel:
             "fitted_rows": _int_tag(self.tags, "fitted_rows"),
             "fitted_years": self.tags.get("fitted_years") or None,
             "data_last_year": self.data_last_year,
-            "backtest": {k: v for k, v in self.metrics.items() if k.startswith("backtest_")},
+            "last_forecast_year": self.last_forecast_year,
+            "backtest": {k: v for k, v in self.metrics.items()
+                         if k.startswith("backtest_") and not k.startswith("backtest_shape_")},
+            "shapes": shapes.scores(self.metrics),
             "interval": None if self.calibration is None else {
                 "level": self.calibration.level,
                 "coverage": self.metrics.get("interval_coverage"),
@@ -276,7 +305,9 @@ def _single_threaded(pipeline: Any) -> None:
                 estimator.n_jobs = 1
 
 
-def _compile_verified(name: str, pipeline: Any) -> tuple[CompiledPredictor | None, str]:
+def _compile_verified(
+    name: str, pipeline: Any
+) -> tuple[CompiledPredictor | RoutedPredictor | None, str]:
     try:
         compiled = compile_pipeline(pipeline)
     except NotCompilable as reason:

@@ -12,6 +12,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 
 from serve.errors import json_response
 from serve.routes import API
+from serve.services import services
 
 bp = Blueprint("docs", __name__)
 bp.register_blueprint(get_swaggerui_blueprint(
@@ -26,8 +27,23 @@ DOCUMENT = "vgsales.openapi"
 @API.route(bp, "/openapi.json", "GET", summary="This document",
            responses={200: ("OpenAPI 3.1", None)}, tags=("docs",))
 def openapi():
-    """Generated from the routes' pydantic models."""
-    return json_response(current_app.extensions[DOCUMENT])
+    """Generated from the routes' pydantic models; a forecast's `year` is
+    bounded by the last year the served model forecasts."""
+    document = current_app.extensions[DOCUMENT]
+    model = services().state.get("prerelease")
+    last = None if model is None else model.last_forecast_year
+    return json_response(document if last is None else _with_forecast_horizon(document, last))
+
+
+def _with_forecast_horizon(document: dict, last: int) -> dict:
+    """`document` with ForecastRequest's year at most `last` (a later year is
+    a 422, so a client reading the schema never sends one)."""
+    schemas = dict(document["components"]["schemas"])
+    request = dict(schemas["ForecastRequest"])
+    properties = dict(request["properties"])
+    properties["year"] = {**properties["year"], "maximum": last}
+    schemas["ForecastRequest"] = {**request, "properties": properties}
+    return {**document, "components": {**document["components"], "schemas": schemas}}
 
 
 @API.route(bp, "/docs", "GET", summary="Browsable documentation",

@@ -18,7 +18,7 @@ from __future__ import annotations
 from flask import Blueprint, g
 
 from serve import schemas
-from serve.errors import PREDICTION_ERRORS, Unavailable, json_response
+from serve.errors import PREDICTION_ERRORS, Refused, Unavailable, json_response
 from serve.requests import parse
 from serve.routes import API
 from serve.services import services
@@ -110,6 +110,7 @@ def forecast():
     request are used as given. The answer carries an 80% interval."""
     record = parse(schemas.ForecastRequest).__dict__
     model = _served("prerelease")
+    _within_horizon(model, [record], batch=False)
     # Matched first, so the history is looked up under the known spelling.
     record, matched, suggestions = model.spellings.correct(record)
     full = model.complete(record)
@@ -119,9 +120,21 @@ def forecast():
 
 
 def _forecast_context(model, record: dict, sales: float) -> dict:
-    """Interval, the data's last year and the horizon of one forecast."""
-    return {"interval": model.interval(record, sales),
-            "data_last_year": model.data_last_year, "horizon": model.horizon(record)}
+    """Interval, the data's last year, the horizon and the request shape of one forecast."""
+    return {"interval": model.interval(record, sales), "data_last_year": model.data_last_year,
+            "horizon": model.horizon(record), "shape": model.shape(record)}
+
+
+def _within_horizon(model, records: list[dict], batch: bool) -> None:
+    """A 422 naming the last year forecast, for any record past it."""
+    detail = [
+        {"field": f"[{i}].year" if batch else "year", "message": problem}
+        for i, record in enumerate(records)
+        if (problem := model.beyond_horizon(record))
+    ]
+    if detail:
+        raise Refused(422, "beyond_horizon",
+                      f"the model forecasts up to {model.last_forecast_year}", detail)
 
 
 @API.route(bp, "/v1/forecast/batch", "POST", body=schemas.ForecastBatch,
@@ -132,7 +145,9 @@ def _forecast_context(model, record: dict, sales: float) -> dict:
 def forecast_batch():
     """A JSON array of `/v1/forecast` bodies (size limits in the schema)."""
     model = _served("prerelease")
-    spelled = [model.spellings.correct(row.__dict__) for row in parse(schemas.ForecastBatch)]
+    rows_in = [row.__dict__ for row in parse(schemas.ForecastBatch)]
+    _within_horizon(model, rows_in, batch=True)
+    spelled = [model.spellings.correct(row) for row in rows_in]
     records = model.complete_many([record for record, _, _ in spelled])
     values, unseen = _predict_many(model, records, "/v1/forecast/batch")
     rows = [{"global_sales": v, "unseen": u, "matched": m, "did_you_mean": s, "features": r,

@@ -94,7 +94,8 @@ def test_gate_promotes_only_a_strictly_better_model(settings, good, worse, mart)
 
     better = registry.register(good_fit, good_eval, settings, TAGS)
     assert (better.promoted, better.alias, better.version) == (True, "champion", 2)
-    assert better.reason.startswith("beats the champion: backtest_r2_mean")
+    assert better.reason.startswith("beats the champion: backtest_r2_shapes_mean")
+    assert "against a stated margin of 0.01" in better.reason
 
     # A different, worse model: registered for the record, never served.
     other_worse = trained("prerelease", with_noisy_training_labels(mart, seed=2))
@@ -112,6 +113,24 @@ def test_gate_promotes_only_a_strictly_better_model(settings, good, worse, mart)
     assert (tied.promoted, tied.alias) == (False, "challenger")
     assert tied.reason.startswith("ties the champion, which stays")
     assert champion_version(settings, "prerelease") == 2
+
+    # Better by less than the stated margin: noise, the champion stays.
+    nudged = dataclasses.replace(good_fit, params={**good_fit.params, "note": "nudged"})
+    within = registry.register(nudged, shifted(good_eval, 0.004), settings, TAGS)
+    assert (within.promoted, within.alias) == (False, "challenger")
+    assert within.reason.startswith("within the noise, the champion stays")
+    assert "gain 0.0040 against a stated margin of 0.01" in within.reason
+    assert champion_version(settings, "prerelease") == 2
+
+
+def shifted(evaluation: evaluate.Evaluation, r2: float) -> evaluate.Evaluation:
+    """The evaluation with the model's backtest R² raised by `r2` in every shape."""
+    scores = evaluation.backtest.scores.copy()
+    scores.loc[scores.candidate == "model", "r2"] += r2
+    backtest = dataclasses.replace(evaluation.backtest, scores=scores)
+    moved = dataclasses.replace(evaluation, backtest=backtest)
+    assert moved.held_out_value == pytest.approx(evaluation.held_out_value + r2)
+    return moved
 
 
 def test_rerun_on_unchanged_data_registers_nothing_and_keeps_the_champion(settings, good, mart):
@@ -173,7 +192,7 @@ def test_champion_loads_and_predicts_on_api_records(settings, good, mart):
     info = champions.load_champion_with_info("prerelease", settings).info
     assert (info.version, info.run_id) == (registration.version, registration.run_id)
     assert info.data_digest == fitted.data_digest
-    assert info.held_out_metric == "backtest_r2_mean"
+    assert info.held_out_metric == "backtest_r2_shapes_mean"
     assert info.held_out_value == pytest.approx(evaluation.held_out_value)
     assert info.tags["git_sha"] == "0123abc" and info.trained_at
 
@@ -189,7 +208,7 @@ def test_run_keeps_reports_under_the_artifact_root(settings, good):
     assert expected <= logged
     run = client.get_run(registration.run_id)
     assert run.data.params["model_class"] == "HistGradientBoostingRegressor"
-    assert run.data.metrics["backtest_r2_mean"] == pytest.approx(good[1].held_out_value)
+    assert run.data.metrics["backtest_r2_shapes_mean"] == pytest.approx(good[1].held_out_value)
     assert run.data.tags["dbt_invocation_id"] == "inv-1"
 
 
@@ -202,7 +221,10 @@ def test_version_records_what_it_was_fitted_on_and_its_backtest(settings, good, 
                  "backtest_r2_h1", "backtest_r2_h2", "backtest_r2_h3",
                  "interval_coverage", "interval_width_median",
                  "baseline_median_backtest_r2_mean",
-                 "baseline_label_encoded_forest_backtest_r2_mean"):
+                 "baseline_label_encoded_forest_backtest_r2_mean",
+                 "backtest_r2_shapes_mean", "backtest_shape_no_title_r2_mean",
+                 "baseline_categorical_boosting_backtest_shape_no_title_r2_mean",
+                 "interval_coverage_shape_no_title"):
         assert name in run.data.metrics, name
     version = client.get_model_version("prerelease", str(registration.version))
     labelled = mart.dropna(subset=["year"])

@@ -58,7 +58,7 @@ FORECAST_ROWS = [
     FORECAST,
     {"platform": "Wii", "genre": "Sports", "publisher": "Nintendo", "year": 2008},
     {"platform": "DS", "genre": "Puzzle", "publisher": "Nobody Ever", "year": 2007},
-    {"platform": "PS4", "genre": "Made-up Genre", "publisher": "Ubisoft", "year": 2030},
+    {"platform": "PS4", "genre": "Made-up Genre", "publisher": "Ubisoft", "year": 2019},
     {"platform": "GBA", "genre": "Racing", "publisher": "THQ", "year": 2003,
      "series_prior_titles": 2, "series_prior_mean_log_sales": 0.3, "title_platform_count": 2},
 ]

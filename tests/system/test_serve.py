@@ -26,8 +26,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from ml.features import MAX_CATEGORY_LENGTH, SPECS, model_input, to_sales
-from ml.modeling import champions
-from ml.modeling.point_in_time import last_complete_year
+from ml.modeling import champions, shapes
+from ml.modeling.point_in_time import HORIZON_YEARS, last_complete_year
 from ml.monitoring.stream import STREAM
 from serve import schemas
 from serve.edge.limits import instance_ports, workers_per_instance
@@ -261,12 +261,50 @@ def test_forecast_looks_up_point_in_time_history(server):
     given_count = server.call("POST", "/v1/forecast", {**request, "publisher_prior_titles": 3}).json()
     assert given_count["features"]["publisher_prior_titles"] == 3
     # Past the data, history stops at its last complete year: nothing is zero-filled.
-    future = server.call("POST", "/v1/forecast", {**request, "year": 2030}).json()
+    furthest = last + HORIZON_YEARS
+    future = server.call("POST", "/v1/forecast", {**request, "year": furthest}).json()
     known = frame[frame["year"] <= last]
     assert future["features"]["publisher_prior_titles"] == (known["publisher"] == publisher).sum()
     assert future["features"]["platform_titles_prior_year"] == len(
         known[(known["platform"] == platform) & (known["year"] == last)])
-    assert future["horizon"] == 2030 - last
+    assert future["horizon"] == HORIZON_YEARS and future["global_sales"] > 0
+    # Further than the backtest measures: refused, naming the last year forecast.
+    for path, body, field in (("/v1/forecast", {**request, "year": 2030}, "year"),
+                              ("/v1/forecast/batch", [request, {**request, "year": 2030}],
+                               "[1].year")):
+        refused = server.call("POST", path, body)
+        assert refused.status == 422, refused.body
+        answer = refused.json()
+        assert answer["error"] == "beyond_horizon"
+        assert answer["message"] == f"the model forecasts up to {furthest}"
+        assert [d["field"] for d in answer["detail"]] == [field]
+        assert f"year 2030 is past the last year this model forecasts, {furthest}" in (
+            answer["detail"][0]["message"])
+
+
+def test_a_minimal_forecast_names_its_shape_whose_backtest_score_model_reports(server):
+    """`curl` with the four required fields only: the answer names its request
+    shape, and GET /model gives that shape's backtest score beside the
+    four-field baseline's."""
+    minimal = server.call("POST", "/v1/forecast", {
+        "platform": "PS4", "genre": "Action", "publisher": "Ubisoft", "year": 2017}).json()
+    assert minimal["shape"] == "no_title"
+    described = server.call("GET", "/model").json()["models"]["prerelease"]
+    score = described["shapes"][minimal["shape"]]
+    assert score["request"] == shapes.DESCRIPTIONS["no_title"]
+    assert -1 < score["r2"] < 1 and score["mae"] > 0 and 0 < score["interval_coverage"] < 1
+    assert score["baseline_r2"] is not None
+    assert described["last_forecast_year"] == described["data_last_year"] + HORIZON_YEARS
+    # The schema says so: a client reading /openapi.json never sends a later year.
+    document = server.call("GET", "/openapi.json").json()
+    year = document["components"]["schemas"]["ForecastRequest"]["properties"]["year"]
+    assert year["maximum"] == described["last_forecast_year"]
+    titled = server.call("POST", "/v1/forecast", {
+        "platform": "PS4", "genre": "Action", "publisher": "Ubisoft", "year": 2017,
+        "name": "Assassin's Creed Origins", "platforms": ["PS4", "XOne", "PC"]}).json()
+    assert titled["shape"] == "full"
+    assert described["shapes"]["full"]["r2"] == pytest.approx(
+        described["backtest"]["backtest_r2_mean"])
 
 
 def test_forecast_interval_surrounds_the_forecast(server):
@@ -294,10 +332,10 @@ def test_forecast_takes_title_platforms_and_a_new_platforms_attributes(server):
     series = frame.loc[frame["year"] <= last, "series_key"].value_counts()
     key = series.index[0]
     title = frame.loc[frame["series_key"] == key, "name"].iloc[0]
-    request = {"platform": "Deck", "genre": "Action", "publisher": "Nobody Ever", "year": 2024,
+    request = {"platform": "Deck", "genre": "Action", "publisher": "Nobody Ever", "year": 2019,
                "name": title, "platforms": ["Deck", "PC", "PS4"],
                "platform_manufacturer": "Valve", "platform_kind": "handheld",
-               "platform_generation": 9, "platform_launch_year": 2022}
+               "platform_generation": 9, "platform_launch_year": 2017}
     body = server.call("POST", "/v1/forecast", request).json()
     features = body["features"]
     assert features["series_prior_titles"] == series.iloc[0]
@@ -548,10 +586,17 @@ def test_fuzz_valid_bodies_are_answered(server, path, model_name, names, batch):
         "/predict/batch": schemas.BatchResponse, "/v1/forecast/batch": schemas.ForecastBatchResponse,
     }[path]
 
+    last = server.call("GET", "/model").json()["models"][model_name].get("last_forecast_year")
+
     @hypothesis_settings(FUZZ, max_examples=FUZZ_EXAMPLES // 3)
     @given(payloads)
     def check(payload):
         answer = server.call("POST", path, payload)
+        years = [r["year"] for r in (payload if batch else [payload])] if last else []
+        if years and max(years) > last:
+            # Valid, but past what the model forecasts: refused as such.
+            assert answer.status == 422 and answer.json()["error"] == "beyond_horizon"
+            return
         assert answer.status == 200, (payload, answer.body)
         parsed = response_model.model_validate_json(answer.body)
         values = [p.global_sales for p in parsed.predictions] if batch else [parsed.global_sales]

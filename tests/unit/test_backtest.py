@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ml import features
-from ml.modeling import backtest, intervals
+from ml.modeling import backtest, intervals, shapes
 from ml.modeling.point_in_time import LOOKED_UP, PointInTime, platforms_of, with_history
 from tests.mart_sample import mart_frame
 
@@ -88,11 +88,36 @@ def test_backtest_scores_each_origin_horizon_and_baseline(result):
                  "baseline_label_encoded_forest_backtest_r2_mean",
                  "baseline_categorical_boosting_backtest_r2_mean"):
         assert np.isfinite(metrics[name]), name
-    model = scores[scores.candidate == backtest.MODEL]
+    model = scores[(scores.candidate == backtest.MODEL) & (scores["shape"] == shapes.FULL)]
     assert metrics["backtest_r2_mean"] == pytest.approx(model["r2"].mean())
     # The sample's label depends on the features: the model beats the median.
     assert metrics["backtest_r2_mean"] > metrics["baseline_median_backtest_r2_mean"] + 0.2
-    assert len(result.residuals) == model["n"].sum()
+    assert len(result.residuals) == len(shapes.SHAPES) * model["n"].sum()
+    assert metrics["backtest_rows"] == model["n"].sum()
+
+
+def test_every_shape_is_scored_on_the_same_rows_beside_the_four_field_baseline(result):
+    """Each request shape gets its own scores on the same test rows, and the
+    gate's metric is the shapes' weighted mean."""
+    scores, metrics = result.scores, result.metrics
+    assert set(scores["shape"]) == set(shapes.SHAPES)
+    rows = scores[scores.candidate == backtest.MODEL].groupby("shape")["n"].sum()
+    assert rows.nunique() == 1
+    for shape in shapes.SHAPES:
+        for name in (f"backtest_shape_{shape}_r2_mean", f"backtest_shape_{shape}_mae_mean",
+                     f"baseline_{shapes.BASELINE}_backtest_shape_{shape}_r2_mean"):
+            assert np.isfinite(metrics[name]), name
+    assert metrics["backtest_shape_full_r2_mean"] == pytest.approx(metrics["backtest_r2_mean"])
+    weighted = sum(shapes.WEIGHTS[s] * metrics[f"backtest_shape_{s}_r2_mean"]
+                   for s in shapes.SHAPES)
+    assert metrics["backtest_r2_shapes_mean"] == pytest.approx(weighted)
+    # The four-field baseline reads no title or platforms list: the same
+    # score whether they are given or not.
+    baseline = {s: metrics[f"baseline_{shapes.BASELINE}_backtest_shape_{s}_r2_mean"]
+                for s in shapes.SHAPES}
+    assert baseline["full"] == baseline["no_platforms"] == baseline["no_title"]
+    unseen = result.residuals[result.residuals["shape"] == shapes.NO_TITLE_UNSEEN_PUBLISHER]
+    assert not unseen["publisher_seen"].any()
 
 
 def _residuals(n: int = 4000, seed: int = 0) -> pd.DataFrame:
@@ -123,6 +148,27 @@ def test_intervals_cover_their_level_in_every_segment():
     assert unseen.median_width > seen.median_width
 
 
+def test_each_request_shape_gets_intervals_from_its_own_errors():
+    """Errors twice as wide without a title: that shape's intervals are wider
+    and both cover their level; a calibration stored before shapes serves
+    its bins to full requests."""
+    full, untitled = _residuals(seed=1), _residuals(seed=2)
+    untitled["actual"] = untitled["predicted"] + 2 * (untitled["actual"] - untitled["predicted"])
+    residuals = pd.concat([full.assign(shape="full"), untitled.assign(shape="no_title")],
+                          ignore_index=True)
+    calibration = intervals.calibrate(residuals)
+    narrow = calibration.interval(np.log1p(1.0), "Shooter", True, "full")
+    wide = calibration.interval(np.log1p(1.0), "Shooter", True, "no_title")
+    assert wide["upper"] - wide["lower"] > narrow["upper"] - narrow["lower"]
+    coverage = intervals.coverage(residuals)
+    for shape in ("full", "no_title"):
+        row = coverage[(coverage.segment == "shape") & (coverage.value == shape)].iloc[0]
+        assert 0.77 <= row.coverage <= 0.83, shape
+    before = intervals.calibrate(full)
+    stored = before.to_json().replace("full|", "")
+    assert intervals.Calibration.from_json(stored).bins == before.bins
+
+
 def test_calibration_round_trips_and_gives_ordered_bounds_in_millions():
     calibration = intervals.calibrate(_residuals())
     again = intervals.Calibration.from_json(calibration.to_json())
@@ -151,6 +197,17 @@ def test_goals_are_measured_beside_baselines_and_check_the_serving_path(mart):
     measured = {g.goal: g for g in goals.check(metrics, history)}
     met = [g.met for g in measured.values()]
     assert met == [False, True, True, False, True, True]
+    # With shapes: no title must reach both the four-field baseline and 0.30.
+    shaped = {**metrics, "backtest_r2_shapes_mean": 0.4,
+              **{f"backtest_shape_{s}_r2_mean": 0.35 for s in shapes.SHAPES},
+              **{f"interval_coverage_shape_{s}": 0.8 for s in shapes.SHAPES},
+              f"baseline_{shapes.BASELINE}_backtest_shape_no_title_r2_mean": 0.36}
+    by_goal = {g.goal: g for g in goals.check(shaped, history)}
+    no_title = by_goal["backtest mean log1p R², no title (the four required fields)"]
+    assert not no_title.met and no_title.baselines == f"{shapes.BASELINE} 0.360"
+    shaped[f"baseline_{shapes.BASELINE}_backtest_shape_no_title_r2_mean"] = 0.2
+    assert all(g.met for g in goals.check(shaped, history) if "request shape" in g.goal
+               or "no title" in g.goal)
     time_goal = next(iter(measured.values()))
     assert time_goal.baselines == "median -0.010"
     assert "**no**" in goals.to_markdown(list(measured.values()))

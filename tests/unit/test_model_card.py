@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ml.modeling import shapes
 from ml.reporting import model_card
 from ml.reporting.datasheet import UNKNOWN_YEAR, WarehouseFacts, datasheet
 from ml.reporting.document import Bullets, Document, Table
@@ -94,9 +95,24 @@ def test_intervals_name_only_large_segments_below_the_floor():
     assert "horizon" not in sentence
 
 
+def test_shapes_are_tabled_beside_the_baseline_and_misses_say_by_how_much():
+    metrics = {f"backtest_shape_{s}_r2_mean": 0.4 for s in shapes.SHAPES}
+    metrics.update({f"baseline_{shapes.BASELINE}_backtest_shape_{s}_r2_mean": 0.25
+                    for s in shapes.SHAPES})
+    metrics.update(time_test_r2=0.6, backtest_r2_shapes_mean=0.4)
+    part = model_card.shapes_part(version(**metrics))
+    table = next(b for b in part.blocks if isinstance(b, Table)).frame
+    assert list(table["shape"]) == list(shapes.SHAPES)
+    lines = next(b for b in part.blocks if isinstance(b, Bullets)).items
+    assert "0.400, **missed by 0.050** (goal ≥ 0.450)" in lines[0]
+    assert lines[1].endswith("0.400, met (≥ 0.300)")
+    assert lines[2].endswith("0.600, met (≥ 0.550)")
+
+
 def test_missing_figures_say_so():
     card = model_card.model_card(version(), facts()).to_markdown()
     assert "Rolling-origin backtest: not measured for this version." in card
+    assert "Scores by request shape: not measured for this version." in card
     assert "Prediction intervals and their coverage: not measured for this version." in card
     assert "Error per segment: not measured for this version." in card
     assert "Held-out metrics: not measured for this version." in card

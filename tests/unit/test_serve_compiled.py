@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from ml.modeling.pipelines import (
+    ByRequestShape,
     known_categories,
     label_encoded_forest,
     native_categorical_boosting,
@@ -72,6 +73,24 @@ def test_compiled_predictions_are_bit_identical(data, shape):
     record = {k: (None if isinstance(v, float) and np.isnan(v) else v)
               for k, v in probe.iloc[0].to_dict().items()}
     assert compiled.predict_one(record) == pipeline.predict(probe.iloc[:1])[0]
+
+
+def test_a_model_routed_by_request_shape_compiles_to_the_same_routes(data):
+    """`ByRequestShape` (keyed here on `na_sales` in place of the series
+    count): each record goes to the compiled pipeline the model sends it to."""
+    frame, y, probe = data
+    frame = frame.assign(series_prior_titles=frame["na_sales"])
+    probe = probe.assign(series_prior_titles=probe["na_sales"])
+    router = ByRequestShape(
+        titled=native_categorical_boosting(CATEGORICAL, [*NUMERIC, "series_prior_titles"])
+        .set_params(model__max_iter=40),
+        untitled=native_categorical_boosting(CATEGORICAL, ["year"]).set_params(model__max_iter=40),
+    ).fit(frame, y)
+    compiled = compile_pipeline(router)
+    ok, detail = verify(compiled, router, probe)
+    assert ok, detail
+    assert probe["series_prior_titles"].isna().sum() == 10
+    assert known_categories(router) == known_categories(router.titled_)
 
 
 def test_a_disagreement_is_reported(data):

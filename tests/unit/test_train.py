@@ -9,7 +9,7 @@ from sklearn.pipeline import Pipeline
 
 from ml import features
 from ml.features import MODEL_NAMES
-from ml.modeling import evaluate, train
+from ml.modeling import evaluate, pipelines, shapes, train
 from tests.mart_sample import mart_frame
 
 
@@ -39,10 +39,28 @@ def test_fit_uses_the_rows_the_model_is_served_from(model_name, fitted, mart):
     years = rows["year"] if spec.fit_on_all else rows.loc[rows[spec.split] == "train", "year"]
     assert model.version_tags["fitted_years"] == f"{int(years.min())}-{int(years.max())}"
     assert model.version_tags["fitted_rows"] == str(expected)
-    assert isinstance(model.pipeline, Pipeline)
-    assert list(model.pipeline.named_steps) == ["encode", "model"]
+    whole = pipelines.final_pipeline(model.pipeline)
+    assert isinstance(whole, Pipeline)
+    assert list(whole.named_steps) == ["encode", "model"]
+    assert isinstance(model.pipeline, pipelines.ByRequestShape) == spec.request_shapes
     assert list(model.input_example.columns) == spec.columns
     assert model.params["features"] == ",".join(spec.columns)
+
+
+def test_a_request_without_a_title_is_answered_by_the_model_fitted_without_one(fitted, mart):
+    """Rows without a series count go to the untitled pipeline, which never
+    reads the title features; titled rows to the one that reads them all."""
+    router = fitted["prerelease"].pipeline
+    rows = features.model_input("prerelease", mart.head(50))
+    untitled = rows.assign(series_prior_titles=np.nan, series_prior_mean_log_sales=np.nan,
+                           title_platform_count=np.nan)
+    assert np.array_equal(router.predict(rows), router.titled_.predict(rows))
+    assert np.array_equal(router.predict(untitled), router.untitled_.predict(untitled))
+    # The untitled answer ignores whatever title features a row carries.
+    assert np.array_equal(router.untitled_.predict(untitled), router.untitled_.predict(rows))
+    mixed = pd.concat([rows.head(3), untitled.tail(3)], ignore_index=True)
+    assert np.array_equal(router.predict(mixed), np.concatenate(
+        [router.titled_.predict(rows.head(3)), router.untitled_.predict(untitled.tail(3))]))
 
 
 def test_prerelease_ignores_regional_sales(fitted, mart):
@@ -128,12 +146,15 @@ def test_prerelease_is_judged_on_the_backtest_with_interval_coverage(evaluations
     """Fitted on every row, the model is gated on its backtest, not a split."""
     evaluation = evaluations["prerelease"]
     metrics = evaluation.metrics
-    assert evaluation.held_out_metric == "backtest_r2_mean"
+    assert evaluation.held_out_metric == "backtest_r2_shapes_mean"
     assert metrics["backtest_r2_mean"] > metrics["baseline_median_backtest_r2_mean"]
     assert 0.7 <= metrics["interval_coverage"] <= 0.9
+    for shape in shapes.SHAPES:
+        assert 0.7 <= metrics[f"interval_coverage_shape_{shape}"] <= 0.9, shape
     assert metrics["interval_width_median"] > 0
     assert evaluation.calibration is not None
     assert "Rolling-origin backtest" in evaluation.to_markdown()
+    assert "by request shape" in evaluation.to_markdown()
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
