@@ -73,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - Prefect has logged the traceback
         print(f"pipeline failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    print(report.to_markdown())
+    # The whole summary is the Prefect artifact and a file; the terminal gets
+    # the outcome and where the rest is.
+    summary = settings.run_dir / "pipeline_summary.md"
+    summary.write_text(report.to_markdown())
+    print(report.outcome_markdown())
+    print(f"Full summary (loads, data quality, row counts, metrics): {summary}")
+    if args.html_report:
+        print(f"Report: {args.html_report.resolve() / 'index.html'}")
     if args.report is not None:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(report.to_json())

@@ -73,11 +73,14 @@ class PipelineReport:
         return self.snapshot.degraded is not None
 
     def to_markdown(self) -> str:
-        """The summary artifact: the outcome first, then the details.
+        """The summary artifact: the outcome first, then the details
+        (what the loads changed, data quality, row counts, each model's
+        metrics against its baselines)."""
+        return self.outcome_markdown() + self.details_markdown()
 
-        Outcome: status, data source, dbt warnings, registry decisions, API,
-        the forecast's goals. Details: what the loads changed, data quality, row counts, each model's metrics vs baselines.
-        """
+    def outcome_markdown(self) -> str:
+        """What a person at the terminal needs: status, data source, load,
+        dbt warnings, registry decisions, API, the forecast's goals."""
         status = "completed, **degraded**" if self.degraded else "completed"
         lines = ["# vgsales pipeline run", "", f"Status: {status}.", ""]
         lines += [f"Data: {self.snapshot.describe()}", ""]
@@ -96,7 +99,10 @@ class PipelineReport:
         lines += ["", f"API: {self.reload}", ""]
         if self.goals_markdown:
             lines += ["## Forecast goals", "", self.goals_markdown, ""]
-        lines += ["## Loads", ""]
+        return "\n".join(lines) + "\n"
+
+    def details_markdown(self) -> str:
+        lines = ["## Loads", ""]
         if self.loads is None:
             lines += ["dbt was skipped (`--skip-dbt`): no load was made.", ""]
         else:

@@ -34,7 +34,7 @@ from ml.modeling.registry import Registration, register
 from ml.modeling.train import FittedModel, fit
 from ml.settings import Settings
 from ml.warehouse import snapshot
-from ml.warehouse.dbt_runner import keep_production_state, run_dbt
+from ml.warehouse.dbt_runner import keep_production_state, progress_log, run_dbt
 from ml.warehouse.loads import read_freshness, read_load_history
 from ml.warehouse.mart import mart_fingerprint, read_ml_mart, read_platforms, read_written_names
 from ml.warehouse.validation_summary import Summary, build_summary
@@ -93,13 +93,14 @@ def build_warehouse(settings: Settings) -> Summary:
     # Checked, and named: the Kaggle file or another one (a data refresh).
     logger.info("Raw CSV %s", describe_raw(settings.seeds_dir / "vgsales.csv"))
     target = settings.run_dir / "dbt" / settings.mariadb_database
-    result = run_dbt(
-        ["build", "--no-use-colors"], settings, log=logger.info, target_path=target
-    )
+    # Every line dbt prints goes to a file beside its artifacts; the log
+    # hears the quarters, the warnings and failures, and the totals.
+    with progress_log(target / "dbt_output.log", logger.info) as progress:
+        result = run_dbt(["build", "--no-use-colors"], settings, log=progress, target_path=target)
     if result.run_results is None:
         raise WarehouseBuildError(
             f"dbt build exited with {result.returncode} before running anything; "
-            "its output is in the log above"
+            f"its output is in {target / 'dbt_output.log'}"
         )
     summary = build_summary(target, settings)
     for warning in summary.warnings:
@@ -130,10 +131,11 @@ def describe_loads(settings: Settings) -> LoadReport:
     logger = get_run_logger()
     # A folder of its own: the build's run_results.json stays for people to read.
     target = settings.run_dir / "dbt" / f"{settings.mariadb_database}-freshness"
-    result = run_dbt(
-        ["source", "freshness", "--select", "source:seed_loads", "--no-use-colors"],
-        settings, log=logger.info, target_path=target,
-    )
+    with progress_log(target / "dbt_output.log", logger.info) as progress:
+        result = run_dbt(
+            ["source", "freshness", "--select", "source:seed_loads", "--no-use-colors"],
+            settings, log=progress, target_path=target,
+        )
     try:
         freshness = read_freshness(target).describe()
     except (FileNotFoundError, KeyError) as error:

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from ml.settings import Settings
 from ml.warehouse import engine as warehouse
-from ml.warehouse.dbt_runner import DbtResult, run_dbt
+from ml.warehouse.dbt_runner import DbtResult, progress_log, run_dbt
 from ml.warehouse.identifiers import quoted
 
 SELECTOR = "monitoring"
@@ -261,7 +261,9 @@ def run_checks(
     args = ["build", "--selector", SELECTOR, "--no-use-colors"]
     if window_days is not None:
         args += ["--vars", json.dumps({"drift_window_days": int(window_days)})]
-    result = run_dbt(args, settings, log=log, target_path=target_path(settings))
+    target = target_path(settings)
+    with progress_log(target / "dbt_output.log", log) as progress:
+        result = run_dbt(args, settings, log=progress, target_path=target)
     tests = drift_tests(result)
     drift, bins, performance = read_tables(settings)
     return DriftCheck(

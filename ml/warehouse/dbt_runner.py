@@ -16,7 +16,8 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,20 +115,29 @@ _SAID_AS_IS = ("Found ", "Finished running", "Done. PASS=", "Completed with", "E
 _TROUBLE = re.compile(r"\b(WARN|FAIL|ERROR|SKIP)\b|Error in |Warning in |Failure in ")
 
 
+# VGSALES_DBT_OUTPUT=all in the environment: every dbt line reaches the log too.
+OUTPUT_ENV = "VGSALES_DBT_OUTPUT"
+
+
 class ProgressLog:
     """dbt's output for a person at a terminal: every line goes to `path`,
     and `say` hears only what matters: what dbt found, each quarter of the
-    nodes done, every warning, failure or error, and the totals."""
+    nodes done, every warning, failure or error, and the totals (or every
+    line, with VGSALES_DBT_OUTPUT=all)."""
 
     def __init__(self, path: Path, say: Callable[[str], object]) -> None:
         self.path, self.say = Path(path), say
+        self.everything = os.environ.get(OUTPUT_ENV) == "all"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = self.path.open("w", encoding="utf-8")
         self._quarter = 0
 
     def __call__(self, line: str) -> None:
         self._file.write(line + "\n")
         self._file.flush()
+        if self.everything:
+            self.say(line)
+            return
         text = line.split("  ", 1)[-1].strip()  # without dbt's clock
         node = _NODE_LINE.match(line.strip())
         if node and node.group(3) != "START":
@@ -142,6 +152,16 @@ class ProgressLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+@contextmanager
+def progress_log(path: Path, say: Callable[[str], object]) -> Iterator[ProgressLog]:
+    """A ProgressLog, closed however the run ends."""
+    progress = ProgressLog(path, say)
+    try:
+        yield progress
+    finally:
+        progress.close()
 
 
 def run_dbt(

@@ -88,4 +88,14 @@ def test_a_newer_file_in_seeds_goes_through_the_pipeline(stack_settings, tmp_pat
     assert (f"Load 2 (file `{settings.seed_sha256()[:12]}`" in flow.stdout
             and f"against load 1: {changes['added']:,} added, {changes['revised']:,} revised, "
                 "0 removed releases." in flow.stdout), flow.stdout[-4000:]
-    assert "## Loads" in flow.stdout and "Largest revisions of load 2" in flow.stdout
+    # The terminal gets the outcome and where the rest is: the full summary.
+    summary = settings.run_dir / "pipeline_summary.md"
+    assert f"Full summary (loads, data quality, row counts, metrics): {summary}" in flow.stdout
+    assert "## Data quality" not in flow.stdout
+    full = summary.read_text()
+    assert "## Loads" in full and "Largest revisions of load 2" in full
+    # dbt's own lines went to a file; the log kept the quarters and the totals.
+    dbt_output = settings.run_dir / "dbt" / settings.mariadb_database / "dbt_output.log"
+    assert " START " in dbt_output.read_text()
+    assert " START " not in flow.stdout + flow.stderr
+    assert "nodes done (full output: " in flow.stdout + flow.stderr

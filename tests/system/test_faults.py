@@ -245,7 +245,9 @@ def run_flow(settings: Settings, run_dir: Path, prefect, report: Path, *args: st
     session's Prefect server (tests/system/conftest.py), which no fault here
     touches, rather than an ephemeral one started per run."""
     env = {**os.environ, **settings.as_env(), "VGSALES_RUN_DIR": str(run_dir),
-           "PYTHONUNBUFFERED": "1", **prefect.client_env()}
+           "PYTHONUNBUFFERED": "1", **prefect.client_env(),
+           # The faults are injected at dbt's own lines (START, Running with dbt).
+           "VGSALES_DBT_OUTPUT": "all"}
     process = subprocess.Popen(
         [sys.executable, "-m", "flows.pipeline", "--report", str(report), *args],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

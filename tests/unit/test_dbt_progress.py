@@ -33,3 +33,13 @@ def test_the_terminal_hears_the_quarters_the_trouble_and_the_totals(tmp_path):
     assert said[-1] == "Done. PASS=6 WARN=1 ERROR=1 SKIP=0 TOTAL=8"
     assert not any("START" in s or "Running with" in s for s in said)
     assert len(said) == 11  # of 22 lines: found, 4 quarters, 2 troubled nodes, 4 closing lines
+
+
+def test_every_line_reaches_the_log_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("VGSALES_DBT_OUTPUT", "all")
+    said: list[str] = []
+    progress = ProgressLog(tmp_path / "dbt.log", said.append)
+    for line in BUILD:
+        progress(line)
+    progress.close()
+    assert said == BUILD
