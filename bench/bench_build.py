@@ -6,7 +6,7 @@ The whole warehouse build the pipeline runs (`dbt build`: seeds, models,
 snapshot, tests) on the real vgsales.csv (16,598 rows) and on 100,000
 synthetic rows (`ml.data.synthetic`, 1% dirty), `--runs` times each, and on
 1,000,000 synthetic rows `--large-runs` times (0 leaves it out). Each size
-is printed beside its goal (issue 13): the wall time, and at 1M a time per
+is printed beside its goal: the wall time, and at 1M a time per
 row no greater than at 100k.
 
 "wall s" is the dbt process; "dbt s" dbt's own elapsed time (without start-up
@@ -42,7 +42,7 @@ from ml.warehouse.dbt_runner import run_dbt
 MEDIUM_ROWS = 100_000
 LARGE_ROWS = 1_000_000
 SEED_NODE = "seed.vgsales.vgsales"
-# Wall-time goals of a `dbt build`, seed included (issue 13), by size label.
+# Wall-time goals of a `dbt build`, seed included, by size label.
 GOALS_S = {"real": 8.0, f"{MEDIUM_ROWS}": 20.0, f"{LARGE_ROWS}": 150.0}
 
 

@@ -1,4 +1,4 @@
-"""The forecast's goals (issue 12), checked in one run beside the baselines.
+"""The forecast's goals, checked in one run beside the baselines.
 
 Each goal reads the metrics of the `prerelease` evaluation (time split,
 backtest, interval coverage) or checks the serving path itself: a forecast
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ml.modeling import shapes
+from ml.modeling.intervals import GOAL_SEGMENT_ROWS
 from ml.modeling.names import NameReference, Resolver
 from ml.modeling.point_in_time import HORIZON_YEARS, PointInTime
 
@@ -25,6 +26,7 @@ BACKTEST_R2 = 0.45
 # exactly those fields, and at least this.
 NO_TITLE_R2 = 0.30
 COVERAGE_RANGE = (0.77, 0.83)
+# Every segment of at least GOAL_SEGMENT_ROWS rows covers at least this.
 SEGMENT_COVERAGE = 0.70
 # How far past the data the serving check forecasts: the last year served.
 YEARS_AHEAD = HORIZON_YEARS
@@ -121,7 +123,7 @@ def _backtest_goals(metrics: Mapping[str, float]) -> list[Goal]:
              backtest_r2 >= BACKTEST_R2),
         Goal("80% interval coverage on the backtest", f"{low:.0%}-{high:.0%}",
              f"{coverage:.1%}", "", low <= coverage <= high),
-        Goal("coverage in every segment of ≥ 100 rows", f"≥ {SEGMENT_COVERAGE:.0%}",
+        Goal(f"coverage in every segment of ≥ {GOAL_SEGMENT_ROWS} rows", f"≥ {SEGMENT_COVERAGE:.0%}",
              f"worst {worst:.1%}", "", worst >= SEGMENT_COVERAGE),
     ]
 

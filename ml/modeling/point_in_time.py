@@ -102,10 +102,14 @@ def series_group(key: str) -> str:
 
 def last_complete_year(years: pd.Series) -> int | None:
     """The latest year whose releases reach COMPLETE_YEAR_SHARE of the busiest year's."""
-    counts = years.dropna().astype("int64").value_counts()
-    if counts.empty:
+    return last_complete_year_of_counts(years.dropna().astype("int64").value_counts())
+
+
+def last_complete_year_of_counts(releases_per_year: pd.Series) -> int | None:
+    """As `last_complete_year`, from releases counted per year (index: year)."""
+    if releases_per_year.empty:
         return None
-    complete = counts[counts >= COMPLETE_YEAR_SHARE * counts.max()]
+    complete = releases_per_year[releases_per_year >= COMPLETE_YEAR_SHARE * releases_per_year.max()]
     return int(complete.index.max())
 
 

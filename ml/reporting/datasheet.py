@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
+from ml.modeling.point_in_time import COMPLETE_YEAR_SHARE, last_complete_year_of_counts
 from ml.data.fetch import EXPECTED_ROWS, EXPECTED_SHA256
 from ml.reporting.data import REJECTED_SQL
 from ml.reporting.document import Bullets, Document, Table
@@ -30,8 +31,6 @@ DIMENSIONS = ("platform", "genre", "decade")
 # A value is under-represented when it holds fewer releases than this
 # fraction of an even split of its dimension (total / number of values).
 UNDER_REPRESENTED_FRACTION = 0.5
-# Years at the end of the data with fewer releases than this are its thin tail.
-THIN_YEAR_RELEASES = 50
 TAIL_YEARS = 6
 UNKNOWN_YEAR = "unknown year"
 
@@ -127,10 +126,10 @@ class WarehouseFacts:
 
     @property
     def thin_tail(self) -> list[int]:
-        """Years after the busiest year with fewer than THIN_YEAR_RELEASES releases."""
-        busiest = int(self.years.loc[self.years.releases.idxmax(), "year"])
-        tail = self.years[(self.years.year > busiest) & (self.years.releases < THIN_YEAR_RELEASES)]
-        return [int(y) for y in tail.year]
+        """Years after the last complete one (the rule forecasts use:
+        `ml.modeling.point_in_time.COMPLETE_YEAR_SHARE` of the busiest year)."""
+        last = last_complete_year_of_counts(self.years.set_index("year").releases)
+        return [] if last is None else [int(y) for y in self.years.year if y > last]
 
 
 def read_warehouse_facts(settings: Settings) -> WarehouseFacts:
@@ -259,7 +258,7 @@ def datasheet(facts: WarehouseFacts) -> Document:
         composition.blocks.append(
             "Incomplete last years: "
             + ", ".join(str(y) for y in facts.thin_tail)
-            + f" hold fewer than {THIN_YEAR_RELEASES} releases each, against "
+            + f" hold less than {COMPLETE_YEAR_SHARE:.0%} of the busiest year's releases each, against "
             f"{busiest.releases:,} in {busiest.year}: the file holds few of their releases, "
             "so they describe neither those years' market nor their sales."
         )

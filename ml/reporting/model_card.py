@@ -31,6 +31,7 @@ from mlflow import MlflowClient
 
 from ml import features
 from ml.modeling import champions, goals, shapes
+from ml.modeling.intervals import GOAL_SEGMENT_ROWS
 from ml.reporting import datasheet as sheet
 from ml.reporting.document import Bullets, Document, Part, Table, write_text
 from ml.reporting.model_findings import recorded_scores
@@ -45,9 +46,6 @@ COVERAGE_ARTIFACT = "backtest/coverage.csv"
 BACKTEST_METRICS = ("r2", "mae", "rmse")
 HORIZONS = (1, 2, 3)
 VERSION_TAGS = ("fitted_rows", "fitted_years", "data_last_year")
-# The interval goal of issue 12: every segment this large covers at least this.
-COVERAGE_SEGMENT_ROWS = 100
-COVERAGE_FLOOR = 0.70
 BASELINE_BACKTEST = re.compile(r"^baseline_(?P<name>.+)_backtest_(?P<metric>r2|mae|rmse)_mean$")
 
 # Titles of the parts the analytics report shows beside its own model section.
@@ -349,10 +347,10 @@ def intervals_part(facts: VersionFacts) -> Part:
     if table is None or table.empty:
         part.blocks.append(f"Coverage per segment: {NOT_MEASURED}.")
         return part
-    short = table[(table.n >= COVERAGE_SEGMENT_ROWS) & (table.coverage < COVERAGE_FLOOR)]
+    short = table[(table.n >= GOAL_SEGMENT_ROWS) & (table.coverage < goals.SEGMENT_COVERAGE)]
     part.blocks.append(
-        f"Segments with {COVERAGE_SEGMENT_ROWS} or more rows covered less than "
-        f"{COVERAGE_FLOOR:.0%} of the time: "
+        f"Segments with {GOAL_SEGMENT_ROWS} or more rows covered less than "
+        f"{goals.SEGMENT_COVERAGE:.0%} of the time: "
         + (
             ", ".join(
                 f"{r.segment} {r.value} ({r.coverage:.1%} of {r.n:,})" for r in short.itertuples()
@@ -424,7 +422,8 @@ def cannot_know_part(facts: VersionFacts, warehouse: sheet.WarehouseFacts) -> Pa
         items.append(
             "The incomplete last years: "
             + ", ".join(str(y) for y in warehouse.thin_tail)
-            + f" hold fewer than {sheet.THIN_YEAR_RELEASES} releases each in the file; "
+            + f" hold less than {sheet.COMPLETE_YEAR_SHARE:.0%} of the busiest year's releases"
+            " each in the file; "
             f"the last complete year recorded with this version: "
             f"{facts.tags.get('data_last_year', NOT_MEASURED)}."
         )

@@ -27,7 +27,7 @@ def facts() -> WarehouseFacts:
         ),
     }
     years = pd.DataFrame(
-        {"year": [2008, 2009, 2010, 2011, 2014, 2016], "releases": [90, 120, 80, 60, 40, 2]}
+        {"year": [2008, 2009, 2010, 2011, 2014, 2016], "releases": [90, 120, 80, 60, 5, 2]}
     )
     return WarehouseFacts(
         database="vgsales_unit",
@@ -74,7 +74,8 @@ def test_under_represented_is_below_half_an_even_split():
     assert warehouse.raw_rows == 403
 
 
-def test_thin_tail_is_the_sparse_years_after_the_busiest():
+def test_thin_tail_is_the_years_after_the_last_complete_one():
+    # 5% of the busiest year's 120 releases is 6: 2011 (60) is the last complete year.
     assert facts().thin_tail == [2014, 2016]
     assert facts().last_year == 2016
 
@@ -84,7 +85,7 @@ def test_datasheet_names_thin_values_and_reference_only_platforms():
     assert "Under-represented platforms (releases in the warehouse): GG (1), DC (48)." in text
     assert "No genre is under-represented." in text
     assert "without a single release in the data: NS." in text
-    assert "Incomplete last years: 2014, 2016 hold fewer than 50 releases each" in text
+    assert "Incomplete last years: 2014, 2016 hold less than 5% of the busiest year's releases each" in text
     assert "403 raw rows: 400 accepted releases" in text
 
 
