@@ -174,7 +174,7 @@ def served_versions(port: int, model: str = "prerelease") -> dict[str, str]:
     return dict(re.findall(rf'vgsales_model_version\{{model="{model}",pid="(\d+)"\}} (\S+)', text))
 
 
-def wait_ready(
+def wait_every_worker_serving(
     settings: Settings, process: subprocess.Popen, log: Path, timeout: float = 300
 ) -> None:
     """Until every worker of every instance serves both models (one /ready

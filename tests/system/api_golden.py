@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.api_server import call, register_champions, start, stop, wait_ready
+from tests.api_server import call, register_champions, start, stop, wait_every_worker_serving
 
 GOLDEN = Path(__file__).parent / "golden"
 FILES = ("api", "forecast")
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         source = (args.source or ROOT).resolve()
         process = start(settings, log, source)
         try:
-            wait_ready(settings, process, log)
+            wait_every_worker_serving(settings, process, log)
             for which in args.only or FILES:
                 commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"],
                                         capture_output=True, text=True, check=True).stdout.strip()

@@ -27,7 +27,7 @@ from tests.api_server import (
     register_champions,
     start,
     stop,
-    wait_ready,
+    wait_every_worker_serving,
 )
 from tests.helpers import free_api_ports, free_port, isolated_settings
 
@@ -49,7 +49,7 @@ def server(stack_settings, built_mart, built_platforms, built_names, tmp_path_fa
     log = home / "gunicorn.log"
     process = start(settings, log)
     try:
-        wait_ready(settings, process, log)
+        wait_every_worker_serving(settings, process, log)
         yield Server(settings.api_port, settings, built_mart, process, log)
     finally:
         stop(process)

@@ -15,7 +15,7 @@ import pytest
 
 from ml.settings import ROOT
 from serve.edge.limits import workers_per_instance
-from tests.api_server import call, start, stop, wait_ready
+from tests.api_server import call, start, stop, wait_every_worker_serving
 from tests.helpers import free_api_ports
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,7 @@ def test_gunicorn_workers_import_no_training_or_plotting_code(server, tmp_path):
     log = tmp_path / "gunicorn.log"
     process = start(settings, log, env={"PYTHONPROFILEIMPORTTIME": "1"})
     try:
-        wait_ready(settings, process, log)
+        wait_every_worker_serving(settings, process, log)
         workers = settings.api_instances * workers_per_instance(settings)
         for _ in range(2 * workers):  # new connections: every worker
             assert call(settings.api_port, "POST", "/predict", PREDICT).status == 200

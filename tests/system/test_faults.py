@@ -52,7 +52,7 @@ from ml.features import MODEL_NAMES
 from ml.settings import ROOT, Settings
 from ml.warehouse.dbt_runner import dbt_environment, run_dbt
 from ml.warehouse.identifiers import quoted
-from tests.api_server import instance_metrics, wait_ready
+from tests.api_server import instance_metrics, wait_every_worker_serving
 from tests.helpers import connect, free_api_ports, free_port, isolated_settings, kill_pid_file
 
 pytestmark = pytest.mark.slow
@@ -470,7 +470,7 @@ def test_api_keeps_answering_while_redis_is_killed(flows, tmp_path):
                 statuses.append(-1)
 
     try:
-        wait_ready(settings, server, log, timeout=180)
+        wait_every_worker_serving(settings, server, log, timeout=180)
         deadline = time.monotonic() + 180
         clients = [threading.Thread(target=keep_predicting) for _ in range(2)]
         for thread in clients:

@@ -37,7 +37,7 @@ from tests.api_server import (
     read_all,
     register_champions,
     start,
-    wait_ready,
+    wait_every_worker_serving,
     waiting,
 )
 from tests.helpers import free_api_ports, isolated_settings
@@ -101,7 +101,7 @@ def server(stack_settings, built_mart, tmp_path_factory) -> Server:
     log = home / "gunicorn.log"
     process = start(settings, log)
     try:
-        wait_ready(settings, process, log)
+        wait_every_worker_serving(settings, process, log)
         yield Server(settings, process, log, home)
     finally:
         process.terminate()

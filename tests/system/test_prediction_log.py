@@ -33,7 +33,7 @@ import redis
 import sqlalchemy as sa
 
 from tests.api_server import (
-    instance_metrics, register_champions, served_versions, start, wait_ready,
+    instance_metrics, register_champions, served_versions, start, wait_every_worker_serving,
 )
 from ml.monitoring.drain import drain
 from ml.monitoring.stream import STREAM
@@ -125,7 +125,7 @@ def api(stack_settings, built_mart, seeds_dir, tmp_path_factory):
     log = home / "gunicorn.log"
     process = start(settings, log)
     try:
-        wait_ready(settings, process, log)
+        wait_every_worker_serving(settings, process, log)
         yield settings, home
     finally:
         process.terminate()

@@ -20,7 +20,7 @@ import sys
 import pytest
 import redis
 
-from tests.api_server import register_champions, wait_ready
+from tests.api_server import register_champions, wait_every_worker_serving
 from ml.settings import EXPORTED, ROOT, load_settings
 from serve.edge.limits import instance_ports
 from tests.helpers import api_settings, free_port
@@ -61,7 +61,7 @@ def first(stack_settings, built_mart, tmp_path_factory):
         stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     try:
-        wait_ready(settings, process, log)
+        wait_every_worker_serving(settings, process, log)
         yield settings
     finally:
         process.terminate()
