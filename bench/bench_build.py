@@ -33,7 +33,8 @@ from pathlib import Path
 import pymysql
 
 from bench.bench_seed import count_rows
-from bench.common import Stats, machine, markdown_table, write_results
+from bench.common import Stats, machine, write_results
+from ml.markdown import markdown_table
 from bench.marts import mart_settings, real_csv
 from ml.data.synthetic import write_csv
 from ml.settings import ROOT, Settings, load_settings

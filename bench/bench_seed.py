@@ -46,7 +46,8 @@ from pathlib import Path
 
 import pymysql
 
-from bench.common import Stats, machine, markdown_table, write_results
+from bench.common import Stats, machine, write_results
+from ml.markdown import markdown_table
 from ml.data.synthetic import write_csv
 from ml.settings import ROOT, Settings, load_settings
 from ml.warehouse.dbt_runner import dbt_environment

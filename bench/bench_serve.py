@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 from bench import load
-from bench.common import Stats, machine, markdown_table, write_results
+from bench.common import Stats, machine, write_results
+from ml.markdown import markdown_table
 from bench.load import drive
 from ml.settings import ROOT, Settings, load_settings
 from serve import gunicorn_conf

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Self
 
 from bench.bench_serve import SINGLE, bench_settings, start_service, stop, wait_ready
-from bench.common import Stats, machine, markdown_table, write_results
+from bench.common import Stats, machine, write_results
+from ml.markdown import markdown_table
 from ml.settings import ROOT
 from serve.edge import limits
 

@@ -23,7 +23,8 @@ import time
 import pandas as pd
 from pandas.testing import assert_frame_equal
 
-from bench.common import Stats, machine, markdown_table, write_results
+from bench.common import Stats, machine, write_results
+from ml.markdown import markdown_table
 from bench.marts import real_mart, resampled
 from ml.settings import ROOT, load_settings
 from ml.warehouse import snapshot

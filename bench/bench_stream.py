@@ -33,8 +33,8 @@ from pathlib import Path
 import redis
 import sqlalchemy as sa
 
-from bench.bench_serve import free_port
-from bench.common import RESULTS_DIR, Stats, machine, markdown_table, write_results
+from bench.common import RESULTS_DIR, Stats, free_port, machine, write_results
+from ml.markdown import markdown_table
 from bench.log_path import measure_live
 from ml.monitoring.drain import drain
 from ml.monitoring.stream import append, encode_entry

@@ -42,7 +42,8 @@ import redis
 
 from bench.bench_serve import SINGLE, _clean_stream, bench_settings, start_service, stop, wait_ready
 from bench.bench_stream import create_landing_database, drop_landing_database
-from bench.common import Stats, machine, markdown_table, write_results
+from bench.common import Stats, machine, write_results
+from ml.markdown import markdown_table
 from bench.load import Run, drive, generator
 from ml.monitoring.stream import STREAM
 from ml.settings import ROOT, Settings

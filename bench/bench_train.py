@@ -21,7 +21,8 @@ import time
 
 import pandas as pd
 
-from bench.common import Stats, machine, markdown_table, write_results
+from bench.common import Stats, machine, write_results
+from ml.markdown import markdown_table
 from bench.marts import real_mart, resampled
 from ml.features import MODEL_NAMES
 from ml.modeling.train import fit

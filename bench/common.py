@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,11 +44,11 @@ class Stats:
         return asdict(self)
 
 
-def markdown_table(headers: list[str], rows: list[list[str]], align: str = "") -> str:
-    """A GitHub markdown table; `align` has one letter per column, l or r (default l)."""
-    rules = ["---:" if align[i : i + 1] == "r" else "---" for i in range(len(headers))]
-    lines = [headers, rules, *rows]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+def free_port() -> int:
+    """A loopback port nothing listens on right now (benchmarks and tests)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def machine() -> dict:

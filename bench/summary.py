@@ -12,7 +12,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import RESULTS_DIR, markdown_table
+from bench.common import RESULTS_DIR
+from ml.markdown import markdown_table
 
 Row = dict[str, object]
 

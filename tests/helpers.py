@@ -15,14 +15,8 @@ from pathlib import Path
 
 import pymysql
 
+from bench.common import free_port  # noqa: F401 - the one definition, used by tests too
 from ml.settings import Settings
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def free_api_ports(settings: Settings) -> Settings:

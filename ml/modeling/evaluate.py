@@ -31,6 +31,7 @@ from sklearn.model_selection import KFold, cross_validate
 from threadpoolctl import threadpool_limits
 
 from ml import features
+from ml.markdown import frame_table
 from ml.features import ModelSpec
 from ml.modeling import backtest as rolling
 from ml.modeling import intervals, pipelines, shapes
@@ -116,12 +117,12 @@ class Evaluation:
             *self._backtest_markdown(),
             "## Test scores next to baselines",
             "",
-            markdown_table(table),
+            frame_table(table),
             "",
             "## Cross-validation on the train rows "
             f"({CV_FOLDS}-fold, shuffled)",
             "",
-            markdown_table(
+            frame_table(
                 self.scores[self.scores.candidate == "cv"]
                 .pivot_table(index="metric", columns="part", values="value")
                 .reset_index()
@@ -129,17 +130,17 @@ class Evaluation:
             "",
             "## Row counts",
             "",
-            markdown_table(
+            frame_table(
                 self.scores[self.scores.metric == "rows"][["split", "part", "value"]]
             ),
             "",
             "## Permutation importance on the held-out rows",
             "",
-            markdown_table(self.importance),
+            frame_table(self.importance),
             "",
             f"## Held-out metrics by segment (n < {SMALL_SEGMENT} flagged small)",
             "",
-            markdown_table(self.segments),
+            frame_table(self.segments),
             "",
         ]
         return "\n".join(lines)
@@ -156,7 +157,7 @@ class Evaluation:
             f"the {len(rolling.HORIZONS)} years from it, every feature computed from "
             "the years before the origin (log1p scale; scores averaged over origins).",
             "",
-            markdown_table(self.backtest.by_horizon()),
+            frame_table(self.backtest.by_horizon()),
             "",
             "## The backtest by request shape",
             "",
@@ -164,7 +165,7 @@ class Evaluation:
             + "; ".join(f"`{k}`: {v}" for k, v in shapes.DESCRIPTIONS.items())
             + ". Scores averaged over origins and horizons.",
             "",
-            markdown_table(self.backtest.by_shape()),
+            frame_table(self.backtest.by_shape()),
             "",
         ]
         if self.coverage is not None:
@@ -175,23 +176,10 @@ class Evaluation:
                 "releases are covered by intervals calibrated on the other origins. "
                 "Widths in millions of units.",
                 "",
-                markdown_table(self.coverage),
+                frame_table(self.coverage),
                 "",
             ]
         return lines
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table (floats to 4 decimals)."""
-    def cell(value: object) -> str:
-        if isinstance(value, (float, np.floating)):
-            return "" if np.isnan(value) else f"{value:.4f}"
-        return str(value)
-
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
 
 
 def _short(split: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ml.modeling.evaluate import markdown_table
+from ml.markdown import frame_table
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Document:
 def block_markdown(block: Block) -> list[str]:
     """The markdown lines of one block."""
     if isinstance(block, Table):
-        return [f"*{block.caption}*", "", markdown_table(block.frame)]
+        return [f"*{block.caption}*", "", frame_table(block.frame)]
     if isinstance(block, Bullets):
         return [f"- {item}" for item in block.items]
     return [block]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.modeling.evaluate import markdown_table
+from ml.markdown import frame_table
 from ml.monitoring.drift import RETRAIN, WARN, DriftCheck
 from ml.reporting import charts, page
 from ml.reporting.page import Section
@@ -97,11 +97,11 @@ def to_markdown(check: DriftCheck, action: Action) -> str:
         "Status by the dbt vars `drift_psi_warn` / `drift_psi_error`; "
         "`too_few_rows` = under `drift_min_rows` observations (not judged).",
         "",
-        markdown_table(psi_table(check)),
+        frame_table(psi_table(check)),
         "",
         "## Drift tests",
         "",
-        markdown_table(
+        frame_table(
             pd.DataFrame(
                 [(t.name, t.severity, t.status, t.failures) for t in check.tests],
                 columns=["test", "severity", "status", "failing rows"],
@@ -115,7 +115,7 @@ def to_markdown(check: DriftCheck, action: Action) -> str:
     if performance.empty:
         lines += ["No logged prediction matches a loaded release yet.", ""]
     else:
-        lines += [markdown_table(performance), ""]
+        lines += [frame_table(performance), ""]
     return "\n".join(lines)
 
 
