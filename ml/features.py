@@ -20,7 +20,6 @@ at logging and at serving time.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -71,7 +70,7 @@ MAX_CATEGORY_LENGTH = 100
 
 
 # A category must hold a character this matches: one that is not whitespace
-# as `str.strip` (and so `_check_value`) sees it. Spelled out as \uXXXX
+# as `str.strip` sees it. Spelled out as \uXXXX
 # ranges because the API publishes it in its JSON Schema, where `\S` follows
 # ECMA's rules (U+0085 is not whitespace there, U+FEFF is) while pydantic's
 # engine follows Unicode's: a shorthand would mean different things to a
@@ -296,7 +295,8 @@ def model_input(
     regional sales for `prerelease`, ids) are dropped, so nothing unknown
     before release can leak in. A missing optional column becomes NaN; a
     missing required column is an error. Values are type-converted, not
-    range-checked: use `validate_records` for untrusted input.
+    range-checked: untrusted input is checked by the API's schemas
+    (serve/schemas.py, generated from this module's specs).
     """
     model = spec(model_name)
     frame = _to_frame(data)
@@ -324,57 +324,6 @@ def model_input(
                     f"{model_name}: column {feature.name!r} must be numeric: {exc}"
                 ) from None
     return out.reset_index(drop=True)
-
-
-def _check_value(feature: Feature, value: object) -> str | None:
-    """Why `value` is not acceptable for `feature`, or None if it is."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "is required" if feature.required else None
-    if feature.kind == "category":
-        if not isinstance(value, str) or not value.strip():
-            return f"expected a non-empty string, found {value!r}"
-        if len(value) > MAX_CATEGORY_LENGTH:
-            return f"expected at most {MAX_CATEGORY_LENGTH} characters, found {len(value)}"
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"expected a number, found {value!r}"
-    if not math.isfinite(value):
-        return f"expected a finite number, found {value!r}"
-    low = -math.inf if feature.minimum is None else feature.minimum
-    high = math.inf if feature.maximum is None else feature.maximum
-    if not low <= value <= high:
-        return f"expected a number between {low:g} and {high:g}, found {value!r}"
-    return None
-
-
-def validate_records(
-    model_name: str, records: Iterable[Mapping[str, object]]
-) -> list[str]:
-    """Problems in API-style records, one message per bad field; [] if clean.
-
-    Messages name the record index and field, e.g.
-    `record 2, field 'year': expected a number between 1970 and 2040, found 3000`.
-    Unknown fields are reported too, since a misspelt optional feature would
-    otherwise be silently ignored.
-    """
-    model = spec(model_name)
-    fields = model.request_features
-    known = {f.name for f in fields}
-    errors: list[str] = []
-    for index, record in enumerate(records):
-        if not isinstance(record, Mapping):
-            errors.append(f"record {index}: expected an object, found {type(record).__name__}")
-            continue
-        for feature in fields:
-            problem = _check_value(feature, record.get(feature.name))
-            if problem:
-                errors.append(f"record {index}, field {feature.name!r}: {problem}")
-        for name in sorted(set(record) - known):
-            errors.append(
-                f"record {index}, field {name!r}: not an input of {model_name} "
-                f"(expected {', '.join(f.name for f in fields)})"
-            )
-    return errors
 
 
 def training_rows(model_name: str, frame: pd.DataFrame) -> pd.DataFrame:

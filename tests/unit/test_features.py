@@ -105,47 +105,6 @@ def test_unknown_model_lists_the_known_ones():
         features.spec("postrelease")
 
 
-@pytest.mark.parametrize("model_name", MODEL_NAMES)
-def test_validate_accepts_a_good_record(model_name):
-    assert features.validate_records(model_name, [good_record(model_name)]) == []
-
-
-@pytest.mark.parametrize(
-    ("change", "expected"),
-    [
-        ({"year": 3000}, "record 0, field 'year': expected a number between 1970 and 2040"),
-        ({"year": None}, "record 0, field 'year': is required"),
-        ({"year": True}, "record 0, field 'year': expected a number"),
-        ({"year": float("inf")}, "record 0, field 'year': expected a finite number"),
-        ({"genre": "  "}, "record 0, field 'genre': expected a non-empty string"),
-        ({"genre": "x" * 101}, "record 0, field 'genre': expected at most 100 characters"),
-        ({"publisher": 7}, "record 0, field 'publisher': expected a non-empty string"),
-        (
-            {"title_platform_count": 0},
-            "record 0, field 'title_platform_count': expected a number between 1 and 50",
-        ),
-        ({"na_sales": 1.0}, "record 0, field 'na_sales': not an input of prerelease"),
-    ],
-)
-def test_validate_names_record_field_and_problem(change, expected):
-    errors = features.validate_records("prerelease", [{**good_record("prerelease"), **change}])
-    assert len(errors) == 1
-    assert errors[0].startswith(expected)
-
-
-def test_validate_reports_every_bad_record():
-    records = [good_record("prerelease"), {"genre": "Action"}, "not a record"]
-    errors = features.validate_records("prerelease", records)
-    assert any(e.startswith("record 1, field 'platform'") for e in errors)
-    assert any(e.startswith("record 1, field 'publisher'") for e in errors)
-    assert "record 2: expected an object, found str" in errors
-
-
-def test_unseen_categories_are_allowed_by_validation():
-    record = {**good_record("prerelease"), "platform": "Switch 3", "publisher": "New Studio"}
-    assert features.validate_records("prerelease", [record]) == []
-
-
 def test_to_sales_undoes_log1p_and_clips():
     sales = np.array([0.0, 0.5, 12.0])
     assert np.allclose(features.to_sales("prerelease", np.log1p(sales)), sales)
@@ -160,15 +119,12 @@ def test_training_rows_need_label_year_and_split(mart):
 
 
 def test_not_blank_matches_exactly_what_strip_keeps():
-    """`NOT_BLANK` spells out `str.isspace` (what `_check_value`'s strip
-    removes) for every code point, so the API's published pattern, pydantic
-    and the feature check agree."""
+    """`NOT_BLANK` spells out `str.isspace` (what `str.strip` removes) for
+    every code point, so the API's published pattern and pydantic agree."""
     pattern = re.compile(features.NOT_BLANK)
     disagree = [hex(code) for code in range(sys.maxunicode + 1)
                 if bool(pattern.fullmatch(chr(code))) == chr(code).isspace()]
     assert disagree == []
-    assert features.validate_records("prerelease", [{**good_record("prerelease"),
-                                                     "genre": "\u0085"}])
 
 
 def test_the_prediction_log_keeps_every_category_the_api_accepts():
