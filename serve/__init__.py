@@ -1,7 +1,7 @@
 """The prediction API: `python -m serve` runs it, nginx in front of gunicorn instances.
 
 - `app`: the Flask application factory; `routes/`: the blueprints.
-- `services`, `requests`, `errors`: what views share, what a request must be,
+- `services`, `request_checks`, `errors`: what views share, what a request must be,
   the one error shape.
 - `schemas`: request/response bodies, derived from `ml.features`.
 - `model/loaded`: a registered model version loaded and ready to predict.

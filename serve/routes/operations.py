@@ -9,7 +9,7 @@ from flask import Blueprint, Response
 from ml.features import MODEL_NAMES
 from serve import schemas
 from serve.errors import error_response, json_response
-from serve.requests import authorise
+from serve.request_checks import authorise
 from serve.routes import API
 from serve.services import services
 

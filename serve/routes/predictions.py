@@ -19,7 +19,7 @@ from flask import Blueprint, g
 
 from serve import schemas
 from serve.errors import PREDICTION_ERRORS, Refused, Unavailable, json_response
-from serve.requests import parse
+from serve.request_checks import parse
 from serve.routes import API
 from serve.services import services
 
