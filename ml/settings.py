@@ -23,7 +23,7 @@ from dataclasses import asdict, field
 from pathlib import Path
 from urllib.parse import quote_plus, unquote, urlsplit, urlunsplit
 
-from pydantic import PositiveInt, SecretStr, ValidationError, create_model
+from pydantic import NonNegativeInt, PositiveInt, SecretStr, ValidationError, create_model
 from pydantic.dataclasses import dataclass
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
@@ -66,6 +66,7 @@ EXPORTED = (
     "VGSALES_CSV",
     "VGSALES_SEEDS_DIR",
     "PREDICTION_LOG_MAX_BYTES",
+    "VGSALES_BOOSTING_ITERATIONS",
 )
 
 
@@ -130,6 +131,10 @@ class Settings:
     # Payload bytes the prediction stream may hold before the API drops (and
     # counts) new entries; the consumer frees them as it lands them.
     prediction_log_max_bytes: int = 256 * 1024 * 1024
+    # Iterations of every HistGradientBoosting fit (the models and the
+    # four-field baseline); 0 keeps the tuned number (ml/modeling/pipelines.py
+    # BOOSTING). The test suite sets a small one: the same code, cheaper fits.
+    vgsales_boosting_iterations: NonNegativeInt = 0
 
     @property
     def dbt_project_dir(self) -> Path:

@@ -33,9 +33,11 @@ SAMPLE_ROWS = 3000
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
     """This run's own base temp folder (tests/helpers.py `private_basetemp`
-    says why), unless --basetemp names one."""
+    says why), unless --basetemp names one; test-sized training
+    (`helpers.use_test_training`)."""
     if config.option.basetemp is None:
         config.option.basetemp = helpers.private_basetemp()
+    helpers.use_test_training()
 
 
 @pytest.fixture(scope="session")
@@ -196,6 +198,10 @@ def private_stack(tmp_path_factory):
 
     first = stack("up")
     assert first.returncode == 0, first.stderr
-    settings = load_settings(environ={"VGSALES_RUN_DIR": str(run_dir)})
+    settings = load_settings(environ={
+        "VGSALES_RUN_DIR": str(run_dir),
+        # The flows it runs fit test-sized models too (as_env exports it).
+        "VGSALES_BOOSTING_ITERATIONS": os.environ["VGSALES_BOOSTING_ITERATIONS"],
+    })
     yield stack, settings, run_dir
     stack("down")

@@ -19,6 +19,22 @@ from bench.common import free_port  # noqa: F401 - the one definition, used by t
 from ml.settings import Settings
 
 
+# Boosting iterations of every model the tests fit, in process or in the
+# flows they start (ml/settings.py VGSALES_BOOSTING_ITERATIONS): a tenth of
+# the tuned number. Fits, backtests and the gate run the same code; fitting
+# is most of the suite's time. VGSALES_BOOSTING_ITERATIONS=250 in the
+# environment runs the suite with the tuned models.
+BOOSTING_ITERATIONS = "25"
+
+
+def use_test_training() -> None:
+    """Fit test-sized models in this process and the processes it starts,
+    unless the environment names a number of iterations (0, the default
+    scripts/with-env exports, names none)."""
+    if os.environ.get("VGSALES_BOOSTING_ITERATIONS", "0") in ("", "0"):
+        os.environ["VGSALES_BOOSTING_ITERATIONS"] = BOOSTING_ITERATIONS
+
+
 def free_api_ports(settings: Settings) -> Settings:
     """`settings` with a free API_PORT for nginx and free consecutive ports
     from API_INSTANCE_PORT for its instances, for an API under test."""

@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from ml.features import ModelSpec
+from ml.settings import load_settings
 
 SEED = 42
 
@@ -58,6 +59,13 @@ BOOSTING = dict(
 # shared with MariaDB and dbt, one thread fitted the booster 6-9x faster than
 # two (threads spin while waiting for a busy core).
 THREADS = 1
+
+
+def boosting() -> dict[str, object]:
+    """BOOSTING, with the iterations the settings ask for (VGSALES_BOOSTING_ITERATIONS,
+    0 for the tuned number): the test suite fits small models through it."""
+    iterations = load_settings().vgsales_boosting_iterations
+    return {**BOOSTING, "max_iter": iterations} if iterations else dict(BOOSTING)
 
 
 def label_encoded_forest(categorical: list[str], numeric: list[str]) -> Pipeline:
@@ -111,7 +119,7 @@ def native_categorical_boosting(categorical: list[str], numeric: list[str]) -> P
         verbose_feature_names_out=False,
     )
     model = HistGradientBoostingRegressor(
-        categorical_features=list(range(len(categorical))), **BOOSTING
+        categorical_features=list(range(len(categorical))), **boosting()
     )
     return Pipeline([("encode", encode), ("model", model)])
 

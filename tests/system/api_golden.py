@@ -18,7 +18,8 @@ forecast answers:
     scripts/with-env python -m tests.system.api_golden --source /tmp/vgsales-golden --only forecast
     git worktree remove /tmp/vgsales-golden
 
-`--source` defaults to this checkout. Training and the mart build always use
+`--source` defaults to this checkout. Training (test-sized, as the suite
+trains: tests/helpers.py `use_test_training`) and the mart build always use
 this checkout's code; only the served API comes from `--source`, which must
 serve it behind nginx (serve/edge/): the readiness check asks each instance.
 """
@@ -182,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     from ml.modeling.names import NameReference
     from ml.warehouse.mart import read_ml_mart, read_platforms, read_written_names
     from tests.conftest import REAL_CSV
-    from tests.helpers import free_api_ports, isolated_settings
+    from tests.helpers import free_api_ports, isolated_settings, use_test_training
+
+    use_test_training()  # the champions the `server` fixture serves
 
     with tempfile.TemporaryDirectory(prefix="api-golden-") as folder:
         home = Path(folder)

@@ -1,10 +1,10 @@
 """The Prefect server asks for its auth string: no other local process can
 list deployments or queue flow runs on the `vgsales` pool without it.
 
-A server of its own (scripts/prefect_server.sh, temp home and port) is started
-with a generated auth string; the API is asked without it, with a wrong one
-and with it, over HTTP and through Prefect's own client as `make deploy`
-and `make worker` use it (PREFECT_API_AUTH_STRING).
+The session's server (tests/system/conftest.py: scripts/prefect_server.sh,
+temp home and port, a generated auth string) is asked without it, with a
+wrong one and with it, over HTTP and through Prefect's own client as
+`make deploy` and `make worker` use it (PREFECT_API_AUTH_STRING).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 import subprocess
 import sys
 import urllib.error
@@ -21,29 +20,17 @@ import urllib.request
 import pytest
 
 from ml.settings import ROOT
-from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = ROOT / "scripts" / "prefect_server.sh"
-
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect_auth")
-    auth = f"vgsales:{secrets.token_hex(16)}"
-    env = {**os.environ, "PREFECT_SERVER_HOME": str(home), "PREFECT_SERVER_PORT": str(free_port()),
-           "PREFECT_API_AUTH_STRING": auth}
-    url = subprocess.run([str(SCRIPT), "url"], env=env, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    started = subprocess.run([str(SCRIPT), "up"], env=env, capture_output=True, text=True,
-                             timeout=300, check=False)
-    assert started.returncode == 0, started.stderr
-    try:
-        yield url, auth, env
-    finally:
-        subprocess.run([str(SCRIPT), "down"], env=env, capture_output=True, timeout=120,
-                       check=False)
+def server(prefect_server):
+    """The session's Prefect server (tests/system/conftest.py): started by
+    scripts/prefect_server.sh with an auth string of its own; starting
+    another here would only cost a server start."""
+    env = {**os.environ, "PREFECT_API_AUTH_STRING": prefect_server.auth}
+    return prefect_server.url, prefect_server.auth, env
 
 
 def status_of(url: str, path: str, auth: str | None, method: str = "POST") -> int:
