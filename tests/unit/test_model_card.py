@@ -130,3 +130,12 @@ def test_markdown_of_each_block_kind():
     assert document.to_markdown() == (
         "# T\n\n## P\n\ntext\n\n- a\n- b\n\n*cap*\n\n| x | y |\n|---|---|\n| 1 | 0.5000 |\n"
     )
+
+
+def test_reports_are_written_readable_like_the_html_beside_them(tmp_path):
+    from ml.reporting.document import write_text
+
+    path = write_text(tmp_path / "card.md", "# card\n")
+    assert path.read_text() == "# card\n"
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["card.md"]
