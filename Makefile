@@ -104,8 +104,9 @@ prefect-down: ## Stop the local Prefect server (schedules stay in .run/prefect-s
 dbt-changed: venv stack-up data ## Build and test only the dbt models changed since the last `make pipeline`, and their children, into <database>_dev
 	$(WITH_ENV) python -m ml.warehouse.changed
 
-lint: venv stack-up ## sqlfluff (dbt templater) over the dbt models and tests
-	cd dbt_project && ../$(WITH_ENV) sqlfluff lint models tests
+lint: venv stack-up ## sqlfluff (dbt templater) over the dbt models and tests: each violation, then how many files and what it found
+	@mkdir -p .run && cd dbt_project && ../$(WITH_ENV) sqlfluff lint models tests --format json --nofail > ../.run/sqlfluff.json
+	@$(VENV)/bin/python scripts/sqlfluff_report.py .run/sqlfluff.json
 
 docs: venv stack-up data ## Generate the dbt docs site into dbt_project/target/
 	cd dbt_project && ../$(WITH_ENV) dbt docs generate
