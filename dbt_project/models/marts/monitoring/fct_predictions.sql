@@ -28,11 +28,15 @@ select
     model_name,
     model_version,
     predicted_global_sales,
-    cast(json_value(features_json, '$.platform')
-        as char({{ var('max_category_length') }}))
+    cast(
+        json_value(features_json, '$.platform')
+        as char({{ var('max_category_length') }})
+    )
     collate utf8mb4_bin as platform,
-    cast(json_value(features_json, '$.genre')
-        as char({{ var('max_category_length') }}))
+    cast(
+        json_value(features_json, '$.genre')
+        as char({{ var('max_category_length') }})
+    )
     collate utf8mb4_bin as genre,
     cast(json_value(features_json, '$.publisher') as char(512))
     collate utf8mb4_bin as publisher,
