@@ -56,9 +56,12 @@ $(STAMP): requirements.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
 		else echo "[venv] error: '$(PYTHON) -m venv' failed; install python3-venv" >&2; exit 1; fi; }
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --progress-bar off -r requirements.txt -c constraints.txt
-	@$(PY) -m pip check
+	@mkdir -p .run/logs
+	@{ $(PY) -m pip install --quiet --upgrade pip \
+	    && $(PY) -m pip install --progress-bar off -r requirements.txt -c constraints.txt \
+	    && $(PY) -m pip check; } > .run/logs/venv.log 2>&1 \
+	  || { tail -n 30 .run/logs/venv.log >&2; echo "[venv] error: pip failed (whole log: .run/logs/venv.log)" >&2; exit 1; }
+	@echo "[venv] ready (pip's log: .run/logs/venv.log)"
 	@touch $@
 
 browser: ## Install Debian's chromium and chromium-driver for the browser tests (as root, when missing)

@@ -233,9 +233,10 @@ def check_goals(
     if fitted.names is not None:
         measured.append(goals.lineage_goal(known_categories(fitted.pipeline), frame, fitted.names))
     logger = get_run_logger()
-    for goal in measured:
-        logger.info("goal %s: %s %s (target %s; baselines %s)", goal.goal,
-                    "met" if goal.met else "MISSED", goal.value, goal.target, goal.baselines or "-")
+    missed = [goal for goal in measured if not goal.met]
+    # The table is in the summary; the log names what was missed.
+    logger.info("Forecast goals: %d of %d met%s", len(measured) - len(missed), len(measured),
+                "".join(f"; MISSED {g.goal}: {g.value} (target {g.target})" for g in missed))
     by_shape = goals.shapes_markdown(evaluation.metrics)
     return goals.to_markdown(measured) + (f"\n\nThe backtest by request shape:\n\n{by_shape}"
                                           if by_shape else "")
