@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -54,6 +55,15 @@ class RefreshSummary:
     new_platform_rows: int
     stray_rows: int  # rows the warehouse must quarantine as unknown_platform
     added_years: tuple[int, ...]
+
+    def describe(self) -> str:
+        """What the refreshed file differs in, as a person reads it."""
+        years = ", ".join(str(y) for y in self.added_years) or "none"
+        return (f"{self.base_rows:,} rows of the base file, {self.revised_rows:,} of them with revised "
+                f"sales; {self.added_rows:,} rows added (new years: {years}), "
+                f"{self.new_platform_rows:,} of them on the new platform {NEW_PLATFORM}; "
+                f"{self.stray_rows:,} rows with a stray platform code the warehouse quarantines "
+                "(unknown_platform).")
 
 
 def _cents(text: str) -> int:
@@ -186,8 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="where to write the refreshed CSV")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.out.exists():
+        sys.exit(f"[refresh] error: {args.out} exists; name a new file (nothing was written)")
     summary = write_refresh(args.base, args.out, args.seed)
-    print(f"[refresh] wrote {args.out}: {summary}")
+    print(f"[refresh] wrote {args.out}:\n  {summary.describe()}")
 
 
 if __name__ == "__main__":

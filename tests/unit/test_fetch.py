@@ -67,3 +67,23 @@ def test_the_copy_never_replaces_a_file_placed_meanwhile(base, tmp_path, monkeyp
     fetch.atomic_copy(base, dest)
     assert dest.read_bytes() == base.read_bytes()
     assert "the Kaggle file (300 rows" in fetch.describe_raw(dest)
+
+
+def test_the_refresh_tool_says_what_it_wrote_and_never_writes_over_a_file(tmp_path):
+    import subprocess
+    import sys
+
+    from ml.data.synthetic import write_csv
+    from ml.settings import ROOT
+
+    base = write_csv(tmp_path / "base.csv", 400, seed=3)
+    out = tmp_path / "new.csv"
+    command = [sys.executable, "-m", "ml.data.refresh", "--base", str(base), "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"[refresh] wrote {out}:\n  400 rows of the base file, ")
+    assert "rows added (new years: " in done.stdout and "RefreshSummary(" not in done.stdout
+    written = out.read_bytes()
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 1 and "exists; name a new file" in again.stderr
+    assert out.read_bytes() == written
