@@ -418,11 +418,13 @@ def test_reruns_register_no_model_version_twice(flows):
         assert after["version"] == before["version"]
         versions = client.search_model_versions(f"name = '{after['model_name']}'")
         assert [str(v.version) for v in versions] == [str(before["version"])]
-        # What the API loads lives under this stack's artifact root, stored
-        # with skops (no pickle), which loads only the types it is told to trust.
+        # What the API loads went through this stack's registry server into
+        # its artifact store, stored with skops (no pickle), which loads only
+        # the types it is told to trust.
         logged = client.get_logged_model(versions[0].source.removeprefix("models:/"))
-        folder = Path(urlparse(logged.artifact_location).path)
-        assert folder.is_relative_to(Path(settings.mlflow_artifact_root).resolve())
+        location = urlparse(logged.artifact_location)
+        assert location.scheme == "mlflow-artifacts", logged.artifact_location
+        folder = flows["run_dir"] / "mlflow" / "served-artifacts" / location.path.lstrip("/")
         assert "serialization_format: skops" in (folder / "MLmodel").read_text()
     with connect(settings) as connection, connection.cursor() as cursor:
         cursor.execute(
