@@ -17,7 +17,6 @@ import logging
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import redis
@@ -150,21 +149,6 @@ def test_each_role_does_its_job_and_nothing_else(stack_settings, clean, role):
             client.execute_command("FLUSHALL")
     finally:
         client.close()
-
-
-def test_the_acl_grants_exactly_what_the_functions_run():
-    """A function runs with its caller's rights: each role holds the
-    commands its function calls, and no role holds one the functions do not
-    need (a rule added "for the script" would be a command the role can run)."""
-    code = stream.LIBRARY.read_text()
-    called = {c.lower() for c in re.findall(r"redis\.call\('([A-Z]+)'", code)}
-    api = set(re.search(r'^REDIS_API_LOG="([^"]+)"', STACK_SH, re.M).group(1).split())
-    drain_rules = set(re.search(r'^REDIS_DRAIN_LOG="([^"]+)"', STACK_SH, re.M).group(1).split())
-    assert {f"+fcall|{APPEND}", "+xadd", "+memory|usage"} == api
-    assert f"+fcall|{SETTLE}" in drain_rules
-    assert called == {"xadd", "memory", "xinfo", "xack", "xdel", "xlen", "xgroup"}
-    assert {rule.split("|")[0].lstrip("+") for rule in api | drain_rules} - {"fcall"} <= called | {
-        "xreadgroup"}
 
 
 def test_the_stacks_functions_are_the_checkouts(admin):
@@ -423,9 +407,3 @@ def test_the_api_settings_hold_only_the_api_user(stack_settings):
     # Without its own password, the API logs in as nobody rather than as REDIS_URL's admin.
     bare = dataclasses.replace(stack_settings, redis_api_password="").for_api()
     assert "@" not in bare.redis_url and secrets["REDIS_PASSWORD"] not in bare.redis_url
-
-
-def test_stack_sh_loads_the_functions_from_the_file_the_code_calls():
-    path = re.search(r"^REDIS_FUNCTIONS=\$ROOT/(\S+)$", STACK_SH, re.M).group(1)
-    assert (ROOT / path).resolve() == stream.LIBRARY.resolve()
-    assert Path(stream.LIBRARY).read_text().startswith(f"#!lua name={stream.LIBRARY_NAME}\n")
