@@ -1,4 +1,5 @@
-"""The mart snapshot in a real Redis: keys, TTL, pointers (the round trips through bytes alone: tests/unit/test_snapshot_ipc.py)."""
+"""The mart snapshot in a real Redis: keys, TTL, pointers (the round trips
+through bytes alone: tests/unit/test_snapshot_ipc.py)."""
 
 from __future__ import annotations
 
