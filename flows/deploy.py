@@ -42,12 +42,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m flows.deploy", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--pipeline-cron", default=os.environ.get("PIPELINE_CRON", PIPELINE_CRON),
-                        help=f"schedule of the full pipeline (default $PIPELINE_CRON, else {PIPELINE_CRON!r})")
-    parser.add_argument("--drift-cron", default=os.environ.get("DRIFT_CRON", DRIFT_CRON),
-                        help=f"schedule of the drift check (default $DRIFT_CRON, else {DRIFT_CRON!r})")
-    parser.add_argument("--drain-cron", default=os.environ.get("DRAIN_CRON", DRAIN_CRON),
-                        help=f"schedule of the prediction-log drain (default $DRAIN_CRON, else {DRAIN_CRON!r})")
+    for flag, name, default, what in (
+        ("--pipeline-cron", "PIPELINE_CRON", PIPELINE_CRON, "the full pipeline"),
+        ("--drift-cron", "DRIFT_CRON", DRIFT_CRON, "the drift check"),
+        ("--drain-cron", "DRAIN_CRON", DRAIN_CRON, "the prediction-log drain"),
+    ):
+        parser.add_argument(flag, default=os.environ.get(name, default),
+                            help=f"schedule of {what} (default ${name}, else {default!r})")
     parser.add_argument("--timezone", default="UTC", help="time zone of the crons")
     parser.add_argument("--work-pool", default=WORK_POOL, help="process work pool to use")
     parser.add_argument("--list", action="store_true",
@@ -147,7 +148,8 @@ def list_deployments(runs_per_deployment: int = 3) -> list[str]:
             upcoming = client.read_flow_runs(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
                 flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
                 ),
                 sort=FlowRunSort.EXPECTED_START_TIME_ASC,
                 limit=runs_per_deployment,

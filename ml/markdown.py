@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 
 
-def markdown_table(headers: Sequence[object], rows: Sequence[Sequence[object]], align: str = "") -> str:
+def markdown_table(headers: Sequence[object], rows: Sequence[Sequence[object]],
+                   align: str = "") -> str:
     """A GitHub markdown table; `align` has one letter per column, l or r (default l)."""
-    rule = "|" + "|".join("---:" if align[i:i + 1] == "r" else "---" for i in range(len(headers))) + "|"
+    rules = ("---:" if align[i:i + 1] == "r" else "---" for i in range(len(headers)))
+    rule = "|" + "|".join(rules) + "|"
     lines = ["| " + " | ".join(str(c) for c in headers) + " |", rule]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -59,8 +59,8 @@ class RefreshSummary:
     def describe(self) -> str:
         """What the refreshed file differs in, as a person reads it."""
         years = ", ".join(str(y) for y in self.added_years) or "none"
-        return (f"{self.base_rows:,} rows of the base file, {self.revised_rows:,} of them with revised "
-                f"sales; {self.added_rows:,} rows added (new years: {years}), "
+        return (f"{self.base_rows:,} rows of the base file, {self.revised_rows:,} of them "
+                f"with revised sales; {self.added_rows:,} rows added (new years: {years}), "
                 f"{self.new_platform_rows:,} of them on the new platform {NEW_PLATFORM}; "
                 f"{self.stray_rows:,} rows with a stray platform code the warehouse quarantines "
                 "(unknown_platform).")

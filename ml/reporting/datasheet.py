@@ -258,7 +258,8 @@ def datasheet(facts: WarehouseFacts) -> Document:
         composition.blocks.append(
             "Incomplete last years: "
             + ", ".join(str(y) for y in facts.thin_tail)
-            + f" hold less than {COMPLETE_YEAR_SHARE:.0%} of the busiest year's releases each, against "
+            + f" hold less than {COMPLETE_YEAR_SHARE:.0%} of the busiest year's releases each, "
+            "against "
             f"{busiest.releases:,} in {busiest.year}: the file holds few of their releases, "
             "so they describe neither those years' market nor their sales."
         )

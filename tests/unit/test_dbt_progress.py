@@ -1,15 +1,17 @@
-"""dbt's output at a terminal: a line per quarter, every warning and failure, the totals; all of it in the file."""
+"""dbt's output at a terminal: a line per quarter, every warning and failure,
+the totals; all of it in the file."""
 
 from __future__ import annotations
 
 from ml.warehouse.dbt_runner import ProgressLog
 
+STATUS = {3: "WARN 10", 5: "FAIL 2"}
 BUILD = [
     "12:00:00  Running with dbt=1.7.20",
     "12:00:01  Found 60 models, 216 data tests, 7 seeds, 2 sources",
     *[line for k in range(1, 9) for line in (
         f"12:00:02  {k} of 8 START test t{k} ..... [RUN]",
-        f"12:00:02  {k} of 8 {'WARN 10' if k == 3 else 'FAIL 2' if k == 5 else 'PASS'} t{k} ..... [ok]",
+        f"12:00:02  {k} of 8 {STATUS.get(k, 'PASS')} t{k} ..... [ok]",
     )],
     "12:00:03  Finished running 8 data tests in 0 hours 0 minutes and 2.00 seconds (2.00s).",
     "12:00:03  Completed with 1 error and 1 warning:",

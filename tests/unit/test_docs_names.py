@@ -110,7 +110,8 @@ def problem(span: str) -> str | None:
         return None if m.group(1) in make_targets() else "no such make target"
     if m := re.fullmatch(r"(?:\S+ )?python -m ([\w.]+)(?: .*)?", span):
         return None if module_file(m.group(1)) else "no such module"
-    if re.fullmatch(r"[\w./-]+", span) and span.startswith(TOP_FOLDERS) and not re.search(r"[*<]", span):
+    if (re.fullmatch(r"[\w./-]+", span) and span.startswith(TOP_FOLDERS)
+            and not re.search(r"[*<]", span)):
         path = span.split("::")[0].rstrip("/")
         return None if (ROOT / path).exists() or generated(path) else "no such file"
     if m := re.fullmatch(r"((?:%s)(?:\.\w+)+)(?:\(.*\))?" % "|".join(PACKAGES), span):
@@ -145,7 +146,8 @@ def test_every_name_a_doc_gives_exists(doc):
     ("make run", None), ("make no-such-target", "no such make target"),
     ("python -m flows.pipeline", None), ("python -m flows.nothing", "no such module"),
     ("ml/settings.py", None), ("ml/nothing.py", "no such file"),
-    ("ml.settings.load_settings", None), ("ml.settings.nothing", "ml.settings defines no 'nothing'"),
+    ("ml.settings.load_settings", None),
+    ("ml.settings.nothing", "ml.settings defines no 'nothing'"),
     ("ml.modeling.champions", None), ("ml.settings.load_settings(root)", None),
     ("ml.modeling.registry.load_champion(name)", "ml.modeling.registry defines no 'load_champion'"),
     ("API_PORT", None), ("NO_SUCH_SETTING_ANYWHERE", "named nowhere in the code"),

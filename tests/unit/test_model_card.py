@@ -85,7 +85,8 @@ def test_datasheet_names_thin_values_and_reference_only_platforms():
     assert "Under-represented platforms (releases in the warehouse): GG (1), DC (48)." in text
     assert "No genre is under-represented." in text
     assert "without a single release in the data: NS." in text
-    assert "Incomplete last years: 2014, 2016 hold less than 5% of the busiest year's releases each" in text
+    assert ("Incomplete last years: 2014, 2016 hold less than 5% of the busiest year's "
+            "releases each") in text
     assert "403 raw rows: 400 accepted releases" in text
 
 

@@ -19,7 +19,8 @@ def report(tmp_path, files) -> subprocess.CompletedProcess:
 def test_violations_are_listed_and_counted(tmp_path):
     done = report(tmp_path, [
         {"filepath": "models/a.sql", "violations": [
-            {"start_line_no": 3, "start_line_pos": 7, "code": "LT01", "description": "Too much space."},
+            {"start_line_no": 3, "start_line_pos": 7, "code": "LT01",
+             "description": "Too much space."},
             {"start_line_no": 9, "start_line_pos": 1, "code": "CP02", "description": "Case.",
              "warning": True}]},
         {"filepath": "models/b.sql", "violations": []},
@@ -34,4 +35,5 @@ def test_violations_are_listed_and_counted(tmp_path):
 def test_a_clean_run_says_so(tmp_path):
     done = report(tmp_path, [{"filepath": "models/a.sql", "violations": []}])
     assert done.returncode == 0
-    assert done.stdout == "[lint] sqlfluff checked 1 SQL file(s) (dbt models and tests): no violations\n"
+    assert done.stdout == ("[lint] sqlfluff checked 1 SQL file(s) (dbt models and tests): "
+                           "no violations\n")
