@@ -70,10 +70,10 @@ browser: ## Install Debian's chromium and chromium-driver for the browser tests 
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 		else echo "[browser] error: install chromium and chromium-driver: sudo apt-get install -y chromium chromium-driver" >&2; exit 1; fi; }
 
-stack-up: ## Start MariaDB and Redis under .run/ (idempotent; installs them, and nginx, if missing)
+stack-up: ## Start MariaDB, Redis and the MLflow registry server under .run/ (idempotent; installs what is missing, nginx too)
 	@scripts/stack.sh up
 
-stack-down: ## Stop MariaDB and Redis (data stays in .run/)
+stack-down: ## Stop MariaDB, Redis and the registry server (data stays in .run/)
 	@scripts/stack.sh down
 
 stack-status: ## Say what runs where
