@@ -13,14 +13,14 @@ from pathlib import Path
 
 def main(report: str) -> int:
     files = json.loads(Path(report).read_text())
-    broken = 0
+    broken = found = 0
     for entry in files:
         violations = [v for v in entry.get("violations", []) if not v.get("warning")]
         broken += bool(violations)
+        found += len(violations)
         for v in violations:
             print(f"{entry['filepath']}:{v.get('start_line_no', '?')}:{v.get('start_line_pos', '?')}: "
                   f"{v.get('code', '?')} {v.get('description', '')}")
-    found = sum(len([v for v in e.get("violations", []) if not v.get("warning")]) for e in files)
     verdict = "no violations" if not found else f"{found} violation(s) in {broken} file(s)"
     print(f"[lint] sqlfluff checked {len(files)} SQL file(s) (dbt models and tests): {verdict}")
     return 1 if found else 0
