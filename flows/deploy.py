@@ -1,8 +1,11 @@
 """Create the scheduled Prefect deployments: `python -m flows.deploy` (make deploy).
 
 Three deployments on the Prefect server named by PREFECT_API_URL, in the
-process work pool `vgsales` (created if missing, one run at a time so the
-pipeline and the drift check never build the warehouse together):
+process work pool `vgsales` (created if missing). Each deployment runs one
+flow run at a time; the pool runs all three at once, on as many workers as
+poll it. Where two runs would collide they take turns on locks in the
+warehouse (ml.warehouse.locks): writing dbt invocations on one database, and
+the champion gate of one model.
 
 - `vgsales-pipeline/every-four-months`: the full pipeline (dbt build on the
   current raw file, training, champion gate), by default 06:00 UTC on the 1st
@@ -36,6 +39,9 @@ PIPELINE_CRON = "0 6 1 */4 *"
 DRIFT_CRON = "0 7 * * *"
 DRAIN_DEPLOYMENT = "hourly"
 DRAIN_CRON = "15 * * * *"
+# One run per deployment at a time, so the pool's limit is their number.
+RUNS_PER_DEPLOYMENT = 1
+POOL_CONCURRENCY = 3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,26 +63,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def ensure_work_pool(name: str) -> None:
-    """Create the process work pool `name` unless it exists."""
+    """Create the process work pool `name` unless it exists; set its concurrency
+    limit to `POOL_CONCURRENCY` (pools made by older checkouts ran one flow at a time)."""
     from prefect import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
     from prefect.workers.process import ProcessWorker
 
+    description = ("vgsales flows: one run per deployment, all three at once; "
+                   "warehouse locks order what they share")
     with get_client(sync_client=True) as client:
         try:
-            client.read_work_pool(name)
-            return
+            pool = client.read_work_pool(name)
         except ObjectNotFound:
-            pass
+            pool = None
+        if pool is not None:
+            if pool.concurrency_limit != POOL_CONCURRENCY:
+                client.update_work_pool(name, WorkPoolUpdate(
+                    concurrency_limit=POOL_CONCURRENCY, description=description))
+                print(f"[deploy] work pool {name}: concurrency limit "
+                      f"{pool.concurrency_limit} -> {POOL_CONCURRENCY}")
+            return
         try:
             client.create_work_pool(
                 WorkPoolCreate(
                     name=name,
                     type=ProcessWorker.type,
                     base_job_template=ProcessWorker.get_default_base_job_template(),
-                    concurrency_limit=1,
-                    description="vgsales flows, one at a time (they share the warehouse)",
+                    concurrency_limit=POOL_CONCURRENCY,
+                    description=description,
                 )
             )
         except ObjectAlreadyExists:
@@ -98,6 +113,7 @@ def deploy(
         vgsales_pipeline.to_deployment(
             name=PIPELINE_DEPLOYMENT,
             schedule=Cron(pipeline_cron, timezone=timezone),
+            concurrency_limit=RUNS_PER_DEPLOYMENT,
             entrypoint_type=EntrypointType.MODULE_PATH,
             description="Full pipeline on the current raw file: dbt build, training, "
             "champion gate, API reload (the original design's retraining about every "
@@ -107,6 +123,7 @@ def deploy(
         drift_check.to_deployment(
             name=DRIFT_DEPLOYMENT,
             schedule=Cron(drift_cron, timezone=timezone),
+            concurrency_limit=RUNS_PER_DEPLOYMENT,
             entrypoint_type=EntrypointType.MODULE_PATH,
             description="Drain the prediction log, measure drift against the champions' "
             "training references, retrain on error-severity drift.",
@@ -115,6 +132,7 @@ def deploy(
         prediction_drain.to_deployment(
             name=DRAIN_DEPLOYMENT,
             schedule=Cron(drain_cron, timezone=timezone),
+            concurrency_limit=RUNS_PER_DEPLOYMENT,
             entrypoint_type=EntrypointType.MODULE_PATH,
             description="Land the API's prediction log (Redis stream) in the warehouse.",
             tags=["vgsales", "monitoring"],

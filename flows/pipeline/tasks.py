@@ -35,6 +35,7 @@ from ml.modeling.train import FittedModel, fit
 from ml.settings import Settings
 from ml.warehouse import snapshot
 from ml.warehouse.dbt_runner import keep_production_state, progress_log, run_dbt
+from ml.warehouse.locks import gate_lock_name, held_lock
 from ml.warehouse.loads import read_freshness, read_load_history
 from ml.warehouse.mart import mart_fingerprint, read_ml_mart, read_platforms, read_written_names
 from ml.warehouse.validation_summary import Summary, build_summary
@@ -246,9 +247,17 @@ def check_goals(
 def register_model(
     fitted: FittedModel, evaluation: Evaluation, settings: Settings, tags: dict[str, str]
 ) -> Registration:
-    """Log to MLflow and register; the champion gate decides the alias."""
-    registration = register(fitted, evaluation, settings, tags)
-    get_run_logger().info(
+    """Log to MLflow and register; the champion gate decides the alias.
+
+    Under the model's gate lock: a pipeline and a drift retrain registering
+    at once are judged one after the other, the second against the
+    champion the first left.
+    """
+    logger = get_run_logger()
+    with held_lock(settings, gate_lock_name(fitted.model_name), purpose="champion gate",
+                   log=logger.info):
+        registration = register(fitted, evaluation, settings, tags)
+    logger.info(
         "%s version %s%s: %s",
         fitted.model_name,
         registration.version,

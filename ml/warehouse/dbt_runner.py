@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ml.settings import Settings
+from ml.warehouse.locks import build_lock_name, held_lock
 from ml.warehouse.seed_stage import stage_raw_seed
 
 # Process basics dbt needs from the caller's environment and that Settings
@@ -29,6 +30,10 @@ from ml.warehouse.seed_stage import stage_raw_seed
 # for agate's CSV decoding). Everything dbt configures itself with comes from
 # settings.as_env().
 PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+
+# dbt commands that only read the warehouse; every other one holds the
+# database's build lock (ml.warehouse.locks) while it runs.
+READ_ONLY_COMMANDS = frozenset({"compile", "debug", "deps", "docs", "list", "ls", "parse", "source"})
 
 # run_results statuses, grouped the way people read a build.
 _PASSED = {"pass", "success"}
@@ -175,8 +180,23 @@ def run_dbt(
 
     `target_path` (default `dbt_project/target`) keeps concurrent runs on
     different databases from overwriting each other's artifacts. The caller
-    decides what a non-zero exit means; it is never raised here.
+    decides what a non-zero exit means; it is never raised here. A command
+    that writes waits for any other writing dbt run on the same database
+    (a pipeline and a drift check on two workers) and says so in `log`.
     """
+    if args and args[0] in READ_ONLY_COMMANDS:
+        return _run(args, settings, log=log, target_path=target_path)
+    with held_lock(settings, build_lock_name(settings), purpose=f"dbt {args[0]}", log=log):
+        return _run(args, settings, log=log, target_path=target_path)
+
+
+def _run(
+    args: Sequence[str],
+    settings: Settings,
+    *,
+    log: Callable[[str], object],
+    target_path: Path | None,
+) -> DbtResult:
     project_dir = settings.dbt_project_dir
     target = Path(target_path) if target_path else project_dir / "target"
     results_file = target / "run_results.json"

@@ -77,6 +77,8 @@ def read_back(server):
             entrypoint=d.entrypoint,
             pool=d.work_pool_name,
             schedules=[(s.schedule.cron, s.schedule.timezone, s.active) for s in d.schedules],
+            runs_at_once=(d.global_concurrency_limit.limit if d.global_concurrency_limit
+                          else d.concurrency_limit),
         )
         for d in deployments
     }, pool
@@ -119,19 +121,23 @@ def test_deploy_creates_the_scheduled_deployments(server, tmp_path):
             entrypoint="flows.pipeline.flow.vgsales_pipeline",
             pool="vgsales",
             schedules=[("0 6 1 */4 *", "UTC", True)],
+            runs_at_once=1,
         ),
         "daily": dict(
             entrypoint="flows.drift_check.flow.drift_check",
             pool="vgsales",
             schedules=[("0 7 * * *", "UTC", True)],
+            runs_at_once=1,
         ),
         "hourly": dict(
             entrypoint="flows.drift_check.flow.prediction_drain",
             pool="vgsales",
             schedules=[("15 * * * *", "UTC", True)],
+            runs_at_once=1,
         ),
     }
-    assert pool.type == "process" and pool.concurrency_limit == 1
+    # One run per deployment, all three at once (warehouse locks order them).
+    assert pool.type == "process" and pool.concurrency_limit == 3
 
 
 def test_deploying_again_updates_the_schedules_in_place(server, tmp_path):
