@@ -98,3 +98,26 @@ def test_a_wrongly_typed_column_fails_the_build_with_dbts_contract_message(
             "select table_name from information_schema.tables where table_schema = :s"),
             {"s": marts_settings.mariadb_database + "_dev"}).scalars().all()
     assert not any(name.startswith("dim_genre") for name in tables)
+
+
+def test_a_null_in_a_not_null_column_fails_the_build_with_mariadbs_message(
+        marts_settings, warehouse_build, tmp_path):
+    """Constraints of the contracts are enforced by MariaDB (strict mode, set in
+    docker/mariadb/vgsales.cnf): the create fails on the first null, before any
+    table is swapped in, where a `not_null` test would have run afterwards."""
+    settings = edited_copy(
+        marts_settings, tmp_path, "dim_genre",
+        lambda sql: sql.replace("'Unknown' as genre_name", "null as genre_name", 1))
+    assert settings.dbt_project_dir.joinpath(
+        "models/marts/core/dim_genre.sql").read_text().count("null as genre_name") == 1
+
+    result = build_changed(settings, state=warehouse_build.result.target_path,
+                           log=lambda line: None)
+
+    assert not result.ok
+    model = next(r for r in result.results if r["unique_id"] == "model.vgsales.dim_genre")
+    assert model["status"] == "error"
+    assert "Column 'genre_name' cannot be null" in model["message"], model["message"]
+    children = {r["unique_id"]: r["status"] for r in result.results
+                if r["unique_id"] in {"model.vgsales.fct_sales", "model.vgsales.ml_release_features"}}
+    assert set(children.values()) <= {"skipped"}, children
