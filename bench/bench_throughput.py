@@ -42,7 +42,7 @@ import redis
 
 from bench.bench_serve import SINGLE, _clean_stream, bench_settings, start_service, stop, wait_ready
 from bench.bench_stream import create_landing_database, drop_landing_database
-from bench.common import Stats, machine, write_results
+from bench.common import Stats, descendants, machine, write_results
 from ml.markdown import markdown_table
 from bench.load import Run, drive, generator
 from ml.monitoring.stream import STREAM
@@ -59,14 +59,6 @@ GOALS = {"predict_vs_bare": 0.70, "slowest_vs_median": 0.80, "forecast_vs_bare":
 
 
 # -- CPU time of every process ------------------------------------------------------
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        found = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
-    return found + [d for child in found for d in _children(child)]
 
 
 def _is_nginx(pid: int) -> bool:
@@ -93,14 +85,14 @@ class Processes:
         self.settings, self.edge, self.consumer = settings, edge, consumer
 
     def groups(self) -> dict[str, list[int]]:
-        below = _children(self.edge.pid)
+        below = descendants(self.edge.pid)
         nginx = [pid for pid in below if _is_nginx(pid)]
         run_dir = self.settings.run_dir
         return {
             # The launcher (serve.edge.launcher) counts with the instances it watches.
             "API instances": [self.edge.pid, *(pid for pid in below if pid not in nginx)],
             "nginx": nginx,
-            "consumer": [self.consumer.pid, *_children(self.consumer.pid)],
+            "consumer": [self.consumer.pid, *descendants(self.consumer.pid)],
             "Redis": [int((run_dir / "redis" / "redis.pid").read_text())],
             "MariaDB": [int((run_dir / "mariadb" / "mariadb.pid").read_text())],
         }

@@ -73,3 +73,13 @@ def write_results(name: str, payload: dict) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
     return path
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (`python -m serve`: nginx, the instances'
+    gunicorn masters and their workers); none when it is gone."""
+    try:
+        found = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+    return found + [d for child in found for d in descendants(child)]

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from bench.bench_serve import SINGLE, stop, wait_ready
 from bench.load import drive
-from bench.common import Stats
+from bench.common import Stats, descendants
 from ml.settings import ROOT, Settings
 
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
@@ -48,9 +48,8 @@ def cpu_ms(pids: list[int]) -> float:
 
 
 def family(pid: int) -> list[int]:
-    """`pid` and its children (a gunicorn master and its workers)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [pid, *map(int, children)]
+    """`pid` and everything below it (nginx, the instances and their workers)."""
+    return [pid, *descendants(pid)]
 
 
 def redis_calls(client: redis.Redis) -> int:
