@@ -49,6 +49,7 @@ from ml.monitoring.stream import STREAM
 from ml.settings import ROOT, Settings
 from serve.edge import limits
 from serve.edge.limits import instance_ports, workers_per_instance
+from tests.api_server import wait_every_worker_serving
 
 FORECAST = {"platform": "Wii", "genre": "Racing", "publisher": "Nintendo", "year": 2008}
 BARE_APP = "bench.bare_app:create_app"
@@ -166,9 +167,7 @@ def serve(settings: Settings, home: Path, label: str, app: str | None):
     try:
         wait_ready(settings.api_port, edge, "/health" if app else "/ready", timeout=600)
         if not app:  # every worker of every instance, both models loaded
-            from tests.api_server import wait_ready as every_worker_ready
-
-            every_worker_ready(settings, edge, home / f"{label}.log", timeout=600)
+            wait_every_worker_serving(settings, edge, home / f"{label}.log", timeout=600)
     except Exception:
         print((home / f"{label}.log").read_text()[-3000:], file=sys.stderr)
         stop(consumer)
