@@ -42,7 +42,7 @@ import redis
 
 from bench.bench_serve import SINGLE, _clean_stream, bench_settings, start_service, stop, wait_ready
 from bench.bench_stream import create_landing_database, drop_landing_database
-from bench.common import Stats, descendants, machine, write_results
+from bench.common import Stats, cpu_seconds, descendants, machine, write_results
 from ml.markdown import markdown_table
 from bench.load import Run, drive, generator
 from ml.monitoring.stream import STREAM
@@ -69,15 +69,6 @@ def _is_nginx(pid: int) -> bool:
         return False
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU time of `pid` (all its threads) so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Processes:
     """Every process that works for an answer, by group."""
 
@@ -99,7 +90,7 @@ class Processes:
         }
 
     def cpu(self) -> dict[str, float]:
-        return {group: sum(map(_cpu_seconds, pids)) for group, pids in self.groups().items()}
+        return {group: sum(map(cpu_seconds, pids)) for group, pids in self.groups().items()}
 
 
 def drained(settings: Settings, timeout: float = 60) -> None:

@@ -83,3 +83,12 @@ def descendants(pid: int) -> list[int]:
     except FileNotFoundError:
         return []
     return found + [d for child in found for d in descendants(child)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of `pid` (all its threads) so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

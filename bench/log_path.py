@@ -26,25 +26,17 @@ import sqlalchemy as sa
 
 from bench.bench_serve import SINGLE, stop, wait_ready
 from bench.load import drive
-from bench.common import Stats, descendants
+from bench.common import Stats, cpu_seconds, descendants
 from ml.settings import ROOT, Settings
 
-TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 # MariaDB status counters read before and after each run.
 MARIADB_COUNTERS = ("Questions", "Com_insert", "Com_commit", "Com_rollback", "Connections")
 PROCESSES = ("api", "consumer", "redis", "mariadb")
 
 
 def cpu_ms(pids: list[int]) -> float:
-    """User + system CPU of `pids` so far (a process gone counts nothing)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total * TICK_MS
+    """User + system CPU of `pids` so far, in ms (a process gone counts nothing)."""
+    return 1000 * sum(map(cpu_seconds, pids))
 
 
 def family(pid: int) -> list[int]:
