@@ -100,24 +100,27 @@ def test_a_wrongly_typed_column_fails_the_build_with_dbts_contract_message(
     assert not any(name.startswith("dim_genre") for name in tables)
 
 
-def test_a_null_in_a_not_null_column_fails_the_build_with_mariadbs_message(
-        marts_settings, warehouse_build, tmp_path):
+@pytest.mark.parametrize("model, edit, message", [
+    ("dim_genre", ("'Unknown' as genre_name", "null as genre_name"),
+     "Column 'genre_name' cannot be null"),
+    ("dim_platform", ("'unknown' as platform_kind", "'console' as platform_kind"),
+     "platform_kind` failed for"),
+], ids=["not_null", "check"])
+def test_a_value_the_contract_forbids_fails_the_build_with_mariadbs_message(
+        marts_settings, warehouse_build, tmp_path, model, edit, message):
     """Constraints of the contracts are enforced by MariaDB (strict mode, set in
-    docker/mariadb/vgsales.cnf): the create fails on the first null, before any
-    table is swapped in, where a `not_null` test would have run afterwards."""
-    settings = edited_copy(
-        marts_settings, tmp_path, "dim_genre",
-        lambda sql: sql.replace("'Unknown' as genre_name", "null as genre_name", 1))
+    docker/mariadb/vgsales.cnf): the create fails on the first null, or on a
+    value outside a check, before any table is swapped in, where a `not_null`
+    or `accepted_values` test would have run afterwards."""
+    settings = edited_copy(marts_settings, tmp_path, model,
+                           lambda sql: sql.replace(*edit, 1))
     assert settings.dbt_project_dir.joinpath(
-        "models/marts/core/dim_genre.sql").read_text().count("null as genre_name") == 1
+        f"models/marts/core/{model}.sql").read_text().count(edit[1]) == 1
 
     result = build_changed(settings, state=warehouse_build.result.target_path,
                            log=lambda line: None)
 
     assert not result.ok
-    model = next(r for r in result.results if r["unique_id"] == "model.vgsales.dim_genre")
-    assert model["status"] == "error"
-    assert "Column 'genre_name' cannot be null" in model["message"], model["message"]
-    children = {r["unique_id"]: r["status"] for r in result.results
-                if r["unique_id"] in {"model.vgsales.fct_sales", "model.vgsales.ml_release_features"}}
-    assert set(children.values()) <= {"skipped"}, children
+    node = next(r for r in result.results if r["unique_id"] == f"model.vgsales.{model}")
+    assert node["status"] == "error"
+    assert message in node["message"], node["message"]
