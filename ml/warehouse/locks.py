@@ -74,7 +74,9 @@ def held_lock(
     While waiting, says every `POLL_SECONDS` which connection holds it. Raises
     `LockTimeout` (naming the lock and its holder) when the wait runs out.
     """
-    with engine(settings, reader=True).connect() as connection:
+    # Named locks are the server's, not a database's; the first build of a
+    # database takes its lock before dbt has created it.
+    with engine(settings, reader=True, database=False).connect() as connection:
         deadline, waited = time.monotonic() + wait_seconds, False
         while True:
             slice_s = max(0, min(POLL_SECONDS, int(deadline - time.monotonic())))
