@@ -38,6 +38,7 @@ import pytest
 import sqlalchemy as sa
 
 from bench.load import drive
+from flows.deploy import DRIFT_DEPLOYMENT, PIPELINE_DEPLOYMENT
 from ml.data.synthetic import write_csv
 from ml.monitoring import drift
 from ml.monitoring.drain import drain
@@ -62,8 +63,8 @@ KILL_AFTER_SECONDS = 5
 CONNECTIONS = 4
 FLOW_TIMEOUT_SECONDS = 900
 POLL_SECONDS = 2
-PIPELINE = "vgsales-pipeline/every-four-months"
-DRIFT_CHECK = "vgsales-drift-check/daily"
+PIPELINE = f"vgsales-pipeline/{PIPELINE_DEPLOYMENT}"
+DRIFT_CHECK = f"vgsales-drift-check/{DRIFT_DEPLOYMENT}"
 # No scheduled run may reach the workers during the test (29 February).
 NEVER = "0 0 29 2 *"
 # The load's record, and the one the rejoin probes send: told apart in the warehouse.
@@ -77,9 +78,10 @@ def say(started: float, what: str) -> None:
 
 
 @contextlib.contextmanager
-def registry_server(home: Path) -> Iterator[str]:
+def registry_server(home: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """`mlflow server` as scripts/stack.sh starts it (artifacts served through
-    it), on a free port with a store of its own; its URL once it answers."""
+    it), on a free port with a store of its own: its URL, process and log.
+    The stack's own server holds the user's champions, which no test may move."""
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
            "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{home / 'registry.db'}",
@@ -97,6 +99,7 @@ def registry_server(home: Path) -> Iterator[str]:
 
 
 def wait_registry(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Until the registry server answers /health (it starts while dbt builds)."""
     import urllib.request
 
     deadline = time.monotonic() + timeout
