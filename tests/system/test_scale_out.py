@@ -231,6 +231,9 @@ def landed(settings: Settings, table: str, platform: str) -> int:
 def test_flows_on_two_workers_beside_an_api_losing_an_instance(
     stack_settings, prefect_server, tmp_path_factory
 ):
+    """One story rather than several tests: what it proves only holds while
+    the flows, the load and the kill overlap, and its setup (a warehouse,
+    champions, a registry server, an API, two workers) is most of its cost."""
     started = time.monotonic()
     home = tmp_path_factory.mktemp("scaleout")
     write_csv(home / "seeds" / "vgsales.csv", BASE_ROWS, seed=7)
