@@ -118,6 +118,9 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
 _NODE_LINE = re.compile(r"^\S+\s+(\d+) of (\d+) (\S+)")
 _SAID_AS_IS = ("Found ", "Finished running", "Done. PASS=", "Completed with", "Encountered an error")
 _TROUBLE = re.compile(r"\b(WARN|FAIL|ERROR|SKIP)\b|Error in |Warning in |Failure in ")
+# run_dbt's own lines while another flow holds the warehouse's build lock
+# (ml.warehouse.locks): the flow's log must say why it stands still.
+_LOCK_LINE = re.compile(r"waiting for lock '|lock '[^']*' taken")
 
 
 # VGSALES_DBT_OUTPUT=all in the environment: every dbt line reaches the log too.
@@ -152,7 +155,8 @@ class ProgressLog:
             elif done * 4 // total > self._quarter:
                 self._quarter = done * 4 // total
                 self.say(f"{done} of {total} nodes done (full output: {self.path})")
-        elif not node and (text.startswith(_SAID_AS_IS) or _TROUBLE.search(text)):
+        elif not node and (text.startswith(_SAID_AS_IS) or _TROUBLE.search(text)
+                           or _LOCK_LINE.search(text)):
             self.say(text)
 
     def close(self) -> None:

@@ -27,9 +27,15 @@ from ml.settings import Settings
 RECYCLE_SECONDS = 3600
 
 
-def engine(settings: Settings, *, reader: bool) -> sa.Engine:
-    """An unpooled engine as the reader (`reader=True`) or the writer."""
-    return sa.create_engine(settings.sqlalchemy_url(reader=reader), poolclass=sa.pool.NullPool)
+def engine(settings: Settings, *, reader: bool, database: bool = True) -> sa.Engine:
+    """An unpooled engine as the reader (`reader=True`) or the writer; with
+    `database=False`, on the server alone (no default database: it may not
+    exist yet)."""
+    url = sa.make_url(settings.sqlalchemy_url(reader=reader))
+    if not database:  # URL.set(database=None) keeps the database
+        url = sa.URL.create(url.drivername, url.username, url.password, url.host, url.port,
+                            query=url.query)
+    return sa.create_engine(url, poolclass=sa.pool.NullPool)
 
 
 def held(settings: Settings, *, reader: bool) -> sa.Engine:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 import sqlalchemy as sa
 
 from ml.settings import Settings
+from ml.warehouse.engine import engine
 
 # How long a flow waits for the other one before giving up: a 1M-row build
 # takes minutes, so the wait is generous; the progress lines say who waits.
@@ -73,11 +74,9 @@ def held_lock(
     While waiting, says every `POLL_SECONDS` which connection holds it. Raises
     `LockTimeout` (naming the lock and its holder) when the wait runs out.
     """
-    # The server, not a database: a build may be about to create its database.
-    url = sa.engine.make_url(settings.sqlalchemy_url(reader=False))
-    server = sa.engine.URL.create(url.drivername, url.username, url.password, url.host,
-                                  url.port, query=url.query)
-    with sa.create_engine(server, poolclass=sa.pool.NullPool).connect() as connection:
+    # Named locks are the server's, not a database's; the first build of a
+    # database takes its lock before dbt has created it.
+    with engine(settings, reader=True, database=False).connect() as connection:
         deadline, waited = time.monotonic() + wait_seconds, False
         while True:
             slice_s = max(0, min(POLL_SECONDS, int(deadline - time.monotonic())))

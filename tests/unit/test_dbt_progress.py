@@ -45,3 +45,17 @@ def test_every_line_reaches_the_log_when_asked(tmp_path, monkeypatch):
         progress(line)
     progress.close()
     assert said == BUILD
+
+
+
+def test_waiting_for_another_flows_build_lock_is_said(tmp_path):
+    """run_dbt's lock lines (ml.warehouse.locks.held_lock) go through the same
+    log: a flow standing still behind another flow's build says why."""
+    lines = ["dbt build: waiting for lock 'vgsales:dbt:db' (held by MariaDB connection 7)",
+             "dbt build: lock 'vgsales:dbt:db' taken"]
+    said: list[str] = []
+    progress = ProgressLog(tmp_path / "dbt.log", said.append)
+    for line in ["12:00:00  Running with dbt=1.7.20", *lines]:
+        progress(line)
+    progress.close()
+    assert said == lines
