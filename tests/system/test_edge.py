@@ -8,9 +8,9 @@ size of -6; a chunk-size line longer than 32 bytes, trickled; a head over
 on kept-alive connections; 20 connections each sending 1 MB of 1-byte
 chunks; pipelined requests; about 2,100 idle connections. Throughout each, a
 process of its own probes `/health` on a new connection every 0.2 s, each
-probe with a 1 s timeout: every probe must be answered 200. Last, an
-instance is killed (kill -9, master and workers) under load: no request
-fails, and the instance, restarted by the launcher, takes requests again.
+probe with a 1 s timeout: every probe must be answered 200. An instance
+killed under load is tests/system/test_scale_out.py's (with every other part
+running).
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import drive
 from serve.edge import limits
-from serve.edge.limits import instance_ports
-from tests.api_server import Server, call, kill_instance, read_all, wait_rejoined, waiting
+from tests.api_server import Server, call, read_all, waiting
 
 pytestmark = pytest.mark.slow
 
@@ -250,36 +248,3 @@ def test_2100_idle_connections_leave_the_api_reachable(server: Server, tmp_path)
     finally:
         for sock in idle:
             sock.close()
-
-
-# -- an instance killed under load (last: it restarts an instance) -------------------
-
-
-def test_an_instance_killed_under_load_fails_no_request_and_rejoins(server: Server):
-    """kill -9 of one instance's master and workers 5 s into a 20 s load:
-    nginx retries the predictions it had sent there on the other instance;
-    the launcher restarts it, and nginx sends it requests again."""
-    port = instance_ports(server.settings)[0]
-    body = json.dumps(VALID).encode()
-    result = {}
-
-    def load_for_20_seconds():
-        try:
-            result["run"] = drive(server.port, "/predict", body, 20, 4)
-        except BaseException as error:  # shown by the test, not lost in the thread
-            result["error"] = error
-
-    load = threading.Thread(target=load_for_20_seconds)
-    load.start()
-    time.sleep(5)
-    killed = kill_instance(server.settings, port)
-    load.join(timeout=120)
-    if "error" in result:
-        raise result["error"]
-    run = result["run"]
-    print(f"\n[kill -9 under load] {run.answered_2xx} predictions answered 2xx, "
-          f"{run.non_2xx} other answers, {run.socket_errors} socket errors")
-    assert (run.non_2xx, run.socket_errors) == (0, 0)
-    assert run.answered_2xx > 0
-    wait_rejoined(server.settings, port, killed, VALID,
-                  timeout=limits.FAILED_INSTANCE_SECONDS + 120)
