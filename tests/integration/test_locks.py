@@ -4,6 +4,7 @@ killed with SIGKILL releases the lock with its connection."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -94,10 +95,12 @@ def test_long_names_fit_mariadbs_limit_and_stay_distinct():
 
 
 def test_a_writing_dbt_run_waits_for_the_build_lock_and_a_reading_one_does_not(
-    stack_settings, quick_polls, tmp_path
+    stack_settings, seeds_dir, quick_polls, tmp_path
 ):
     """Two flows on one database: the second `dbt build` starts only after the
     first lets go, and says that it waits; `dbt ls` reads and never waits."""
+    # A raw file to stage (a fresh clone's seeds/ has none): dbt parses with it.
+    stack_settings = dataclasses.replace(stack_settings, vgsales_seeds_dir=str(seeds_dir))
     said: list[str] = []
     done = threading.Event()
     with held_lock(stack_settings, build_lock_name(stack_settings), purpose="the other flow"):
