@@ -86,8 +86,9 @@ compared as (
         end as expected_publisher_prior_titles,
         case
             when expected.calendar_year is not null
-                then expected.publisher_prior_sum
-                / nullif(expected.publisher_prior_titles, 0)
+                then
+                    expected.publisher_prior_sum
+                    / nullif(expected.publisher_prior_titles, 0)
         end as expected_publisher_prior_mean,
         case
             when expected.calendar_year is not null
@@ -96,8 +97,9 @@ compared as (
         end as expected_series_prior_titles,
         case
             when expected.calendar_year is not null
-                then expected.series_prior_sum
-                / nullif(expected.series_prior_titles, 0)
+                then
+                    expected.series_prior_sum
+                    / nullif(expected.series_prior_titles, 0)
         end as expected_series_prior_mean
 
     from features
