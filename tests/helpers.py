@@ -263,3 +263,16 @@ def private_basetemp() -> Path:
     _basetemp_lock = (TEMP_ROOT / f"{name}.lock").open("w")
     fcntl.flock(_basetemp_lock, fcntl.LOCK_EX)
     return TEMP_ROOT / name  # pytest creates it
+
+
+def lost(settings: Settings, reason: str = "%") -> int:
+    """Predictions the warehouse counts as lost by the log (for reasons like `reason`)."""
+    import sqlalchemy as sa
+
+    from ml.warehouse.engine import connect as warehouse_connect
+
+    with warehouse_connect(settings, reader=False) as connection:
+        return int(connection.execute(sa.text(
+            "select coalesce(sum(predictions), 0) from "
+            f"`{settings.raw_database}`.raw_prediction_log_losses where reason like :r"),
+            {"r": reason}).scalar_one())

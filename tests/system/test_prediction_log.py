@@ -39,7 +39,9 @@ from ml.monitoring.drain import drain
 from ml.monitoring.stream import STREAM
 from ml.settings import ROOT, Settings
 from serve.edge.limits import workers_per_instance
-from tests.helpers import create_landing_tables, empty_redis_db, free_api_ports, free_port, isolated_settings
+from tests.helpers import (
+    create_landing_tables, empty_redis_db, free_api_ports, free_port, isolated_settings, lost,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -92,19 +94,6 @@ def landed(settings: Settings, where: str = "1 = 1", **params) -> int:
             return connection.execute(sa.text(
                 f"select count(*) from `{settings.raw_database}`.raw_prediction_log where {where}"
             ), params).scalar_one()
-    finally:
-        engine.dispose()
-
-
-def lost(settings: Settings, reason: str = "%") -> int:
-    """Predictions the warehouse counts as lost by the log (for reasons like `reason`)."""
-    engine = sa.create_engine(settings.sqlalchemy_url())
-    try:
-        with engine.connect() as connection:
-            return int(connection.execute(sa.text(
-                "select coalesce(sum(predictions), 0) from "
-                f"`{settings.raw_database}`.raw_prediction_log_losses where reason like :r"),
-                {"r": reason}).scalar_one())
     finally:
         engine.dispose()
 

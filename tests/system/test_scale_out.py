@@ -52,7 +52,7 @@ from tests.api_server import (
     ADMIN_TOKEN, kill_instance, register_champions, start, stop, wait_every_worker_serving,
     wait_rejoined,
 )
-from tests.helpers import api_settings, free_port
+from tests.helpers import api_settings, free_port, lost
 
 pytestmark = pytest.mark.slow
 
@@ -208,13 +208,6 @@ def scalar(settings: Settings, sql: str) -> int:
             return int(connection.execute(sa.text(sql)).scalar_one() or 0)
     finally:
         engine.dispose()
-
-
-def lost(settings: Settings, reason: str = "%") -> int:
-    """Predictions the warehouse counts as lost by the log (for reasons like `reason`)."""
-    return scalar(settings, "select coalesce(sum(predictions), 0) from "
-                  f"`{settings.raw_database}`.raw_prediction_log_losses "
-                  f"where reason like '{reason}'")
 
 
 def landed(settings: Settings, table: str, platform: str) -> int:
