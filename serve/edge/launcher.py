@@ -1,8 +1,10 @@
 """The API as it is served: API_INSTANCES gunicorn instances with nginx in front.
 
 `Edge.run` starts every instance (`python -m serve.instance`) on its
-loopback port and nginx on API_PORT, says where the API is once every
-instance answers, restarts an instance that dies (a crash, a kill -9) while
+loopback port, then nginx on API_PORT once every instance answers (a request
+nginx sent before would find none listening, and nginx would leave every
+instance out for FAILED_INSTANCE_SECONDS), says where the API is once nginx
+listens, restarts an instance that dies (a crash, a kill -9) while
 nginx sends its requests to the others, and stops everything on SIGINT,
 SIGTERM or SIGHUP: nginx first, gracefully (requests in flight are
 answered), then the instances. Its children are told to stop when it dies
@@ -15,6 +17,7 @@ import ctypes
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,6 +55,16 @@ def answers(port: int, path: str = "/health") -> bool:
         connection.close()
 
 
+def listens(host: str, port: int) -> bool:
+    """Whether `host`:`port` accepts a connection (0.0.0.0 and :: are asked on loopback)."""
+    address = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    try:
+        socket.create_connection((address, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 @dataclass
 class Instance:
     """One gunicorn instance and what the launcher knows of it."""
@@ -83,7 +96,6 @@ class Edge:
         try:
             for instance in self.instances:
                 self._start(instance)
-            self._start_nginx()
             return self._supervise()
         finally:
             self._stop_all()
@@ -113,15 +125,18 @@ class Edge:
         while not self._stopping:
             # Ctrl-C reaches nginx and the instances too: once a signal says
             # stop, their exits are expected, not failures to act on.
-            if self.nginx.poll() is not None and not self._stopping:
+            if self.nginx is not None and self.nginx.poll() is not None and not self._stopping:
                 return self._fail(f"nginx exited with {self.nginx.returncode}")
             for instance in self.instances:
                 problem = None if self._stopping else self._watch(instance, announced)
                 if problem:
                     return self._fail(problem)
             if not announced and all(i.answered for i in self.instances):
-                print(self.where(), file=sys.stderr, flush=True)
-                announced = True
+                if self.nginx is None:
+                    self._start_nginx()
+                if listens(self.host, self.settings.api_port):
+                    print(self.where(), file=sys.stderr, flush=True)
+                    announced = True
             time.sleep(POLL_SECONDS)
         return 0
 

@@ -285,7 +285,17 @@ def test_flows_on_two_workers_beside_an_api_losing_an_instance(
                 run = driver.result(timeout=LOAD_SECONDS + 60)
                 say(started, f"load: {run.answered_2xx} answered 2xx, {run.non_2xx} other, "
                     f"{run.socket_errors} socket errors")
-                assert (run.non_2xx, run.socket_errors) == (0, 0)
+                # No request fails but an answer the kill cut in the middle:
+                # nginx had its head and no body, and an answer nginx has begun
+                # cannot go to another instance (docs/faults_and_security.md).
+                # Each such cut is one line of nginx's ("... while reading
+                # upstream"; a request retried elsewhere is logged "while
+                # reading response header from upstream"), at most one per
+                # thread of the killed instance.
+                cut = len(re.findall(r"while reading upstream,", api_log.read_text()))
+                assert run.non_2xx == 0
+                assert run.socket_errors == cut <= len(killed[:-1]) * limits.THREADS, (
+                    run.socket_errors, cut)
                 assert run.answered_2xx > 0
                 wait_rejoined(settings, port, killed, PROBE,
                               timeout=limits.FAILED_INSTANCE_SECONDS + 120)
