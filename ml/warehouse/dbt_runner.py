@@ -183,7 +183,8 @@ def run_dbt(
     """Run `dbt <args>` on the warehouse project and return its outcome.
 
     `target_path` (default `dbt_project/target`) keeps concurrent runs on
-    different databases from overwriting each other's artifacts. The caller
+    different databases from overwriting each other's artifacts and debug
+    logs (`<target_path>/logs/dbt.log`). The caller
     decides what a non-zero exit means; it is never raised here. A command
     that writes waits for any other writing dbt run on the same database
     (a pipeline and a drift check on two workers) and says so in `log`.
@@ -208,6 +209,10 @@ def _run(
     # previous run's.
     results_file.unlink(missing_ok=True)
     command = [str(dbt_executable()), *args, "--target-path", str(target)]
+    if target_path:
+        # dbt's own debug log beside the artifacts: runs on two targets at
+        # once (a pipeline and a drift check) would share, and rotate, one.
+        command += ["--log-path", str(target / "logs")]
     with subprocess.Popen(
         command,
         cwd=project_dir,

@@ -122,3 +122,5 @@ def test_a_writing_dbt_run_waits_for_the_build_lock_and_a_reading_one_does_not(
     thread.join(120)
     assert done.is_set()
     assert f"dbt run: lock {build_lock_name(stack_settings)!r} taken" in said
+    # Each target keeps its own dbt debug log: concurrent runs never share one.
+    assert all((tmp_path / name / "logs" / "dbt.log").stat().st_size > 0 for name in ("ls", "run"))
