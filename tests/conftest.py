@@ -47,6 +47,30 @@ def stack_settings() -> Settings:
     return load_settings()
 
 
+# What mlflow.set_tracking_uri and set_registry_uri also write into os.environ.
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+_MLFLOW_URIS_AT_START = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
+
+
+@pytest.fixture(autouse=True)
+def mlflow_uris_stay_in_their_test():
+    """After each test, the MLflow URIs of the environment are the session's again.
+
+    MLflow exports the URI a process points its fluent API at
+    (`ml.modeling.champions.client`), so every process a later test starts
+    inherited the last registry this one used: an API started through
+    `scripts/with-env` (the environment beats .run/stack.env) asked a
+    registry server stopped minutes before, and MLflow retried for two
+    minutes before its workers could answer.
+    """
+    yield
+    for name, value in _MLFLOW_URIS_AT_START.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session", autouse=True)
 def release_test_run():
     """At the end of the session, drop what this run made (if it used the stack)."""

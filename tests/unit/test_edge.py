@@ -91,7 +91,23 @@ def test_only_prediction_routes_are_retried_after_they_were_sent():
         assert directive("proxy_next_upstream", blocks[f"= {path}"]) == [
             "error timeout non_idempotent"]
     assert directive("proxy_next_upstream", blocks["/admin/"]) == ["off"]
-    assert CONFIG.count("non_idempotent") == len(limits.PREDICTION_PATHS)
+    # A reload is re-sent only when the instance that should answer is down.
+    assert directive("proxy_next_upstream", blocks["= /admin/reload"]) == ["error non_idempotent"]
+    assert CONFIG.count("non_idempotent") == len(limits.PREDICTION_PATHS) + 1
+
+
+def test_a_reload_reaches_each_instance_once():
+    """The first instance answers a reload and every other one gets a
+    mirror: none gets both, whose order would decide what the answer says
+    was served before (tests/system/test_serve.py)."""
+    blocks = locations()
+    upstream = re.search(r"upstream api_reload \{(.*?)\}", CONFIG, re.S).group(1)
+    assert directive("server", upstream) == [
+        f"{h}:{p}" if i == 0 else f"{h}:{p} backup" for i, (h, p) in enumerate(UPSTREAMS)]
+    assert directive("proxy_pass", blocks["= /admin/reload"]) == ["http://api_reload"]
+    mirrored = [directive("proxy_pass", blocks[f"= {target}"])[0]
+                for target in directive("mirror", blocks["= /admin/reload"])]
+    assert mirrored == [f"http://{h}:{p}/admin/reload" for h, p in UPSTREAMS[1:]]
 
 
 def _rules(*blueprints) -> list:
