@@ -610,6 +610,18 @@ def test_fuzz_valid_bodies_are_answered(server, path, model_name, names, batch):
 
 
 def test_reload_under_load_drops_nothing_and_reaches_every_worker(server):
+    try:
+        _reload_under_load(server)
+    finally:
+        # Back to version 1, as the other tests of this session expect, even
+        # when this one failed: a failure here must not fail them too.
+        client = champions.client(server.settings)
+        client.set_registered_model_alias("global_from_regional", champions.CHAMPION, "1")
+        assert reload(server)["current"] == {"global_from_regional": "1", "prerelease": "1"}
+        wait_served(server, "1")
+
+
+def _reload_under_load(server) -> None:
     statuses: list[int] = []
     versions: set[str] = set()
     stop = threading.Event()
@@ -653,11 +665,6 @@ def test_reload_under_load_drops_nothing_and_reaches_every_worker(server):
     assert versions == {"1", "2"}
     assert server.call("GET", "/ready").json()["models"]["global_from_regional"] == "2"
     assert reload(server)["changed"] is False
-    # Back to version 1, as the other tests of this session expect.
-    client = champions.client(server.settings)
-    client.set_registered_model_alias("global_from_regional", champions.CHAMPION, "1")
-    assert reload(server)["current"] == {"global_from_regional": "1", "prerelease": "1"}
-    wait_served(server, "1")
 
 
 def test_a_refused_artifact_keeps_the_previous_version_serving(server):
