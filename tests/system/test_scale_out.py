@@ -119,19 +119,7 @@ def prefect_server_of_its_own(home: Path) -> Iterator[PrefectServer]:
          "--port", str(port)],
         env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        import urllib.request
-
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.5)
+        wait_answering(url, process, log)
         yield PrefectServer(url, auth, server_home / "prefect.db")
         # Gone before the test ended: its own words say why.
         assert process.poll() is None, log.read_text()[-5000:]
@@ -141,8 +129,9 @@ def prefect_server_of_its_own(home: Path) -> Iterator[PrefectServer]:
         process.wait(timeout=60)
 
 
-def wait_registry(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    """Until the registry server answers /health (it starts while dbt builds)."""
+def wait_answering(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Until the server of `process` answers `url`/health (the registry
+    server starts while dbt builds)."""
     import urllib.request
 
     deadline = time.monotonic() + timeout
@@ -302,7 +291,7 @@ def test_flows_on_two_workers_beside_an_api_losing_an_instance(
             assert built.ok, built.status_counts
             deployed = deploy.communicate(timeout=300)[0]
             assert deploy.returncode == 0, deployed
-            wait_registry(registry_url, registry, registry_log)
+            wait_answering(registry_url, registry, registry_log)
             say(started, "warehouse built, registry server up, workers polling")
             register_champions(
                 settings, read_ml_mart(settings), platforms=read_platforms(settings),
