@@ -213,15 +213,6 @@ def test_api_processes_hold_no_writer_credentials(stack_settings, api):
     assert status == 200 and password not in body
 
 
-def _launch_log(log: Path) -> str:
-    """The API's output for a failure: nginx's repeated "no live upstreams"
-    would push the instances' own lines out of sight, so only its last few stay."""
-    lines = log.read_text().splitlines()
-    repeated = [line for line in lines if "no live upstreams" in line]
-    kept = [line for line in lines if "no live upstreams" not in line] + repeated[-3:]
-    return "\n".join(kept)[-6000:]
-
-
 def wait_for_processes(settings: Settings, process: subprocess.Popen, log: Path) -> None:
     """Until nginx answers `/health` and every process of the API is up: the
     launcher, nginx's master and worker, each instance's master and workers.
@@ -231,13 +222,13 @@ def wait_for_processes(settings: Settings, process: subprocess.Popen, log: Path)
     expected = 1 + 2 + settings.api_instances * (1 + workers_per_instance(settings))
     deadline = time.monotonic() + 120
     while True:
-        assert process.poll() is None, _launch_log(log)
-        assert time.monotonic() < deadline, _launch_log(log)
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
         try:
             status = get(settings.api_port, "/health")[0]
         except OSError:
             status = None  # not listening yet
-        assert status in (None, 200), (status, _launch_log(log))
+        assert status in (None, 200), (status, log.read_text()[-3000:])
         if status == 200 and 1 + len(descendants(process.pid)) == expected:
             return
         time.sleep(0.5)
