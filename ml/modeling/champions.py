@@ -15,8 +15,11 @@ MLmodel file's own list of trusted types and `mlflow.sklearn.load_model`
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,10 +101,28 @@ def client(settings: Settings) -> MlflowClient:
     store); also points the fluent API there."""
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    return MlflowClient(
-        tracking_uri=settings.mlflow_tracking_uri,
-        registry_uri=settings.mlflow_tracking_uri,
-    )
+    uri = settings.mlflow_tracking_uri
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with _one_process_creating(Path(uri.removeprefix("sqlite:///"))):
+        mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # creates tracking tables
+        mlflow_client.search_registered_models(max_results=1)  # and the registry's
+    return mlflow_client
+
+
+@contextlib.contextmanager
+def _one_process_creating(database: Path) -> Iterator[None]:
+    """Hold a lock beside a local SQLite store while its tables may be created.
+
+    MLflow creates them on a store's first use, and processes doing so at once
+    fail (`table _alembic_tmp_tags already exists`): the API's instances all
+    start together on one store. Under the lock the first creates them and the
+    others, in turn, find them. A registry server creates its own, once.
+    """
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(f"{database.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def current_champion(mlflow_client: MlflowClient, model_name: str) -> ModelVersion | None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -18,7 +21,7 @@ from mlflow import MlflowClient
 
 from ml import features
 from ml.modeling import champions, evaluate, registry, train
-from ml.settings import load_settings
+from ml.settings import ROOT, load_settings
 from tests.helpers import isolated_settings
 from tests.mart_sample import mart_frame
 
@@ -240,3 +243,42 @@ def test_version_records_what_it_was_fitted_on_and_its_backtest(settings, good, 
 def test_load_champion_without_one_says_what_to_do(settings):
     with pytest.raises(champions.NoChampionError, match="no champion.*make pipeline"):
         champions.load_champion_with_info("prerelease", settings).pipeline
+
+
+OPEN_THE_STORE = """
+import dataclasses, sys, time
+from pathlib import Path
+from ml.modeling import champions
+from ml.settings import load_settings
+
+home, go, ready = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+settings = dataclasses.replace(
+    load_settings(), mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+    mlflow_artifact_root=str(home / "artifacts"),
+)
+ready.touch()
+while not go.exists():  # every process has imported MLflow: open at once
+    time.sleep(0.01)
+print(champions.client(settings).search_registered_models())
+"""
+
+
+def test_processes_opening_a_fresh_local_store_at_once_all_succeed(tmp_path):
+    """The API's instances start together on one store: MLflow creating its
+    tables from several processes at once used to fail all but one worker
+    (`table _alembic_tmp_tags already exists`, seen in CI)."""
+    go, ready = tmp_path / "go", [tmp_path / f"ready-{n}" for n in range(4)]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", OPEN_THE_STORE, str(tmp_path), str(go), str(path)],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for path in ready
+    ]
+    deadline = time.monotonic() + 120
+    while not all(path.exists() for path in ready) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
+    failed = [output[-2000:] for process, output in zip(processes, outputs)
+              if process.returncode != 0]
+    assert not failed, failed
+    assert all(output.strip().endswith("[]") for output in outputs), outputs
