@@ -99,9 +99,9 @@ def is_server(settings: Settings) -> bool:
 def client(settings: Settings) -> MlflowClient:
     """A client on the settings' registry (the tracking server, or a local
     store); also points the fluent API there."""
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     uri = settings.mlflow_tracking_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     if not uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
     with _one_process_creating(Path(uri.removeprefix("sqlite:///"))):

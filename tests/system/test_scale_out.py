@@ -109,9 +109,9 @@ def prefect_server_of_its_own(home: Path) -> Iterator[PrefectServer]:
     auth = f"vgsales:{secrets.token_hex(16)}"
     server_home = home / "prefect-server"
     server_home.mkdir()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(server_home), "PREFECT_API_URL": url,
-           "PREFECT_API_AUTH_STRING": auth, "PREFECT_SERVER_API_AUTH_STRING": auth,
+    server = PrefectServer(f"http://127.0.0.1:{port}/api", auth, server_home / "prefect.db")
+    env = {**os.environ, **server.client_env(), "PREFECT_HOME": str(server_home),
+           "PREFECT_SERVER_API_AUTH_STRING": auth,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
     log = home / "prefect-server.log"
     process = subprocess.Popen(
@@ -119,8 +119,8 @@ def prefect_server_of_its_own(home: Path) -> Iterator[PrefectServer]:
          "--port", str(port)],
         env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_answering(url, process, log)
-        yield PrefectServer(url, auth, server_home / "prefect.db")
+        wait_answering(server.url, process, log)
+        yield server
         # Gone before the test ended: its own words say why.
         assert process.poll() is None, log.read_text()[-5000:]
     finally:
